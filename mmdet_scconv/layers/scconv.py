@@ -1,0 +1,88 @@
+"""SCConv = SRU followed by CRU, a drop-in for a kxk convolution."""
+import torch
+import torch.nn as nn
+
+from .cru import CRU
+from .sru import SRU
+
+
+class SCConv(nn.Module):
+    """Spatial and Channel reconstruction Convolution (Li et al., CVPR 2023).
+
+    ``SCConv(x) = CRU(SRU(x))``. It replaces a ``kernel_size`` convolution
+    with "same" padding, so its output size equals that of
+    ``nn.Conv2d(kernel_size, stride, padding=dilation*(kernel_size//2),
+    dilation=dilation)`` for every input size (see :class:`CRU` for how the
+    stride is applied).
+
+    The extra ``padding``, ``bias`` and ``groups`` keywords make the class a
+    drop-in ``conv_cfg=dict(type='SCConv')`` for mmcv's ``build_conv_layer``;
+    they are checked, never silently ignored.
+
+    Args:
+        in_channels (int): Input channels; must be even.
+        out_channels (int): Output channels.
+        kernel_size (int): Odd kernel size. Default: 3.
+        stride (int): Stride. Default: 1.
+        dilation (int): Dilation. Default: 1.
+        alpha (float): CRU split ratio in (0, 1). Default: 0.5.
+        squeeze_ratio (int): CRU squeeze ratio. Default: 2.
+        groups (int): Groups of the CRU's grouped kxk convolution. Default: 2.
+        gn_groups (int): GroupNorm groups of the SRU. Default: 16.
+        gate_threshold (float): SRU gate threshold. Default: 0.5.
+        gate (str): SRU gate, ``'soft'`` or ``'hard'``. Default: ``'soft'``.
+        padding (int, optional): Accepted only when it equals
+            ``dilation * (kernel_size // 2)``. Default: None.
+        bias (bool): Must be False: a norm layer follows SCConv wherever it
+            replaces a convolution, which makes a bias redundant.
+            Default: False.
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 kernel_size: int = 3,
+                 stride: int = 1,
+                 dilation: int = 1,
+                 alpha: float = 0.5,
+                 squeeze_ratio: int = 2,
+                 groups: int = 2,
+                 gn_groups: int = 16,
+                 gate_threshold: float = 0.5,
+                 gate: str = 'soft',
+                 padding=None,
+                 bias: bool = False):
+        super().__init__()
+        if isinstance(kernel_size, (tuple, list)):
+            kernel_size = _square('kernel_size', kernel_size)
+        if isinstance(stride, (tuple, list)):
+            stride = _square('stride', stride)
+        if isinstance(dilation, (tuple, list)):
+            dilation = _square('dilation', dilation)
+        if isinstance(padding, (tuple, list)):
+            padding = _square('padding', padding)
+        if padding is not None and isinstance(kernel_size, int) and isinstance(
+                dilation, int) and padding != dilation * (kernel_size // 2):
+            raise ValueError(
+                f'SCConv always pads "same" (dilation*(kernel_size//2) = '
+                f'{dilation * (kernel_size // 2)}), got padding={padding}; '
+                f'drop padding or set it to that value.')
+        if bias:
+            raise ValueError(
+                'SCConv has no bias (a norm layer follows it); pass '
+                'bias=False.')
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.sru = SRU(in_channels, gn_groups, gate_threshold, gate)
+        self.cru = CRU(in_channels, out_channels, kernel_size, stride,
+                       dilation, alpha, squeeze_ratio, groups)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.cru(self.sru(x))
+
+
+def _square(name, value):
+    """Reduce a ``(v, v)`` pair to ``v``; SCConv is square only."""
+    if len(value) != 2 or value[0] != value[1]:
+        raise ValueError(f'SCConv supports square {name} only, got {value}.')
+    return value[0]

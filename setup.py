@@ -1,0 +1,28 @@
+from setuptools import find_packages, setup
+
+
+def read_version():
+    namespace = {}
+    with open('mmdet_scconv/version.py') as f:
+        exec(f.read(), namespace)
+    return namespace['__version__']
+
+
+setup(
+    name='mmdet-scconv',
+    version=read_version(),
+    description='SCConv (CVPR 2023) for MMDetection: faithful and fast',
+    long_description=open('README.md').read(),
+    long_description_content_type='text/markdown',
+    packages=find_packages(include=['mmdet_scconv', 'mmdet_scconv.*']),
+    python_requires='>=3.10',
+    install_requires=['torch>=2.1'],
+    extras_require={
+        'mmdet': [
+            'mmcv>=2.0.0rc4,<2.2.0', 'mmengine==0.10.7', 'mmdet==3.3.0',
+            'pycocotools'
+        ],
+        'tests': ['pytest', 'pytest-timeout'],
+    },
+    license='Apache-2.0',
+)
