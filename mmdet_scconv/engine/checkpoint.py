@@ -1,0 +1,141 @@
+"""Checkpoints that load with torch's ``weights_only=True``.
+
+torch >= 2.6 unpickles checkpoints with ``weights_only=True`` by default, and
+MMEngine 0.10.7 calls ``torch.load`` without the argument. Its checkpoints
+then fail to load: ``HistoryBuffer`` (in ``message_hub``) pickles its
+statistics methods through ``builtins.getattr`` and its logs as numpy arrays.
+Allowing ``getattr`` would let any checkpoint run code, so instead:
+
+* :func:`register_safe_checkpoints` teaches pickle to write ``HistoryBuffer``
+  as plain lists rebuilt by :func:`rebuild_history_buffer`, and allowlists
+  only that function and the ``HistoryBuffer`` class for the weights-only
+  unpickler. Checkpoints written afterwards load safely anywhere
+  ``mmdet_scconv`` is imported, mmdet's own ``tools/test.py`` included.
+* Local checkpoints are read by :func:`load_local_checkpoint`, which keeps
+  ``weights_only=True`` and turns failures into errors that name the file,
+  the reason and, for a file that is unsafe, the explicit opt-in for files
+  you trust (:func:`trust_checkpoint` or ``MMDET_SCCONV_TRUSTED_CHECKPOINTS``).
+* Remote sources (``torchvision://``, ``https://`` ...) fail fast: nothing
+  can be downloaded at run time.
+"""
+import copyreg
+import os
+import os.path as osp
+import pickle
+import zipfile
+
+import torch
+from mmengine.logging import HistoryBuffer
+from mmengine.runner.checkpoint import CheckpointLoader
+
+#: ``os.pathsep``-separated checkpoint paths that may be unpickled in full.
+TRUSTED_ENV = 'MMDET_SCCONV_TRUSTED_CHECKPOINTS'
+
+REMOTE_PREFIXES = ('http://', 'https://', 'torchvision://', 'modelzoo://',
+                   'open-mmlab://', 'openmmlab://', 'mmcls://', 'pavi://')
+
+_trusted_paths = set()
+
+
+class CheckpointLoadError(RuntimeError):
+    """A checkpoint could not be loaded; the message says why and the fix."""
+
+
+def rebuild_history_buffer(log_history, count_history, max_length):
+    """Recreate a ``HistoryBuffer`` from plain lists (pickle's rebuild)."""
+    return HistoryBuffer(log_history, count_history, max_length)
+
+
+def _reduce_history_buffer(buffer):
+    return rebuild_history_buffer, ([float(v) for v in buffer._log_history],
+                                    [float(v) for v in buffer._count_history],
+                                    buffer.max_length)
+
+
+def register_safe_checkpoints() -> None:
+    """Make MMEngine checkpoints written from now on weights-only loadable,
+    and route local loading through :func:`load_local_checkpoint`."""
+    copyreg.pickle(HistoryBuffer, _reduce_history_buffer)
+    torch.serialization.add_safe_globals(
+        [rebuild_history_buffer, HistoryBuffer])
+    CheckpointLoader.register_scheme(
+        prefixes='', loader=load_local_checkpoint, force=True)
+    CheckpointLoader.register_scheme(
+        prefixes=REMOTE_PREFIXES, loader=refuse_remote_checkpoint, force=True)
+
+
+def trust_checkpoint(path: str) -> None:
+    """Allow the file at ``path`` to be unpickled with ``weights_only=False``.
+
+    Only for files from a trusted source: unpickling can run arbitrary code.
+    """
+    _trusted_paths.add(osp.realpath(osp.expanduser(path)))
+
+
+def is_trusted(path: str) -> bool:
+    """Whether ``path`` was opted in by :func:`trust_checkpoint` or the
+    ``MMDET_SCCONV_TRUSTED_CHECKPOINTS`` environment variable."""
+    env = [p for p in os.environ.get(TRUSTED_ENV, '').split(os.pathsep) if p]
+    trusted = _trusted_paths | {
+        osp.realpath(osp.expanduser(p))
+        for p in env
+    }
+    return osp.realpath(path) in trusted
+
+
+def load_local_checkpoint(filename, map_location=None):
+    """Load a local checkpoint with ``weights_only=True``.
+
+    Args:
+        filename (str): Path of the checkpoint.
+        map_location: As for ``torch.load``.
+
+    Raises:
+        FileNotFoundError: The file does not exist.
+        CheckpointLoadError: The file is corrupt, or it holds objects that
+            are unsafe to unpickle and was not opted in as trusted.
+    """
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(
+            f'Checkpoint file not found: {filename!r}. Check the path given '
+            f'to load_from / --resume / init_cfg.checkpoint.')
+    if is_trusted(filename):
+        return torch.load(
+            filename, map_location=map_location, weights_only=False)
+    try:
+        return torch.load(
+            filename, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointLoadError(
+            f'Checkpoint {filename!r} holds objects that are not safe to '
+            f'unpickle, so it was not loaded (torch weights_only=True): '
+            f'{_first_line(error)}. Checkpoints written with mmdet_scconv '
+            f'imported load safely; to load this one anyway, only if you '
+            f'trust its source, add it to the {TRUSTED_ENV} environment '
+            f'variable (paths separated by {os.pathsep!r}) or call '
+            f'mmdet_scconv.engine.trust_checkpoint(path).') from error
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as error:
+        raise CheckpointLoadError(
+            f'Checkpoint {filename!r} is corrupt or not a PyTorch checkpoint '
+            f'({type(error).__name__}: {_first_line(error)}). Re-save or '
+            f're-download it.') from error
+
+
+def refuse_remote_checkpoint(filename, map_location=None):
+    """Fail fast on a URL-like checkpoint source: there is no network."""
+    raise CheckpointLoadError(
+        f'Cannot fetch checkpoint {filename!r}: mmdet_scconv works offline '
+        f'and downloads nothing. Download the file elsewhere and pass its '
+        f'local path, e.g. init_cfg=dict(type="Pretrained", '
+        f'checkpoint="/path/to/resnet50.pth").')
+
+
+def _first_line(error) -> str:
+    """The informative line of an error (torch's weights-only errors put it
+    after a generic preamble)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    for line in lines:
+        if 'WeightsUnpickler error' in line:
+            return line
+    return lines[0] if lines else type(error).__name__

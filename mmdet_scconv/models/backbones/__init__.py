@@ -1,0 +1,3 @@
+from .scconv_resnet import SCConvBottleneck, SCConvResNet
+
+__all__ = ['SCConvBottleneck', 'SCConvResNet']

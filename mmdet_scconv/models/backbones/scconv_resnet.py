@@ -1,0 +1,127 @@
+"""SCConv-ResNet: mmdet's ResNet with SCConv as every bottleneck 3x3 conv."""
+from mmdet.models.backbones.resnet import Bottleneck, ResNet
+from mmdet.models.layers import ResLayer
+from mmdet.registry import MODELS
+
+from ...layers import SCConv
+
+#: The SCConv options a config may set; the backbone fixes the others.
+SCCONV_OPTIONS = ('alpha', 'squeeze_ratio', 'groups', 'gn_groups',
+                  'gate_threshold', 'gate')
+
+
+def check_scconv_cfg(scconv_cfg) -> dict:
+    """Return a copy of ``scconv_cfg`` after checking its keys.
+
+    Raises:
+        TypeError: ``scconv_cfg`` is not a dict.
+        ValueError: A key is not an SCConv option the config may set.
+    """
+    if scconv_cfg is None:
+        return {}
+    if not isinstance(scconv_cfg, dict):
+        raise TypeError(f'scconv_cfg must be a dict of SCConv options, got '
+                        f'{type(scconv_cfg).__name__}: {scconv_cfg!r}.')
+    unknown = sorted(set(scconv_cfg) - set(SCCONV_OPTIONS))
+    if unknown:
+        raise ValueError(
+            f'scconv_cfg has unknown key(s) {unknown}; allowed: '
+            f'{list(SCCONV_OPTIONS)}. Channels, kernel size, stride and '
+            f'dilation come from the ResNet stage and cannot be set here.')
+    return dict(scconv_cfg)
+
+
+class SCConvBottleneck(Bottleneck):
+    """ResNet bottleneck whose 3x3 ``conv2`` is an :class:`SCConv`.
+
+    It keeps everything else of mmdet's ``Bottleneck`` (``style`` picks
+    where the stride goes, plugins, ``with_cp``). With ``scconv_cfg=None``
+    it is the plain bottleneck.
+
+    Args:
+        inplanes (int): Input channels.
+        planes (int): Bottleneck width.
+        scconv_cfg (dict, optional): SCConv options (see ``SCCONV_OPTIONS``),
+            or None for a plain 3x3 conv. Default: None.
+        **kwargs: The arguments of mmdet's ``Bottleneck``.
+    """
+
+    def __init__(self, inplanes, planes, scconv_cfg=None, **kwargs):
+        super().__init__(inplanes, planes, **kwargs)
+        self.with_scconv = scconv_cfg is not None
+        if not self.with_scconv:
+            return
+        if self.with_dcn:
+            raise ValueError(
+                'A stage cannot use both DCN and SCConv for its 3x3 conv: set '
+                'stage_with_dcn or stage_with_scconv to False for it.')
+        self.conv2 = SCConv(
+            planes,
+            planes,
+            kernel_size=3,
+            stride=self.conv2_stride,
+            dilation=self.dilation,
+            **scconv_cfg)
+
+
+@MODELS.register_module()
+class SCConvResNet(ResNet):
+    """SCConv-ResNet backbone (Li et al., CVPR 2023).
+
+    mmdet's ``ResNet`` with every bottleneck 3x3 convolution replaced by
+    :class:`SCConv` (the paper's placement); stems, 1x1 convolutions and
+    shortcuts stay as they are. Every ``ResNet`` argument keeps its meaning.
+
+    Args:
+        depth (int): 50, 101 or 152.
+        scconv_cfg (dict, optional): SCConv options for every replaced conv:
+            ``alpha``, ``squeeze_ratio``, ``groups``, ``gn_groups``,
+            ``gate_threshold``, ``gate``. Default: None (SCConv's defaults).
+        stage_with_scconv (Sequence[bool]): Which stages use SCConv, one
+            entry per stage. Default: ``(True, True, True, True)``.
+        **kwargs: The arguments of mmdet's ``ResNet`` (``out_indices``,
+            ``frozen_stages``, ``norm_cfg``, ``norm_eval``, ``style``,
+            ``deep_stem``, ``avg_down``, ``dilations``, ``with_cp``,
+            ``plugins``, ``init_cfg`` ...).
+
+    Example:
+        >>> import torch, mmdet_scconv
+        >>> from mmdet.registry import MODELS
+        >>> model = MODELS.build(dict(type='SCConvResNet', depth=50))
+        >>> [o.shape[1] for o in model(torch.rand(1, 3, 64, 64))]
+        [256, 512, 1024, 2048]
+    """
+
+    arch_settings = {
+        50: (SCConvBottleneck, (3, 4, 6, 3)),
+        101: (SCConvBottleneck, (3, 4, 23, 3)),
+        152: (SCConvBottleneck, (3, 8, 36, 3)),
+    }
+
+    def __init__(self,
+                 depth,
+                 scconv_cfg=None,
+                 stage_with_scconv=(True, True, True, True),
+                 **kwargs):
+        if depth not in self.arch_settings:
+            raise ValueError(
+                f'SCConvResNet supports depth {sorted(self.arch_settings)} '
+                f'(SCConv replaces the bottleneck 3x3 conv), got '
+                f'depth={depth!r}.')
+        num_stages = kwargs.get('num_stages', 4)
+        if len(stage_with_scconv) != num_stages:
+            raise ValueError(
+                f'stage_with_scconv needs one entry per stage '
+                f'(num_stages={num_stages}), got {tuple(stage_with_scconv)}.')
+        # Set before ResNet.__init__, which builds the stages through
+        # make_res_layer.
+        self.scconv_cfg = check_scconv_cfg(scconv_cfg)
+        self.stage_with_scconv = tuple(stage_with_scconv)
+        super().__init__(depth, **kwargs)
+
+    def make_res_layer(self, **kwargs):
+        # ResNet.__init__ appends each stage's name to res_layers after
+        # building it, so its length is the index of the stage being built.
+        stage = len(self.res_layers)
+        scconv_cfg = self.scconv_cfg if self.stage_with_scconv[stage] else None
+        return ResLayer(scconv_cfg=scconv_cfg, **kwargs)

@@ -1,0 +1,155 @@
+"""SCConvResNet through mmdet's registry, against mmdet's ResNet."""
+import pytest
+import torch
+from mmcv.cnn import build_conv_layer
+from mmdet.registry import MODELS
+from torch.nn.modules.batchnorm import _BatchNorm
+
+import mmdet_scconv  # noqa: F401
+from mmdet_scconv.layers import SCConv
+
+
+def build(**cfg):
+    return MODELS.build(dict(type='SCConvResNet', **cfg))
+
+
+def scconvs(model):
+    return [m for m in model.modules() if isinstance(m, SCConv)]
+
+
+@pytest.mark.parametrize('depth,blocks', [(50, 16), (101, 33), (152, 50)])
+def test_every_bottleneck_conv2_is_scconv(depth, blocks):
+    model = build(depth=depth)
+    convs = scconvs(model)
+    assert len(convs) == blocks
+    for layer_name in model.res_layers:
+        for block in getattr(model, layer_name):
+            assert isinstance(block.conv2, SCConv)
+
+
+@pytest.mark.parametrize('depth', [50, 101])
+def test_output_shapes_match_resnet(depth):
+    x = torch.rand(1, 3, 67, 45)
+    ours = build(depth=depth)
+    resnet = MODELS.build(dict(type='ResNet', depth=depth))
+    ours.eval()  # mmdet's ResNet.train() returns None, so no chaining
+    resnet.eval()
+    with torch.no_grad():
+        assert [o.shape for o in ours(x)] == [o.shape for o in resnet(x)]
+
+
+@pytest.mark.parametrize('style', ['pytorch', 'caffe'])
+def test_style_moves_the_stride(style):
+    model = build(depth=50, style=style)
+    first = model.layer2[0]
+    if style == 'pytorch':
+        assert first.conv2.cru.stride == 2 and first.conv1.stride == (1, 1)
+    else:
+        assert first.conv2.cru.stride == 1 and first.conv1.stride == (2, 2)
+
+
+def test_resnet_options_keep_working():
+    model = build(
+        depth=50,
+        out_indices=(1, 3),
+        deep_stem=True,
+        avg_down=True,
+        strides=(1, 2, 2, 1),
+        dilations=(1, 1, 1, 2),
+        with_cp=True,
+        scconv_cfg=dict(alpha=0.75, gn_groups=8, gate='hard'),
+    )
+    assert model.layer4[1].conv2.cru.gwc.dilation == (2, 2)
+    assert model.layer1[0].conv2.sru.gate == 'hard'
+    assert model.layer1[0].conv2.sru.gn.num_groups == 8
+    assert model.layer1[0].conv2.cru.up_channels == 48
+    model.train()
+    x = torch.rand(2, 3, 64, 64, requires_grad=True)
+    outs = model(x)
+    assert [o.shape[1:] for o in outs] == [(512, 8, 8), (2048, 4, 4)]
+    sum(o.sum() for o in outs).backward()
+    assert model.layer1[0].conv2.cru.gwc.weight.grad is not None
+
+
+def test_stage_with_scconv_picks_stages():
+    model = build(depth=50, stage_with_scconv=(False, True, False, True))
+    kinds = [isinstance(getattr(model, n)[0].conv2, SCConv)
+             for n in model.res_layers]
+    assert kinds == [False, True, False, True]
+
+
+def test_plugins_still_work():
+    plugin = dict(
+        cfg=dict(type='ContextBlock', ratio=1. / 4),
+        stages=(False, True, True, True),
+        position='after_conv3')
+    model = build(depth=50, plugins=[plugin])
+    assert hasattr(model.layer2[0], 'context_block')
+    assert not hasattr(model.layer1[0], 'context_block')
+    model(torch.rand(1, 3, 64, 64))
+
+
+@pytest.mark.parametrize('frozen_stages', [-1, 0, 1, 2])
+def test_frozen_stages_like_resnet(frozen_stages):
+    model = build(depth=50, frozen_stages=frozen_stages, norm_eval=False)
+    model.train()
+    for i, name in enumerate(['layer1', 'layer2', 'layer3', 'layer4']):
+        layer = getattr(model, name)
+        frozen = i < frozen_stages
+        assert all(p.requires_grad != frozen for p in layer.parameters())
+        assert all(m.training != frozen for m in layer.modules())
+    stem_frozen = frozen_stages >= 0
+    assert model.conv1.weight.requires_grad != stem_frozen
+
+
+def test_norm_eval_freezes_batchnorm_only():
+    model = build(depth=50, norm_eval=True)
+    model.train()
+    for m in model.modules():
+        if isinstance(m, _BatchNorm):
+            assert not m.training
+    assert all(c.sru.gn.training for c in scconvs(model))
+
+
+def test_default_init_sets_gn_gamma_to_one():
+    model = build(depth=50)
+    model.init_weights()
+    gn = model.layer3[2].conv2.sru.gn
+    assert torch.all(gn.weight == 1) and torch.all(gn.bias == 0)
+
+
+def test_build_conv_layer_builds_scconv():
+    conv = build_conv_layer(dict(type='SCConv'), 64, 64, 3, stride=2,
+                            padding=1)
+    assert isinstance(conv, SCConv)
+    assert conv(torch.rand(1, 64, 9, 9)).shape == (1, 64, 5, 5)
+    conv = build_conv_layer(
+        dict(type='SCConv', alpha=0.75, gn_groups=4), 32, 64, 3, dilation=2,
+        padding=2, bias=False)
+    assert conv.cru.up_channels == 24
+
+
+def test_conv_cfg_scconv_in_mmdet_bottleneck():
+    """mmdet's own Bottleneck builds SCConv from a conv_cfg."""
+    from mmdet.models.backbones.resnet import Bottleneck
+    block = Bottleneck(
+        64, 64, conv_cfg=dict(type='SCConv', gn_groups=4),
+        downsample=torch.nn.Conv2d(64, 256, 1))
+    assert all(isinstance(c, SCConv)
+               for c in (block.conv1, block.conv2, block.conv3))
+    assert block(torch.rand(1, 64, 8, 8)).shape == (1, 256, 8, 8)
+
+
+def test_custom_imports_config_builds(tmp_path):
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    cfg_file = tmp_path / 'cfg.py'
+    cfg_file.write_text(
+        "custom_imports = dict(imports=['mmdet_scconv'], "
+        "allow_failed_imports=False)\n"
+        "default_scope = 'mmdet'\n"
+        "model = dict(type='SCConvResNet', depth=50, out_indices=(3,))\n")
+    cfg = Config.fromfile(str(cfg_file))
+    init_default_scope(cfg.default_scope)
+    model = MODELS.build(cfg.model)
+    assert len(scconvs(model)) == 16
