@@ -1,0 +1,81 @@
+"""What ``tools/train.py``, ``tools/test.py`` and ``tools/demo.py`` do, as
+functions: load a config, apply the command-line options, build the Runner.
+"""
+import os.path as osp
+
+from mmengine.config import Config
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+from .data_checks import check_dataloaders
+
+
+def load_config(config_path, cfg_options=None, work_dir=None,
+                launcher='none') -> Config:
+    """Load a config and apply the options every tool shares.
+
+    Args:
+        config_path (str): Config file.
+        cfg_options (dict, optional): ``--cfg-options`` overrides.
+        work_dir (str, optional): ``--work-dir``; defaults to the config's,
+            else ``./work_dirs/<config name>``.
+        launcher (str): ``none``, ``pytorch``, ``slurm`` or ``mpi``.
+    """
+    if not osp.isfile(config_path):
+        raise FileNotFoundError(f'Config file not found: {config_path!r}.')
+    cfg = Config.fromfile(config_path)
+    cfg.launcher = launcher
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(config_path))[0])
+    return cfg
+
+
+def apply_train_options(cfg: Config, amp=False, auto_scale_lr=False,
+                        resume=None) -> Config:
+    """Apply ``--amp``, ``--auto-scale-lr`` and ``--resume`` like mmdet.
+
+    Args:
+        cfg (Config): The loaded config, changed in place.
+        amp (bool): Train with ``AmpOptimWrapper`` (dynamic loss scale).
+        auto_scale_lr (bool): Scale the lr by the actual total batch size
+            against ``auto_scale_lr.base_batch_size``.
+        resume (str, optional): ``'auto'`` for the latest checkpoint in the
+            work dir, or a checkpoint path.
+    """
+    if amp:
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.loss_scale = 'dynamic'
+    if auto_scale_lr:
+        if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
+            raise ValueError(
+                '--auto-scale-lr needs auto_scale_lr.base_batch_size in the '
+                'config, e.g. auto_scale_lr = dict(enable=False, '
+                'base_batch_size=16).')
+        cfg.auto_scale_lr.enable = True
+    if resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif resume is not None:
+        cfg.resume = True
+        cfg.load_from = resume
+    return cfg
+
+
+def build_runner(cfg: Config, check_splits=('train', 'val')) -> Runner:
+    """Build the Runner (or ``cfg.runner_type``) after checking the data.
+
+    Args:
+        cfg (Config): A loaded config.
+        check_splits (Sequence[str]): The dataloaders whose files must exist
+            before anything is built: ``('train', 'val')`` to train,
+            ``('test',)`` to test.
+    """
+    check_dataloaders(cfg, check_splits)
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)

@@ -1,0 +1,62 @@
+"""Train a detector; mmdet's tools/train.py with mmdet_scconv registered.
+
+Example:
+    python tools/train.py configs/retinanet_scconv_r50_coco.py
+"""
+import argparse
+import os
+
+from mmengine.config import DictAction
+from mmdet.utils import setup_cache_size_limit_of_dynamo
+
+import mmdet_scconv  # noqa: F401  (registers SCConvResNet, safe checkpoints)
+from mmdet_scconv.apis import apply_train_options, build_runner, load_config
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Train a detector')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        help='enable automatic-mixed-precision training')
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='scale the lr by the real total batch size')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
+        help='resume from this checkpoint; with no path, from the latest '
+        'checkpoint in the work dir')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, key=value (e.g. '
+        'optim_wrapper.optimizer.lr=0.01)')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def main():
+    args = parse_args()
+    setup_cache_size_limit_of_dynamo()
+    cfg = load_config(args.config, args.cfg_options, args.work_dir,
+                      args.launcher)
+    apply_train_options(cfg, args.amp, args.auto_scale_lr, args.resume)
+    build_runner(cfg, check_splits=('train', 'val')).train()
+
+
+if __name__ == '__main__':
+    main()
