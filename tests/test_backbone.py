@@ -118,6 +118,15 @@ def test_default_init_sets_gn_gamma_to_one():
     assert torch.all(gn.weight == 1) and torch.all(gn.bias == 0)
 
 
+@pytest.mark.parametrize('zero_init_residual', [True, False])
+def test_zero_init_residual_like_resnet(zero_init_residual):
+    model = build(depth=50, zero_init_residual=zero_init_residual)
+    model.init_weights()
+    norm3 = [b.norm3.weight for n in model.res_layers
+             for b in getattr(model, n)]
+    assert all(bool((w == 0).all()) == zero_init_residual for w in norm3)
+
+
 def test_build_conv_layer_builds_scconv():
     conv = build_conv_layer(dict(type='SCConv'), 64, 64, 3, stride=2,
                             padding=1)

@@ -3,7 +3,9 @@ functions: load a config, apply the command-line options, build the Runner.
 """
 import os.path as osp
 
+import torch
 from mmengine.config import Config
+from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
@@ -41,15 +43,23 @@ def apply_train_options(cfg: Config, amp=False, auto_scale_lr=False,
 
     Args:
         cfg (Config): The loaded config, changed in place.
-        amp (bool): Train with ``AmpOptimWrapper`` (dynamic loss scale).
+        amp (bool): Mixed precision: mmdet's ``AmpOptimWrapper`` (fp16,
+            dynamic loss scale) on CUDA; on a machine without CUDA, where
+            that wrapper refuses to run, bf16 autocast through
+            :class:`AutocastOptimWrapper`.
         auto_scale_lr (bool): Scale the lr by the actual total batch size
             against ``auto_scale_lr.base_batch_size``.
         resume (str, optional): ``'auto'`` for the latest checkpoint in the
             work dir, or a checkpoint path.
     """
-    if amp:
+    if amp and torch.cuda.is_available():
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.loss_scale = 'dynamic'
+    elif amp:
+        print_log('--amp without CUDA: training under bf16 autocast on the '
+                  'CPU (AutocastOptimWrapper)', logger='current')
+        cfg.optim_wrapper.type = 'AutocastOptimWrapper'
+        cfg.optim_wrapper.dtype = 'bfloat16'
     if auto_scale_lr:
         if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
             raise ValueError(

@@ -1,8 +1,9 @@
-"""MMEngine-side helpers: safe checkpoints."""
+"""MMEngine-side helpers: safe checkpoints, CPU mixed precision."""
 from .checkpoint import (CheckpointLoadError, load_local_checkpoint,
                          register_safe_checkpoints, trust_checkpoint)
+from .optim_wrapper import AutocastOptimWrapper
 
 __all__ = [
-    'CheckpointLoadError', 'load_local_checkpoint',
+    'AutocastOptimWrapper', 'CheckpointLoadError', 'load_local_checkpoint',
     'register_safe_checkpoints', 'trust_checkpoint'
 ]

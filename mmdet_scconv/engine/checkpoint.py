@@ -8,8 +8,9 @@ Allowing ``getattr`` would let any checkpoint run code, so instead:
 
 * :func:`register_safe_checkpoints` teaches pickle to write ``HistoryBuffer``
   as plain lists rebuilt by :func:`rebuild_history_buffer`, and allowlists
-  only that function and the ``HistoryBuffer`` class for the weights-only
-  unpickler. Checkpoints written afterwards load safely anywhere
+  for the weights-only unpickler only that function, the ``HistoryBuffer``
+  class and numpy's numeric scalars (``message_hub`` keeps e.g. the ETA as a
+  ``numpy.float64``), which are data, not code. Checkpoints written afterwards load safely anywhere
   ``mmdet_scconv`` is imported, mmdet's own ``tools/test.py`` included.
 * Local checkpoints are read by :func:`load_local_checkpoint`, which keeps
   ``weights_only=True`` and turns failures into errors that name the file,
@@ -24,6 +25,7 @@ import os.path as osp
 import pickle
 import zipfile
 
+import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
@@ -35,6 +37,17 @@ REMOTE_PREFIXES = ('http://', 'https://', 'torchvision://', 'modelzoo://',
                    'open-mmlab://', 'openmmlab://', 'mmcls://', 'pavi://')
 
 _trusted_paths = set()
+
+
+def _numpy_scalar_globals():
+    """What unpickling a numeric numpy scalar needs: the ``scalar``
+    constructor, ``dtype`` and the numeric dtype classes."""
+    numeric = (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8,
+               np.uint16, np.uint32, np.uint64, np.float16, np.float32,
+               np.float64)
+    core = getattr(np, '_core', None) or np.core  # numpy 2 renamed it
+    return [core.multiarray.scalar, np.dtype
+            ] + [type(np.dtype(t)) for t in numeric]
 
 
 class CheckpointLoadError(RuntimeError):
@@ -57,7 +70,7 @@ def register_safe_checkpoints() -> None:
     and route local loading through :func:`load_local_checkpoint`."""
     copyreg.pickle(HistoryBuffer, _reduce_history_buffer)
     torch.serialization.add_safe_globals(
-        [rebuild_history_buffer, HistoryBuffer])
+        [rebuild_history_buffer, HistoryBuffer] + _numpy_scalar_globals())
     CheckpointLoader.register_scheme(
         prefixes='', loader=load_local_checkpoint, force=True)
     CheckpointLoader.register_scheme(

@@ -117,6 +117,8 @@ class SCConvResNet(ResNet):
         # make_res_layer.
         self.scconv_cfg = check_scconv_cfg(scconv_cfg)
         self.stage_with_scconv = tuple(stage_with_scconv)
+        self._default_init = (kwargs.get('init_cfg') is None
+                              and kwargs.get('pretrained') is None)
         super().__init__(depth, **kwargs)
 
     def make_res_layer(self, **kwargs):
@@ -124,4 +126,9 @@ class SCConvResNet(ResNet):
         # building it, so its length is the index of the stage being built.
         stage = len(self.res_layers)
         scconv_cfg = self.scconv_cfg if self.stage_with_scconv[stage] else None
+        if self._default_init and self.zero_init_residual:
+            # ResNet zero-inits norm3 only for blocks that *are* its own
+            # Bottleneck class; do the same for SCConvBottleneck.
+            kwargs['init_cfg'] = dict(
+                type='Constant', val=0, override=dict(name='norm3'))
         return ResLayer(scconv_cfg=scconv_cfg, **kwargs)
