@@ -2,8 +2,21 @@
 import torch
 import torch.nn as nn
 
-from .cru import CRU
-from .sru import SRU
+from .cru import CRU, check_cru_args
+from .sru import SRU, check_sru_args
+
+
+def check_scconv_args(in_channels, out_channels, kernel_size=3, stride=1,
+                      dilation=1, alpha=0.5, squeeze_ratio=2, groups=2,
+                      gn_groups=16, gate_threshold=0.5, gate='soft') -> None:
+    """Validate SCConv's arguments without building anything.
+
+    Raises:
+        ValueError: naming the argument, its value and what would work.
+    """
+    check_sru_args(in_channels, gn_groups, gate_threshold, gate)
+    check_cru_args(in_channels, out_channels, kernel_size, stride, dilation,
+                   alpha, squeeze_ratio, groups)
 
 
 class SCConv(nn.Module):
@@ -71,6 +84,9 @@ class SCConv(nn.Module):
             raise ValueError(
                 'SCConv has no bias (a norm layer follows it); pass '
                 'bias=False.')
+        check_scconv_args(in_channels, out_channels, kernel_size, stride,
+                          dilation, alpha, squeeze_ratio, groups, gn_groups,
+                          gate_threshold, gate)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.sru = SRU(in_channels, gn_groups, gate_threshold, gate)

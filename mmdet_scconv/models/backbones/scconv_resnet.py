@@ -1,9 +1,11 @@
 """SCConv-ResNet: mmdet's ResNet with SCConv as every bottleneck 3x3 conv."""
+from mmengine.logging import print_log
 from mmdet.models.backbones.resnet import Bottleneck, ResNet
 from mmdet.models.layers import ResLayer
 from mmdet.registry import MODELS
 
-from ...layers import SCConv
+from ...layers import SCConv, check_scconv_args
+from .pretrained import load_pretrained
 
 #: The SCConv options a config may set; the backbone fixes the others.
 SCCONV_OPTIONS = ('alpha', 'squeeze_ratio', 'groups', 'gn_groups',
@@ -113,9 +115,14 @@ class SCConvResNet(ResNet):
             raise ValueError(
                 f'stage_with_scconv needs one entry per stage '
                 f'(num_stages={num_stages}), got {tuple(stage_with_scconv)}.')
-        # Set before ResNet.__init__, which builds the stages through
-        # make_res_layer.
+        # Attributes set before ResNet.__init__, which builds the stages
+        # through make_res_layer; every stage's SCConv is checked first.
         self.scconv_cfg = check_scconv_cfg(scconv_cfg)
+        base_channels = kwargs.get('base_channels', 64)
+        for stage, with_scconv in enumerate(stage_with_scconv):
+            if with_scconv:
+                width = base_channels * 2**stage
+                check_scconv_args(width, width, **self.scconv_cfg)
         self.stage_with_scconv = tuple(stage_with_scconv)
         self._default_init = (kwargs.get('init_cfg') is None
                               and kwargs.get('pretrained') is None)
@@ -132,3 +139,25 @@ class SCConvResNet(ResNet):
             kwargs['init_cfg'] = dict(
                 type='Constant', val=0, override=dict(name='norm3'))
         return ResLayer(scconv_cfg=scconv_cfg, **kwargs)
+
+    def init_weights(self):
+        """Initialise; with ``init_cfg=dict(type='Pretrained', ...)`` load
+        every checkpoint tensor whose name and shape match.
+
+        The checkpoint may be a torchvision or mmdet ResNet (bare, wrapped in
+        ``state_dict``, or a detector's ``backbone.*``). What it lacks, such
+        as SCConv's weights, gets ResNet's scratch initialisation (Kaiming
+        convolutions, unit norms) instead of PyTorch's default, and one
+        summary line is logged instead of a line per tensor.
+        """
+        init_cfg = self.init_cfg
+        if not (isinstance(init_cfg, dict)
+                and init_cfg.get('type') == 'Pretrained'):
+            super().init_weights()
+            return
+        checkpoint = init_cfg['checkpoint']
+        summary = load_pretrained(self, checkpoint,
+                                  init_cfg.get('map_location', 'cpu'))
+        print_log(f'SCConvResNet: {summary.describe(checkpoint)}',
+                  logger='current')
+        self._is_init = True
