@@ -14,12 +14,12 @@ _PIPELINES = """
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='Resize', scale=(64, 64), keep_ratio=True),
+    dict(type='Resize', scale=({scale}, {scale}), keep_ratio=True),
     dict(type='PackDetInputs')
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(64, 64), keep_ratio=True),
+    dict(type='Resize', scale=({scale}, {scale}), keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='PackDetInputs', meta_keys=(
         'img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor',
@@ -49,12 +49,12 @@ env_cfg = dict(dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0, deterministic=True)
 """
 
-def coco_config(data_root, base, max_iters=4):
+def coco_config(data_root, base, max_iters=4, scale=64):
     """A config file text inheriting ``base`` on the COCO-layout shapes."""
     return f"""_base_ = {base!r}
 data_root = {data_root + '/'!r}
 metainfo = dict(classes={SHAPES_CLASSES!r})
-{_PIPELINES}
+{_PIPELINES.format(scale=scale)}
 {_SMALL_RUN.format(max_iters=max_iters)}
 def split(name, pipeline):
     return dict(data_root=data_root, metainfo=metainfo,
@@ -71,12 +71,12 @@ test_evaluator = val_evaluator
 """
 
 
-def voc_config(data_root, base, max_iters=4):
+def voc_config(data_root, base, max_iters=4, scale=64):
     """A config file text inheriting ``base`` on the VOC-layout shapes."""
     return f"""_base_ = {base!r}
 data_root = {data_root + '/VOCdevkit/'!r}
 metainfo = dict(classes={SHAPES_CLASSES!r})
-{_PIPELINES}
+{_PIPELINES.format(scale=scale)}
 {_SMALL_RUN.format(max_iters=max_iters)}
 def split(ann_file, pipeline, **kwargs):
     return dict(type='VOCDataset', data_root=data_root, metainfo=metainfo,
@@ -94,8 +94,9 @@ test_dataloader = val_dataloader
 """
 
 
-def write_tiny(tmp_path, layout, base_name, max_iters=4):
-    """Generate the tiny shapes set and a config for ``layout``.
+def write_tiny(tmp_path, layout, base_name, max_iters=4, scale=64):
+    """Generate the tiny shapes set and a config for ``layout`` whose
+    pipelines resize images to ``scale`` pixels.
 
     Returns:
         str: The config file path.
@@ -104,8 +105,8 @@ def write_tiny(tmp_path, layout, base_name, max_iters=4):
     make_shapes_dataset(data_root, TINY_SPEC)
     base = base_name if base_name.startswith('mmdet::') else osp.join(
         CONFIGS, base_name)
-    text = {'coco': coco_config, 'voc': voc_config}[layout](data_root, base,
-                                                           max_iters)
+    text = {'coco': coco_config, 'voc': voc_config}[layout](
+        data_root, base, max_iters, scale)
     path = tmp_path / f'tiny_{layout}.py'
     path.write_text(text)
     return str(path)
