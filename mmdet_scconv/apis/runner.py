@@ -76,6 +76,26 @@ def apply_train_options(cfg: Config, amp=False, auto_scale_lr=False,
     return cfg
 
 
+def prepare_cpu_distributed(cfg: Config) -> None:
+    """Make ``--launcher pytorch`` work on machines without CUDA.
+
+    MMEngine 0.10.7's pytorch launcher calls ``torch.cuda.set_device`` and
+    wraps the model with ``device_ids=[LOCAL_RANK]``, both CUDA-only. Here
+    the process group is started with gloo from torchrun's environment (the
+    Runner then skips its own start), and DDP gets ``device_ids=None``.
+    """
+    if cfg.get('launcher', 'none') != 'pytorch' or torch.cuda.is_available():
+        return
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend='gloo')
+    wrapper = cfg.get('model_wrapper_cfg') or dict(
+        type='MMDistributedDataParallel',
+        broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False))
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+
+
 def build_runner(cfg: Config, check_splits=('train', 'val')) -> Runner:
     """Build the Runner (or ``cfg.runner_type``) after checking the data.
 
@@ -86,6 +106,7 @@ def build_runner(cfg: Config, check_splits=('train', 'val')) -> Runner:
             ``('test',)`` to test.
     """
     check_dataloaders(cfg, check_splits)
+    prepare_cpu_distributed(cfg)
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)

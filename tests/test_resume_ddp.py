@@ -1,0 +1,124 @@
+"""Exact resume after an interruption, and 2-process DDP training."""
+import json
+import os
+import os.path as osp
+import socket
+
+import torch
+from mmdet.registry import MODELS
+from mmengine.model import convert_sync_batchnorm
+
+import mmdet_scconv  # noqa: F401
+from tiny import ROOT, run_tool, write_tiny
+
+TESTS = osp.dirname(osp.abspath(__file__))
+
+
+def env_with_tests_on_path():
+    env = dict(os.environ)
+    env['PYTHONPATH'] = os.pathsep.join(
+        p for p in (TESTS, env.get('PYTHONPATH')) if p)
+    return env
+
+
+def train_losses(work_dir):
+    """Per-iteration training losses over all runs in ``work_dir``."""
+    losses = {}
+    for run in sorted(os.listdir(work_dir)):
+        scalars = osp.join(work_dir, run, 'vis_data', 'scalars.json')
+        if osp.isfile(scalars):
+            with open(scalars) as f:
+                for line in map(json.loads, f):
+                    if 'loss' in line:
+                        losses[line['iter']] = line['loss']
+    return losses
+
+
+def assert_same_state(a, b, path=''):
+    if isinstance(a, torch.Tensor):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7, msg=path)
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for key in a:
+            assert_same_state(a[key], b[key], f'{path}.{key}')
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_state(x, y, f'{path}[{i}]')
+    else:
+        assert a == b, path
+
+
+def test_interrupted_run_resumes_exactly(tmp_path):
+    config = write_tiny(tmp_path, 'coco', 'retinanet_scconv_r50_coco.py',
+                        max_iters=6)
+    with open(config, 'a') as f:
+        f.write('log_processor = dict(window_size=1)\n')
+    interrupting = tmp_path / 'interrupting.py'
+    interrupting.write_text(
+        f'_base_ = {config!r}\n'
+        "custom_imports = dict(imports=['mmdet_scconv', 'helper_hooks'], "
+        "allow_failed_imports=False)\n"
+        "custom_hooks = [dict(type='InterruptAfterIterHook', iters=3)]\n")
+    full, cut = str(tmp_path / 'full'), str(tmp_path / 'cut')
+    run_tool('tools/train.py', config, '--work-dir', full)
+    interrupted = run_tool('tools/train.py', str(interrupting), '--work-dir',
+                           cut, env=env_with_tests_on_path(), check=False)
+    assert interrupted.returncode != 0
+    assert 'interrupted after iteration 3' in interrupted.stderr
+    assert not osp.exists(osp.join(cut, 'iter_4.pth'))
+    run_tool('tools/train.py', config, '--work-dir', cut, '--resume')
+
+    expected, resumed = train_losses(full), train_losses(cut)
+    assert sorted(expected) == sorted(resumed) == [1, 2, 3, 4, 5, 6]
+    for it in expected:
+        assert abs(expected[it] - resumed[it]) <= 1e-5 * abs(expected[it])
+
+    a = torch.load(osp.join(full, 'iter_6.pth'), weights_only=True)
+    b = torch.load(osp.join(cut, 'iter_6.pth'), weights_only=True)
+    assert a['meta']['iter'] == b['meta']['iter'] == 6
+    assert_same_state(a['state_dict'], b['state_dict'], 'state_dict')
+    assert_same_state(a['optimizer'], b['optimizer'], 'optimizer')
+    assert_same_state(a['param_schedulers'], b['param_schedulers'],
+                      'param_schedulers')
+    lr = [g['lr'] for g in b['optimizer']['param_groups']]
+    assert lr == [g['lr'] for g in a['optimizer']['param_groups']]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_ddp_on_cpu(tmp_path):
+    config = write_tiny(tmp_path, 'coco', 'retinanet_scconv_r50_coco.py',
+                        max_iters=3)
+    with open(config, 'a') as f:
+        f.write("custom_imports = dict(imports=['mmdet_scconv', "
+                "'helper_hooks'], allow_failed_imports=False)\n"
+                "custom_hooks = [dict(type='DumpRankWeightsHook')]\n")
+    work = str(tmp_path / 'work')
+    run_tool('-m', 'torch.distributed.run', '--nproc_per_node=2',
+             f'--master_port={free_port()}', 'tools/train.py', config,
+             '--launcher', 'pytorch', '--work-dir', work,
+             env=env_with_tests_on_path())
+    rank0 = torch.load(osp.join(work, 'rank0.pth'), weights_only=True)
+    rank1 = torch.load(osp.join(work, 'rank1.pth'), weights_only=True)
+    assert rank0['norms'] == ['BatchNorm2d', 'GroupNorm']
+    assert_same_state(rank0['params'], rank1['params'])
+    assert osp.isfile(osp.join(work, 'iter_3.pth'))
+
+
+def test_sync_bn_converts_batchnorm_and_keeps_scconv_groupnorm():
+    """What the Runner does for sync_bn='torch' under a launcher. (DDP on
+    CPU rejects SyncBatchNorm modules, so only the conversion and a
+    single-process forward run here.)"""
+    model = MODELS.build(dict(type='SCConvResNet', depth=50))
+    model = convert_sync_batchnorm(model, 'torch')
+    kinds = {type(m) for m in model.modules()}
+    assert torch.nn.SyncBatchNorm in kinds and torch.nn.BatchNorm2d not in kinds
+    assert isinstance(model.layer2[0].conv2.sru.gn, torch.nn.GroupNorm)
+    model.eval()
+    outs = model(torch.rand(1, 3, 64, 64))
+    assert outs[-1].shape == (1, 2048, 2, 2)
