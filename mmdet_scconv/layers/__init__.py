@@ -1,6 +1,6 @@
 """Pure-PyTorch SCConv layers; importing them needs torch only."""
 from .cru import CRU
-from .scconv import SCConv, check_scconv_args
+from .scconv import SCConv, check_scconv_args, set_scconv_impl
 from .sru import SRU
 
-__all__ = ['SRU', 'CRU', 'SCConv', 'check_scconv_args']
+__all__ = ['SRU', 'CRU', 'SCConv', 'check_scconv_args', 'set_scconv_impl']

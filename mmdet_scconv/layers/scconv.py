@@ -3,17 +3,31 @@ import torch
 import torch.nn as nn
 
 from .cru import CRU, check_cru_args
+from .fast import scconv_fast
 from .sru import SRU, check_sru_args
+
+#: ``'fast'``: :mod:`mmdet_scconv.layers.fast` (the default);
+#: ``'reference'``: ``cru(sru(x))``, the modules written as the equations.
+IMPLEMENTATIONS = ('fast', 'reference')
+
+
+def check_impl(impl) -> None:
+    """Raise ``ValueError`` unless ``impl`` is a known implementation."""
+    if impl not in IMPLEMENTATIONS:
+        raise ValueError(f'impl must be one of {IMPLEMENTATIONS}, got '
+                         f'{impl!r}.')
 
 
 def check_scconv_args(in_channels, out_channels, kernel_size=3, stride=1,
                       dilation=1, alpha=0.5, squeeze_ratio=2, groups=2,
-                      gn_groups=16, gate_threshold=0.5, gate='soft') -> None:
+                      gn_groups=16, gate_threshold=0.5, gate='soft',
+                      impl='fast') -> None:
     """Validate SCConv's arguments without building anything.
 
     Raises:
         ValueError: naming the argument, its value and what would work.
     """
+    check_impl(impl)
     check_sru_args(in_channels, gn_groups, gate_threshold, gate)
     check_cru_args(in_channels, out_channels, kernel_size, stride, dilation,
                    alpha, squeeze_ratio, groups)
@@ -49,6 +63,9 @@ class SCConv(nn.Module):
         bias (bool): Must be False: a norm layer follows SCConv wherever it
             replaces a convolution, which makes a bias redundant.
             Default: False.
+        impl (str): ``'fast'`` (fewer passes over memory, same result) or
+            ``'reference'`` (the SRU and CRU modules as written from the
+            equations). Default: ``'fast'``. See :func:`set_scconv_impl`.
     """
 
     def __init__(self,
@@ -64,7 +81,8 @@ class SCConv(nn.Module):
                  gate_threshold: float = 0.5,
                  gate: str = 'soft',
                  padding=None,
-                 bias: bool = False):
+                 bias: bool = False,
+                 impl: str = 'fast'):
         super().__init__()
         if isinstance(kernel_size, (tuple, list)):
             kernel_size = _square('kernel_size', kernel_size)
@@ -86,15 +104,38 @@ class SCConv(nn.Module):
                 'bias=False.')
         check_scconv_args(in_channels, out_channels, kernel_size, stride,
                           dilation, alpha, squeeze_ratio, groups, gn_groups,
-                          gate_threshold, gate)
+                          gate_threshold, gate, impl)
         self.in_channels = in_channels
         self.out_channels = out_channels
+        self.impl = impl
         self.sru = SRU(in_channels, gn_groups, gate_threshold, gate)
         self.cru = CRU(in_channels, out_channels, kernel_size, stride,
                        dilation, alpha, squeeze_ratio, groups)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.impl == 'fast':
+            return scconv_fast(self, x)
         return self.cru(self.sru(x))
+
+    def extra_repr(self) -> str:
+        return f'impl={self.impl!r}'
+
+
+def set_scconv_impl(module: nn.Module, impl: str) -> nn.Module:
+    """Switch every :class:`SCConv` inside ``module`` to ``impl``.
+
+    Args:
+        module (nn.Module): A model or layer.
+        impl (str): ``'fast'`` or ``'reference'``.
+
+    Returns:
+        nn.Module: ``module``.
+    """
+    check_impl(impl)
+    for m in module.modules():
+        if isinstance(m, SCConv):
+            m.impl = impl
+    return module
 
 
 def _square(name, value):

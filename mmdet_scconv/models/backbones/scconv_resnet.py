@@ -9,7 +9,7 @@ from .pretrained import load_pretrained
 
 #: The SCConv options a config may set; the backbone fixes the others.
 SCCONV_OPTIONS = ('alpha', 'squeeze_ratio', 'groups', 'gn_groups',
-                  'gate_threshold', 'gate')
+                  'gate_threshold', 'gate', 'impl')
 
 
 def check_scconv_cfg(scconv_cfg) -> dict:

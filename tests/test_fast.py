@@ -1,0 +1,78 @@
+"""The fast path equals the reference path, outputs and gradients."""
+import copy
+
+import pytest
+import torch
+
+from mmdet_scconv.layers import SCConv, set_scconv_impl
+from test_layers import randomise
+
+
+def assert_relative_error(actual, expected, tol, what=''):
+    """``||actual - expected|| <= tol * ||expected||`` (in fp64)."""
+    actual, expected = actual.double(), expected.double()
+    error = (actual - expected).norm() / expected.norm().clamp_min(1e-30)
+    assert error <= tol, f'{what}: relative error {error:.2e} > {tol:.0e}'
+
+
+def pair(**kwargs):
+    fast = randomise(SCConv(**kwargs, impl='fast'))
+    reference = copy.deepcopy(fast)
+    set_scconv_impl(reference, 'reference')
+    return fast, reference
+
+
+def run(module, x, dtype=None):
+    module.zero_grad()
+    x = x.clone().requires_grad_()
+    with torch.autocast('cpu', dtype=dtype, enabled=dtype is not None):
+        y = module(x)
+    (y.float() * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+    grads = {n: p.grad.clone() for n, p in module.named_parameters()
+             if p.grad is not None}
+    return y, x.grad, grads
+
+
+@pytest.mark.parametrize('gate', ['soft', 'hard'])
+@pytest.mark.parametrize('alpha', [0.5, 0.75])
+@pytest.mark.parametrize('stride,size,channels_last', [
+    (1, (16, 16), False), (2, (15, 9), False), (2, (16, 12), True),
+    (1, (7, 13), True)])
+def test_fast_equals_reference_fp32(gate, alpha, stride, size, channels_last):
+    fast, reference = pair(in_channels=32, out_channels=48, stride=stride,
+                           alpha=alpha, gn_groups=8, gate=gate)
+    x = torch.randn(2, 32, *size)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    y_f, gx_f, g_f = run(fast, x)
+    y_r, gx_r, g_r = run(reference, x)
+    assert_relative_error(y_f, y_r, 1e-5, 'output')
+    assert_relative_error(gx_f, gx_r, 1e-5, 'input gradient')
+    assert g_f.keys() == g_r.keys()
+    for name in g_f:
+        assert_relative_error(g_f[name], g_r[name], 1e-5, name)
+
+
+def test_fast_equals_reference_bf16():
+    fast, reference = pair(in_channels=32, out_channels=32, gn_groups=8)
+    x = torch.randn(2, 32, 12, 12)
+    y_f, gx_f, _ = run(fast, x, torch.bfloat16)
+    y_r, gx_r, _ = run(reference, x, torch.bfloat16)
+    assert y_f.dtype == y_r.dtype == torch.bfloat16
+    # bf16 keeps 8 bits of mantissa: errors of a few 2^-8 are rounding.
+    assert_relative_error(y_f, y_r, 2e-2, 'output')
+    assert_relative_error(gx_f, gx_r, 2e-2, 'input gradient')
+
+
+def test_impl_is_checked():
+    with pytest.raises(ValueError, match="impl must be one of"):
+        SCConv(16, 16, gn_groups=4, impl='triton')
+    with pytest.raises(ValueError, match="impl must be one of"):
+        set_scconv_impl(SCConv(16, 16, gn_groups=4), 'cuda')
+
+
+def test_compiles_without_graph_breaks():
+    m = SCConv(32, 32, gn_groups=8)
+    explanation = torch._dynamo.explain(m)(torch.randn(1, 32, 8, 8))
+    assert explanation.graph_break_count == 0
+    assert explanation.graph_count == 1
