@@ -76,3 +76,21 @@ def test_compiles_without_graph_breaks():
     explanation = torch._dynamo.explain(m)(torch.randn(1, 32, 8, 8))
     assert explanation.graph_break_count == 0
     assert explanation.graph_count == 1
+
+
+@pytest.mark.parametrize('gate', ['soft', 'hard'])
+@pytest.mark.parametrize('stride,channels_last', [(1, False), (2, True)])
+def test_inference_path_equals_reference(gate, stride, channels_last):
+    """Without autograd the fast path works in place; same numbers."""
+    fast, reference = pair(in_channels=32, out_channels=40, stride=stride,
+                           gn_groups=8, gate=gate)
+    x = torch.randn(2, 32, 13, 10)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    x_before = x.clone()
+    with torch.inference_mode():
+        y_f = fast(x)
+    with torch.no_grad():
+        y_r = reference(x)
+    assert torch.equal(x, x_before)  # the input is never overwritten
+    assert_relative_error(y_f, y_r, 1e-5, 'output')

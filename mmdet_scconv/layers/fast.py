@@ -2,11 +2,9 @@
 
 Against the reference modules (``SRU.forward`` then ``CRU.forward``):
 
-* SRU: GroupNorm is never materialised. Its statistics give a per-(sample,
-  channel) scale ``a`` and shift ``b`` with ``GN(X) * W_gamma = a*X + b``, so
-  the reweights are one fused multiply-add and a sigmoid. The gated halves
-  are combined straight into the two halves of the output: no ``W1*X``,
-  ``W2*X`` tensors, no chunk/cat copies.
+* SRU: ``GN(X) * W_gamma`` is one GroupNorm call whose affine is
+  ``(gamma * W_gamma, beta * W_gamma)``, so the scaling costs no pass of its
+  own; the gates never materialise ``W1`` and ``W2``.
 * CRU fuse: ``GAP(Y2) = cat(PWC2(GAP(X_low)), GAP(X_low))`` because a 1x1
   convolution without bias commutes with the spatial mean; the mean is taken
   over the narrow squeezed tensor instead of Y2. ``Y = Y2 + beta1 (Y1 - Y2)``
@@ -22,27 +20,49 @@ from ._numerics import at_least_fp32
 from .sru import normalised_gamma
 
 
+def _needs_autograd(module, x):
+    return torch.is_grad_enabled() and (
+        x.requires_grad or any(p.requires_grad for p in module.parameters()))
+
+
+def reweights(sru, x: torch.Tensor) -> torch.Tensor:
+    """Eq. 1-3 in one GroupNorm call and a sigmoid.
+
+    ``GN(X) * W_gamma`` is GroupNorm with the affine
+    ``(gamma * W_gamma, beta * W_gamma)``: one fused statistics-and-normalise
+    kernel, no separate scaling pass.
+    """
+    w_gamma = normalised_gamma(sru.gn.weight)
+    compute = w_gamma.dtype
+    z = F.group_norm(x.to(compute), sru.gn.num_groups,
+                     sru.gn.weight.to(compute) * w_gamma,
+                     sru.gn.bias.to(compute) * w_gamma, sru.gn.eps)
+    return z.sigmoid_()
+
+
+def _sru_inference(sru, x, r):
+    """In-place SRU for inference: no autograd, so buffers are reused."""
+    informative = r > sru.gate_threshold
+    half = x.shape[1] // 2
+    if sru.gate == 'soft':
+        weighted = r.mul_(x).to(x.dtype)
+        x1 = torch.where(informative, x, weighted)
+        x2 = weighted.masked_fill_(informative, 0)
+    else:
+        x1 = x.masked_fill(~informative, 0)
+        x2 = torch.sub(x, x1)
+    x1[:, :half] += x2[:, half:]
+    x1[:, half:] += x2[:, :half]
+    return x1
+
+
 def sru_fast(sru, x: torch.Tensor) -> torch.Tensor:
     """:class:`SRU` forward in fewer passes (same result)."""
-    n, c, h, w = x.shape
-    groups = sru.gn.num_groups
-    compute = at_least_fp32(x.dtype)
-    var, mean = torch.var_mean(
-        x.reshape(n, groups, -1).to(compute), dim=2, unbiased=False)
-    rstd = torch.rsqrt(var + sru.gn.eps)  # (n, groups)
-    per_group = c // groups
-    rstd = rstd.repeat_interleave(per_group, dim=1)  # (n, c)
-    mean = mean.repeat_interleave(per_group, dim=1)
-    w_gamma = normalised_gamma(sru.gn.weight)
-    gamma = sru.gn.weight.to(compute)
-    beta = sru.gn.bias.to(compute)
-    scale = gamma * rstd * w_gamma  # (n, c)
-    shift = (beta - gamma * mean * rstd) * w_gamma
-    r = torch.sigmoid(
-        torch.addcmul(shift[..., None, None], x.to(compute),
-                      scale[..., None, None]))
+    r = reweights(sru, x)
+    if not _needs_autograd(sru, x):
+        return _sru_inference(sru, x, r)
     informative = r > sru.gate_threshold
-    half = c // 2
+    half = x.shape[1] // 2
     if sru.gate == 'soft':
         # W2*X = R*X below the threshold, 0 above; W1*X = X above, R*X below.
         weighted = (r * x).to(x.dtype)
@@ -61,7 +81,10 @@ def cru_fast(cru, x: torch.Tensor) -> torch.Tensor:
     x_up = cru.squeeze_up(x_up)
     x_low = cru.downsample(cru.squeeze_low(x_low))
     y1 = cru.gwc(x_up)
-    y1 = y1 + cru.pwc_up(cru.downsample(x_up))
+    if _needs_autograd(cru, x):
+        y1 = y1 + cru.pwc_up(cru.downsample(x_up))
+    else:
+        y1 += cru.pwc_up(cru.downsample(x_up))
     low_projected = cru.pwc_low(x_low)
 
     compute = at_least_fp32(y1.dtype)
@@ -74,6 +97,14 @@ def cru_fast(cru, x: torch.Tensor) -> torch.Tensor:
     beta1 = torch.sigmoid(s1 - s2).to(y1.dtype)[..., None, None]
 
     split = low_projected.shape[1]
+    if not _needs_autograd(cru, x):
+        # Y = beta1 Y1 + beta2 Y2, written over Y1 branch by branch of
+        # Y2 = cat(P, X_low).
+        beta2 = 1 - beta1
+        y1.mul_(beta1)
+        y1[:, :split].addcmul_(low_projected, beta2[:, :split])
+        y1[:, split:].addcmul_(x_low, beta2[:, split:])
+        return y1
     # Y = Y2 + beta1 * (Y1 - Y2), branch by branch of Y2 = cat(P, X_low).
     return torch.cat([
         torch.lerp(low_projected, y1[:, :split], beta1[:, :split]),

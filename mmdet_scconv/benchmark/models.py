@@ -1,0 +1,92 @@
+"""The models the benchmark compares, for the ``trunk`` and ``detector``
+scopes. ``trunk`` needs torch only; ``detector`` needs mmdet."""
+import copy
+
+import torch
+import torch.nn as nn
+
+from ..layers import set_scconv_impl
+from .trunk import ResNetTrunk
+
+
+def trunk_loss(model, batch):
+    return sum(out.float().mean() for out in model(batch))
+
+
+def trunk_models(depth, impls):
+    """``resnet-<depth>`` and one ``scconv-<depth>-<impl>`` per impl, the
+    SCConv trunks sharing their weights."""
+    models = {f'resnet{depth}': ResNetTrunk(depth)}
+    scconv = ResNetTrunk(depth, scconv_cfg={})
+    for impl in impls:
+        models[f'scconv{depth}-{impl}'] = set_scconv_impl(
+            copy.deepcopy(scconv), impl)
+    return models
+
+
+class DetectorStep(nn.Module):
+    """Calls a RetinaNet like the benchmark calls a trunk: ``forward`` is
+    the network's raw outputs (``mode='tensor'``, no NMS), ``loss`` the
+    training loss."""
+
+    def __init__(self, detector):
+        super().__init__()
+        self.detector = detector
+
+    def forward(self, batch):
+        return self.detector(batch['inputs'], batch['data_samples'],
+                             mode='tensor')
+
+    def loss(self, batch):
+        losses = self.detector.loss(batch['inputs'], batch['data_samples'])
+        return sum(v if torch.is_tensor(v) else sum(v)
+                   for k, v in losses.items() if 'loss' in k)
+
+
+def detector_loss(model, batch):
+    return model.loss(batch)
+
+
+def detector_models(depth, impls, config_dir):
+    """RetinaNet-R<depth> and SCConv-R<depth> from the project's configs."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmdet.registry import MODELS
+
+    import mmdet_scconv  # noqa: F401  (registers SCConvResNet)
+
+    init_default_scope('mmdet')
+
+    def build(name):
+        cfg = Config.fromfile(f'{config_dir}/{name}')
+        return DetectorStep(MODELS.build(cfg.model))
+
+    models = {f'resnet{depth}': build(f'retinanet_r{depth}_coco.py')}
+    scconv = build(f'retinanet_scconv_r{depth}_coco.py')
+    for impl in impls:
+        models[f'scconv{depth}-{impl}'] = set_scconv_impl(
+            copy.deepcopy(scconv), impl)
+    return models
+
+
+def detector_batch(batch_size, height, width, device):
+    """A random batch with three boxes per image, already preprocessed."""
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+
+    generator = torch.Generator().manual_seed(0)
+    samples = []
+    for _ in range(batch_size):
+        sample = DetDataSample(metainfo=dict(
+            img_shape=(height, width), pad_shape=(height, width),
+            batch_input_shape=(height, width), scale_factor=(1.0, 1.0),
+            ori_shape=(height, width)))
+        xy = torch.rand(3, 2, generator=generator) * torch.tensor(
+            [width * 0.6, height * 0.6])
+        wh = 32 + torch.rand(3, 2, generator=generator) * 128
+        sample.gt_instances = InstanceData(
+            bboxes=torch.cat([xy, xy + wh], 1).to(device),
+            labels=torch.randint(0, 80, (3, ), generator=generator).to(device))
+        samples.append(sample)
+    inputs = torch.randn(batch_size, 3, height, width, generator=generator)
+    return dict(inputs=inputs.to(device), data_samples=samples)

@@ -1,0 +1,151 @@
+"""The benchmark's cases, run one after another, written to JSON and PNG."""
+import copy
+import itertools
+import json
+import os.path as osp
+import platform
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from . import models as model_zoo
+from .timing import compare, format_table
+
+
+@dataclass
+class BenchmarkConfig:
+    """What to measure.
+
+    Args:
+        scope (str): ``'trunk'`` (backbone alone, torch only) or
+            ``'detector'`` (RetinaNet, needs mmdet).
+        depth (int): 50 or 101.
+        device (str): ``'cpu'`` or ``'cuda'``.
+        batch (int): Images per step.
+        height (int), width (int): Input size.
+        modes (list[str]): ``'infer'`` and/or ``'train'``.
+        dtypes (list[str]): ``'fp32'``, ``'bf16'``, ``'fp16'`` (autocast).
+        channels_last (list[bool]): Memory formats to try.
+        impls (list[str]): SCConv implementations to time.
+        compile (bool): Wrap every model in ``torch.compile``.
+        warmup (int), repeats (int): Steps per model before / while timing.
+        config_dir (str): Where the detector configs live.
+        threads (int, optional): ``torch.set_num_threads`` on CPU.
+    """
+    scope: str = 'trunk'
+    depth: int = 50
+    device: str = 'cpu'
+    batch: int = 1
+    height: int = 512
+    width: int = 768
+    modes: list = field(default_factory=lambda: ['infer', 'train'])
+    dtypes: list = field(default_factory=lambda: ['fp32'])
+    channels_last: list = field(default_factory=lambda: [False, True])
+    impls: list = field(default_factory=lambda: ['fast', 'reference'])
+    compile: bool = False
+    warmup: int = 3
+    repeats: int = 10
+    config_dir: str = 'configs'
+    threads: int = None
+
+
+def environment(cfg):
+    env = dict(torch=torch.__version__, python=platform.python_version(),
+               machine=platform.machine(), threads=torch.get_num_threads())
+    if cfg.device == 'cuda':
+        env['gpu'] = torch.cuda.get_device_name()
+    return env
+
+
+def _build(cfg, device):
+    if cfg.scope == 'trunk':
+        models = model_zoo.trunk_models(cfg.depth, cfg.impls)
+        batch = torch.randn(cfg.batch, 3, cfg.height, cfg.width,
+                            device=device)
+        return models, batch, model_zoo.trunk_loss
+    models = model_zoo.detector_models(cfg.depth, cfg.impls, cfg.config_dir)
+    batch = model_zoo.detector_batch(cfg.batch, cfg.height, cfg.width, device)
+    return models, batch, model_zoo.detector_loss
+
+
+def _prepared(model, train, channels_last, compile_model, device):
+    model = copy.deepcopy(model).to(device)
+    model.train(train)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return torch.compile(model) if compile_model else model
+
+
+def run_benchmark(cfg: BenchmarkConfig, log=print) -> dict:
+    """Run every case of ``cfg``; return ``{'config', 'env', 'results'}``."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = torch.device(cfg.device)
+    models, batch, loss_fn = _build(cfg, device)
+    baseline = f'resnet{cfg.depth}'
+    results = []
+    for mode, dtype, channels_last in itertools.product(
+            cfg.modes, cfg.dtypes, cfg.channels_last):
+        train = mode == 'train'
+        case = f'{cfg.scope} {mode} {dtype}' + (' channels-last'
+                                                 if channels_last else '')
+        inputs = batch
+        if channels_last and torch.is_tensor(batch):
+            inputs = batch.contiguous(memory_format=torch.channels_last)
+        elif channels_last:
+            inputs = dict(batch, inputs=batch['inputs'].contiguous(
+                memory_format=torch.channels_last))
+        prepared = {name: _prepared(m, train, channels_last, cfg.compile,
+                                    device)
+                    for name, m in models.items()}
+        case_results = compare(prepared, inputs, loss_fn, case, train, dtype,
+                               device, cfg.batch, baseline, cfg.warmup,
+                               cfg.repeats)
+        log(format_table(case_results))
+        results.extend(case_results)
+    return dict(config=asdict(cfg), env=environment(cfg),
+                results=[r.as_dict() for r in results])
+
+
+def write_json(report, path):
+    with open(path, 'w') as f:
+        json.dump(report, f, indent=2)
+
+
+def write_chart(report, path):
+    """A bar chart of each model's time ratio to the ResNet, per case.
+
+    Raises:
+        ImportError: matplotlib is not installed (the caller says so).
+    """
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    results = report['results']
+    cases = list(dict.fromkeys(r['case'] for r in results))
+    names = list(dict.fromkeys(r['model'] for r in results))
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(cases)), 4))
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        ratios = [next(r['ratio'] for r in results
+                       if r['case'] == c and r['model'] == name)
+                  for c in cases]
+        ax.bar([j + i * width for j in range(len(cases))], ratios, width,
+               label=name)
+    ax.axhline(1.0, color='black', linewidth=0.8)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(cases))])
+    ax.set_xticklabels(cases, rotation=20, ha='right', fontsize=8)
+    ax.set_ylabel('time / ResNet time')
+    env = report['env']
+    ax.set_title(f"{env.get('gpu', 'CPU')} - torch {env['torch']}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def output_paths(out_dir, cfg):
+    stem = (f'{cfg.scope}_r{cfg.depth}_{cfg.device}_b{cfg.batch}_'
+            f'{cfg.height}x{cfg.width}' + ('_compiled' if cfg.compile else ''))
+    return osp.join(out_dir, f'{stem}.json'), osp.join(out_dir, f'{stem}.png')

@@ -1,0 +1,72 @@
+"""A pure-PyTorch ResNet trunk (stem + 4 bottleneck stages, no fc) whose
+bottleneck 3x3 convs are plain or SCConv; the same layout as mmdet's ResNet
+(``style='pytorch'``) so it benchmarks without mmcv, mmengine or mmdet."""
+import torch.nn as nn
+
+from ..layers import SCConv
+
+STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
+
+
+class Bottleneck(nn.Module):
+    """1x1 -> 3x3 (or SCConv) -> 1x1 with BN and a projection shortcut."""
+    expansion = 4
+
+    def __init__(self, inplanes, planes, stride, scconv_cfg=None):
+        super().__init__()
+        out = planes * self.expansion
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        if scconv_cfg is None:
+            self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+        else:
+            self.conv2 = SCConv(planes, planes, 3, stride, **scconv_cfg)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, out, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = None
+        if stride != 1 or inplanes != out:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(inplanes, out, 1, stride, bias=False),
+                nn.BatchNorm2d(out))
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        y = self.relu(self.bn1(self.conv1(x)))
+        y = self.relu(self.bn2(self.conv2(y)))
+        return self.relu(self.bn3(self.conv3(y)) + identity)
+
+
+class ResNetTrunk(nn.Module):
+    """ResNet-{50,101,152} without fc, returning the four stage outputs.
+
+    Args:
+        depth (int): 50, 101 or 152.
+        scconv_cfg (dict, optional): SCConv options; None for plain 3x3
+            convs (the ResNet baseline). Default: None.
+    """
+
+    def __init__(self, depth=50, scconv_cfg=None):
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64),
+            nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1))
+        stages, inplanes = [], 64
+        for i, blocks in enumerate(STAGE_BLOCKS[depth]):
+            planes = 64 * 2**i
+            layers = []
+            for j in range(blocks):
+                stride = 2 if (i > 0 and j == 0) else 1
+                layers.append(Bottleneck(inplanes, planes, stride, scconv_cfg))
+                inplanes = planes * Bottleneck.expansion
+            stages.append(nn.Sequential(*layers))
+        self.stages = nn.ModuleList(stages)
+
+    def forward(self, x):
+        x = self.stem(x)
+        outs = []
+        for stage in self.stages:
+            x = stage(x)
+            outs.append(x)
+        return tuple(outs)

@@ -1,0 +1,85 @@
+"""Time SCConv-ResNet against ResNet side by side (A B A B ...).
+
+Prints a table of medians and ratios, writes JSON and a PNG bar chart.
+``--scope trunk`` needs only torch (and matplotlib for the chart).
+
+Examples:
+    # CPU, 2 cores, fp32, trunk, 1x3x512x768 (the CPU target)
+    python tools/benchmark.py --device cpu --modes infer
+    # GPU: bf16 autocast, channels-last, trunk, 2x3x800x1216 (the GPU target)
+    python tools/benchmark.py --device cuda --dtypes bf16 fp32 \
+        --channels-last on
+"""
+import argparse
+import os
+import sys
+
+# Run from a checkout without installing: the package sits one level up.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from mmdet_scconv.benchmark import BenchmarkConfig, run_benchmark  # noqa
+from mmdet_scconv.benchmark.runner import (output_paths, write_chart,  # noqa
+                                           write_json)
+
+DEFAULT_SHAPES = {'cpu': (1, 512, 768), 'cuda': (2, 800, 1216)}
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--scope', choices=['trunk', 'detector'],
+                        default='trunk')
+    parser.add_argument('--depth', type=int, choices=[50, 101], default=50)
+    parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
+    parser.add_argument('--batch', type=int, help='default: 1 CPU, 2 CUDA')
+    parser.add_argument('--size', type=int, nargs=2, metavar=('H', 'W'),
+                        help='default: 512 768 CPU, 800 1216 CUDA')
+    parser.add_argument('--modes', nargs='+', choices=['infer', 'train'],
+                        default=['infer', 'train'])
+    parser.add_argument('--dtypes', nargs='+', choices=['fp32', 'bf16', 'fp16'],
+                        default=['fp32'])
+    parser.add_argument('--channels-last', choices=['off', 'on', 'both'],
+                        default='both')
+    parser.add_argument('--impls', nargs='+', choices=['fast', 'reference'],
+                        default=['fast', 'reference'])
+    parser.add_argument('--compile', action='store_true',
+                        help='wrap every model in torch.compile')
+    parser.add_argument('--warmup', type=int, default=3)
+    parser.add_argument('--repeats', type=int, default=10)
+    parser.add_argument('--threads', type=int, help='CPU threads')
+    parser.add_argument('--config-dir', default='configs',
+                        help='configs for --scope detector')
+    parser.add_argument('--out-dir', default='benchmark_results')
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    if args.device == 'cuda' and not __import__('torch').cuda.is_available():
+        sys.exit('--device cuda: torch sees no CUDA device.')
+    batch, height, width = DEFAULT_SHAPES[args.device]
+    cfg = BenchmarkConfig(
+        scope=args.scope, depth=args.depth, device=args.device,
+        batch=args.batch or batch,
+        height=(args.size or (height, width))[0],
+        width=(args.size or (height, width))[1], modes=args.modes,
+        dtypes=args.dtypes,
+        channels_last={'off': [False], 'on': [True],
+                       'both': [False, True]}[args.channels_last],
+        impls=args.impls, compile=args.compile, warmup=args.warmup,
+        repeats=args.repeats, config_dir=args.config_dir,
+        threads=args.threads)
+    report = run_benchmark(cfg)
+    os.makedirs(args.out_dir, exist_ok=True)
+    json_path, png_path = output_paths(args.out_dir, cfg)
+    write_json(report, json_path)
+    print(f'wrote {json_path}')
+    try:
+        write_chart(report, png_path)
+        print(f'wrote {png_path}')
+    except ImportError:
+        print('no PNG chart: matplotlib is not installed '
+              '(pip install matplotlib)')
+
+
+if __name__ == '__main__':
+    main()
