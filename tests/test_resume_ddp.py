@@ -3,6 +3,8 @@ import json
 import os
 import os.path as osp
 import socket
+import subprocess
+import sys
 
 import torch
 from mmdet.registry import MODELS
@@ -99,10 +101,12 @@ def test_two_process_ddp_on_cpu(tmp_path):
                 "'helper_hooks'], allow_failed_imports=False)\n"
                 "custom_hooks = [dict(type='DumpRankWeightsHook')]\n")
     work = str(tmp_path / 'work')
-    run_tool('-m', 'torch.distributed.run', '--nproc_per_node=2',
-             f'--master_port={free_port()}', 'tools/train.py', config,
-             '--launcher', 'pytorch', '--work-dir', work,
-             env=env_with_tests_on_path())
+    env = dict(env_with_tests_on_path(), PYTHON=sys.executable,
+               PORT=str(free_port()))
+    result = subprocess.run(
+        ['bash', 'tools/dist_train.sh', config, '2', '--work-dir', work],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-5000:]
     rank0 = torch.load(osp.join(work, 'rank0.pth'), weights_only=True)
     rank1 = torch.load(osp.join(work, 'rank1.pth'), weights_only=True)
     assert rank0['norms'] == ['BatchNorm2d', 'GroupNorm']

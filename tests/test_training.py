@@ -39,11 +39,17 @@ def train_resume_test(tmp_path, layout, base):
     return config, work, last_metrics(str(tmp_path / 'test'))
 
 
-def test_coco_train_resume_test(tmp_path):
-    _, _, metrics = train_resume_test(tmp_path, 'coco',
-                                      'retinanet_scconv_r50_coco.py')
+def test_coco_train_resume_test_load_from(tmp_path):
+    config, work, metrics = train_resume_test(tmp_path, 'coco',
+                                              'retinanet_scconv_r50_coco.py')
     for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/bbox_mAP_75'):
         assert 0 <= metrics[key] <= 1
+    checkpoint = osp.join(work, 'iter_4.pth')
+    finetune = run_tool('tools/train.py', config, '--work-dir',
+                        str(tmp_path / 'finetune'), '--cfg-options',
+                        f'load_from={checkpoint}', 'train_cfg.max_iters=2')
+    assert f'Load checkpoint from {checkpoint}' in (finetune.stdout +
+                                                   finetune.stderr)
 
 
 def test_voc_train_resume_test_reports_both_metrics(tmp_path):

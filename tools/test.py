@@ -5,15 +5,14 @@ Example:
     python tools/test.py configs/retinanet_scconv_r50_coco.py CHECKPOINT
 """
 import argparse
-import os
 
-from mmengine.config import DictAction
 from mmdet.engine.hooks.utils import trigger_visualization_hook
 from mmdet.evaluation import DumpDetResults
 from mmdet.utils import setup_cache_size_limit_of_dynamo
 
 import mmdet_scconv  # noqa: F401  (registers SCConvResNet, safe checkpoints)
 from mmdet_scconv.apis import build_runner, load_config
+from mmdet_scconv.apis.cli import add_common_args, parse_common_args
 
 
 def parse_args():
@@ -30,20 +29,8 @@ def parse_args():
         '--show-dir', help='save painted images to work_dir/<time>/SHOW_DIR')
     parser.add_argument(
         '--wait-time', type=float, default=2, help='the interval of show (s)')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings, key=value')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    add_common_args(parser)
+    return parse_common_args(parser)
 
 
 def main():

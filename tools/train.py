@@ -4,13 +4,12 @@ Example:
     python tools/train.py configs/retinanet_scconv_r50_coco.py
 """
 import argparse
-import os
 
-from mmengine.config import DictAction
 from mmdet.utils import setup_cache_size_limit_of_dynamo
 
 import mmdet_scconv  # noqa: F401  (registers SCConvResNet, safe checkpoints)
 from mmdet_scconv.apis import apply_train_options, build_runner, load_config
+from mmdet_scconv.apis.cli import add_common_args, parse_common_args
 
 
 def parse_args():
@@ -32,21 +31,8 @@ def parse_args():
         const='auto',
         help='resume from this checkpoint; with no path, from the latest '
         'checkpoint in the work dir')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings, key=value (e.g. '
-        'optim_wrapper.optimizer.lr=0.01)')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    add_common_args(parser)
+    return parse_common_args(parser)
 
 
 def main():
