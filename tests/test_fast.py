@@ -94,3 +94,20 @@ def test_inference_path_equals_reference(gate, stride, channels_last):
         y_r = reference(x)
     assert torch.equal(x, x_before)  # the input is never overwritten
     assert_relative_error(y_f, y_r, 1e-5, 'output')
+
+
+@pytest.mark.parametrize('gate', ['soft', 'hard'])
+def test_reweights_exactly_at_threshold_match(gate):
+    """A constant GroupNorm group with beta = 0 gives R = 0.5 = t exactly:
+    both paths treat it as not informative (R > t is false)."""
+    fast, reference = pair(in_channels=16, out_channels=16, gn_groups=4,
+                           gate=gate)
+    with torch.no_grad():
+        fast.sru.gn.bias.zero_()
+        reference.sru.gn.bias.zero_()
+    x = torch.randn(1, 16, 6, 6)
+    x[:, :4] = 2.5
+    assert (reference.sru.reweights(x)[:, :4] == 0.5).all()
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad):
+            assert_relative_error(fast(x), reference(x), 1e-6, gate)

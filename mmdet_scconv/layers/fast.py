@@ -40,51 +40,70 @@ def reweights(sru, x: torch.Tensor) -> torch.Tensor:
     return z.sigmoid_()
 
 
-def _sru_inference(sru, x, r):
-    """In-place SRU for inference: no autograd, so buffers are reused."""
-    informative = r > sru.gate_threshold
+def sru_halves(sru, x: torch.Tensor, inplace: bool):
+    """The two channel halves of the SRU output (Eq. 4), as two tensors.
+
+    With ``h = threshold(R, t, 0)`` (``R`` where ``R > t``, else 0) and
+    ``[R > t] = ceil(h)`` (``h`` lies in (t, 1] or is 0):
+
+    * soft: ``W2 = R - h``, ``W1 = W2 + ceil(h)``, so with ``Q = W2 * X``
+      and ``G = ceil(h) * X`` the output is ``Q_a + Q_b + G_a`` and
+      ``Q_a + Q_b + G_b``;
+    * hard: ``W1 = ceil(h)``, ``W2 = 1 - W1``: ``G_a + X_b - G_b`` and
+      ``G_b + X_a - G_a``.
+
+    ``threshold`` and ``ceil`` are plain vectorised arithmetic, far cheaper
+    on the CPU than boolean-mask ``where``/``masked_fill``, and give the
+    reference's gradients (``threshold`` passes 1 above ``t``, ``ceil`` 0).
+
+    Args:
+        sru (SRU): The module whose parameters are used.
+        x (Tensor): Input.
+        inplace (bool): Reuse buffers (only when autograd is off).
+    """
+    # The hard gate's 0/1 weights carry no gradient to the GroupNorm.
+    with torch.set_grad_enabled(torch.is_grad_enabled()
+                                and sru.gate == 'soft'):
+        r = reweights(sru, x)
+    h = F.threshold(r, sru.gate_threshold, 0.0)
     half = x.shape[1] // 2
     if sru.gate == 'soft':
-        weighted = r.mul_(x).to(x.dtype)
-        x1 = torch.where(informative, x, weighted)
-        x2 = weighted.masked_fill_(informative, 0)
+        low_weighted = r.sub_(h).mul_(x) if inplace else (r - h) * x
+        shared = low_weighted[:, :half] + low_weighted[:, half:]
+    informative_x = h.ceil_().mul_(x) if inplace else h.ceil() * x
+    upper_g, lower_g = informative_x[:, :half], informative_x[:, half:]
+    if sru.gate == 'soft':
+        upper, lower = shared + upper_g, shared + lower_g
     else:
-        x1 = x.masked_fill(~informative, 0)
-        x2 = torch.sub(x, x1)
-    x1[:, :half] += x2[:, half:]
-    x1[:, half:] += x2[:, :half]
-    return x1
+        upper = upper_g + (x[:, half:] - lower_g)
+        lower = lower_g + (x[:, :half] - upper_g)
+    return upper.to(x.dtype), lower.to(x.dtype)
 
 
 def sru_fast(sru, x: torch.Tensor) -> torch.Tensor:
     """:class:`SRU` forward in fewer passes (same result)."""
-    r = reweights(sru, x)
-    if not _needs_autograd(sru, x):
-        return _sru_inference(sru, x, r)
-    informative = r > sru.gate_threshold
-    half = x.shape[1] // 2
-    if sru.gate == 'soft':
-        # W2*X = R*X below the threshold, 0 above; W1*X = X above, R*X below.
-        weighted = (r * x).to(x.dtype)
-        x2 = weighted.masked_fill(informative, 0)
-        x1 = torch.where(informative, x, weighted)
-    else:
-        x1 = x.masked_fill(~informative, 0)
-        x2 = x - x1
-    return torch.cat([x1[:, :half] + x2[:, half:], x1[:, half:] + x2[:, :half]],
-                     dim=1)
+    return torch.cat(sru_halves(sru, x, not _needs_autograd(sru, x)), dim=1)
 
 
 def cru_fast(cru, x: torch.Tensor) -> torch.Tensor:
     """:class:`CRU` forward in fewer passes (same result)."""
-    x_up, x_low = torch.split(x, [cru.up_channels, cru.low_channels], dim=1)
+    return cru_from_split(
+        cru, *torch.split(x, [cru.up_channels, cru.low_channels], dim=1))
+
+
+def cru_from_split(cru, x_up: torch.Tensor,
+                   x_low: torch.Tensor) -> torch.Tensor:
+    """:func:`cru_fast` on the input already split into its upper
+    ``int(alpha*C)`` and lower channels (separate tensors need no copy
+    before the squeeze convolutions)."""
+    inplace = not _needs_autograd(cru, x_up)
     x_up = cru.squeeze_up(x_up)
     x_low = cru.downsample(cru.squeeze_low(x_low))
     y1 = cru.gwc(x_up)
-    if _needs_autograd(cru, x):
-        y1 = y1 + cru.pwc_up(cru.downsample(x_up))
-    else:
+    if inplace:
         y1 += cru.pwc_up(cru.downsample(x_up))
+    else:
+        y1 = y1 + cru.pwc_up(cru.downsample(x_up))
     low_projected = cru.pwc_low(x_low)
 
     compute = at_least_fp32(y1.dtype)
@@ -97,7 +116,7 @@ def cru_fast(cru, x: torch.Tensor) -> torch.Tensor:
     beta1 = torch.sigmoid(s1 - s2).to(y1.dtype)[..., None, None]
 
     split = low_projected.shape[1]
-    if not _needs_autograd(cru, x):
+    if inplace:
         # Y = beta1 Y1 + beta2 Y2, written over Y1 branch by branch of
         # Y2 = cat(P, X_low).
         beta2 = 1 - beta1
@@ -113,5 +132,10 @@ def cru_fast(cru, x: torch.Tensor) -> torch.Tensor:
 
 
 def scconv_fast(scconv, x: torch.Tensor) -> torch.Tensor:
-    """:class:`SCConv` forward through :func:`sru_fast` and :func:`cru_fast`."""
-    return cru_fast(scconv.cru, sru_fast(scconv.sru, x))
+    """:class:`SCConv` forward: the SRU halves go straight into the CRU when
+    the CRU splits at the half (``alpha=0.5``), with no concatenation."""
+    inplace = not _needs_autograd(scconv, x)
+    upper, lower = sru_halves(scconv.sru, x, inplace)
+    if scconv.cru.up_channels == upper.shape[1]:
+        return cru_from_split(scconv.cru, upper, lower)
+    return cru_fast(scconv.cru, torch.cat([upper, lower], dim=1))
