@@ -4,7 +4,10 @@ Against the reference modules (``SRU.forward`` then ``CRU.forward``):
 
 * SRU: ``GN(X) * W_gamma`` is one GroupNorm call whose affine is
   ``(gamma * W_gamma, beta * W_gamma)``, so the scaling costs no pass of its
-  own; the gates never materialise ``W1`` and ``W2``.
+  own; the gates are threshold/ceil arithmetic and never materialise ``W1``
+  and ``W2``; for training a hand-written backward saves only the input and
+  the GroupNorm statistics; the output comes as two halves that the CRU
+  takes without a concatenation or split copy.
 * CRU fuse: ``GAP(Y2) = cat(PWC2(GAP(X_low)), GAP(X_low))`` because a 1x1
   convolution without bias commutes with the spatial mean; the mean is taken
   over the narrow squeezed tensor instead of Y2. ``Y = Y2 + beta1 (Y1 - Y2)``
@@ -25,23 +28,18 @@ def _needs_autograd(module, x):
         x.requires_grad or any(p.requires_grad for p in module.parameters()))
 
 
-def reweights(sru, x: torch.Tensor) -> torch.Tensor:
-    """Eq. 1-3 in one GroupNorm call and a sigmoid.
-
-    ``GN(X) * W_gamma`` is GroupNorm with the affine
-    ``(gamma * W_gamma, beta * W_gamma)``: one fused statistics-and-normalise
-    kernel, no separate scaling pass.
-    """
+def gn_affine(sru):
+    """``(gamma * W_gamma, beta * W_gamma)``: the affine that makes one
+    GroupNorm call compute ``GN(X) * W_gamma`` (Eq. 1-3 before the
+    sigmoid), so the scaling costs no pass of its own."""
     w_gamma = normalised_gamma(sru.gn.weight)
     compute = w_gamma.dtype
-    z = F.group_norm(x.to(compute), sru.gn.num_groups,
-                     sru.gn.weight.to(compute) * w_gamma,
-                     sru.gn.bias.to(compute) * w_gamma, sru.gn.eps)
-    return z.sigmoid_()
+    return (sru.gn.weight.to(compute) * w_gamma,
+            sru.gn.bias.to(compute) * w_gamma)
 
 
-def sru_halves(sru, x: torch.Tensor, inplace: bool):
-    """The two channel halves of the SRU output (Eq. 4), as two tensors.
+def gate_halves(r, x, threshold, gate):
+    """The two channel halves of the SRU output (Eq. 4) from reweights ``r``.
 
     With ``h = threshold(R, t, 0)`` (``R`` where ``R > t``, else 0) and
     ``[R > t] = ceil(h)`` (``h`` lies in (t, 1] or is 0):
@@ -53,31 +51,106 @@ def sru_halves(sru, x: torch.Tensor, inplace: bool):
       ``G_b + X_a - G_a``.
 
     ``threshold`` and ``ceil`` are plain vectorised arithmetic, far cheaper
-    on the CPU than boolean-mask ``where``/``masked_fill``, and give the
-    reference's gradients (``threshold`` passes 1 above ``t``, ``ceil`` 0).
+    on the CPU than boolean-mask ``where``/``masked_fill``.
+
+    No autograd runs through it (inference, or inside
+    :class:`SRUFunction`), so it reuses the buffers of ``r``.
 
     Args:
-        sru (SRU): The module whose parameters are used.
-        x (Tensor): Input.
-        inplace (bool): Reuse buffers (only when autograd is off).
+        r (Tensor): Reweights, at least fp32; overwritten.
+        x (Tensor): SRU input.
+        threshold (float): The gate threshold ``t``.
+        gate (str): ``'soft'`` or ``'hard'``.
     """
-    # The hard gate's 0/1 weights carry no gradient to the GroupNorm.
-    with torch.set_grad_enabled(torch.is_grad_enabled()
-                                and sru.gate == 'soft'):
-        r = reweights(sru, x)
-    h = F.threshold(r, sru.gate_threshold, 0.0)
+    h = F.threshold(r, threshold, 0.0)
     half = x.shape[1] // 2
-    if sru.gate == 'soft':
-        low_weighted = r.sub_(h).mul_(x) if inplace else (r - h) * x
+    if gate == 'soft':
+        low_weighted = r.sub_(h).mul_(x)
         shared = low_weighted[:, :half] + low_weighted[:, half:]
-    informative_x = h.ceil_().mul_(x) if inplace else h.ceil() * x
+    informative_x = h.ceil_().mul_(x)
     upper_g, lower_g = informative_x[:, :half], informative_x[:, half:]
-    if sru.gate == 'soft':
+    if gate == 'soft':
         upper, lower = shared + upper_g, shared + lower_g
     else:
         upper = upper_g + (x[:, half:] - lower_g)
         lower = lower_g + (x[:, :half] - upper_g)
     return upper.to(x.dtype), lower.to(x.dtype)
+
+
+class SRUFunction(torch.autograd.Function):
+    """The SRU with a hand-written backward that saves only the input and
+    the GroupNorm statistics: the reweights and gates are recomputed, not
+    kept, so the SRU adds almost no activation memory.
+
+    Inputs: ``x``, the GroupNorm affine ``weight``/``bias`` of
+    :func:`gn_affine`, ``groups``, ``eps``, ``threshold``, ``gate``.
+    Outputs: the two channel halves of the SRU output.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, groups, eps, threshold, gate):
+        n, c = x.shape[:2]
+        with torch.autocast(x.device.type, enabled=False):
+            xc = x.to(weight.dtype)
+            z, mean, rstd = torch.ops.aten.native_group_norm(
+                xc, weight, bias, n, c, x[0, 0].numel(), groups, eps)
+            outputs = gate_halves(z.sigmoid_(), xc, threshold, gate)
+        ctx.save_for_backward(x, weight, bias, mean, rstd)
+        ctx.options = (groups, eps, threshold, gate)
+        return tuple(o.to(x.dtype) for o in outputs)
+
+    @staticmethod
+    def backward(ctx, grad_upper, grad_lower):
+        x, weight, bias, mean, rstd = ctx.saved_tensors
+        groups, eps, threshold, gate = ctx.options
+        n, c = x.shape[:2]
+        with torch.autocast(x.device.type, enabled=False):
+            xc = x.to(weight.dtype)
+            # z = (x - mean) * rstd * weight + bias, per (sample, channel).
+            per_group = c // groups
+            rstd_c = rstd.repeat_interleave(per_group, dim=1)
+            scale = rstd_c * weight
+            shift = bias - mean.repeat_interleave(per_group, dim=1) * scale
+            r = torch.sigmoid(
+                torch.addcmul(shift[..., None, None], xc,
+                              scale[..., None, None]))
+            informative = F.threshold(r, threshold, 0.0).ceil_()
+            g_own = torch.cat([grad_upper, grad_lower], 1).to(xc.dtype)
+            g_other = torch.cat([grad_lower, grad_upper], 1).to(xc.dtype)
+            if gate == 'hard':
+                # out_a = m_a x_a + (1 - m_b) x_b (and symmetrically).
+                grad_x = g_other + informative * (g_own - g_other)
+                return grad_x.to(x.dtype), None, None, None, None, None, None
+            g_sum = g_own + g_other
+            not_informative = 1 - informative
+            # dX direct: W1 g_own + W2 g_other = W2 (g_own + g_other) + m g_own
+            w2 = r * not_informative
+            grad_x = torch.addcmul(w2 * g_sum, informative, g_own)
+            # dR = (1 - m) X (g_own + g_other); dZ = dR R (1 - R).
+            grad_z = not_informative.mul_(xc).mul_(g_sum).mul_(
+                r * (1 - r))
+            grad_gn_x, grad_weight, grad_bias = (
+                torch.ops.aten.native_group_norm_backward(
+                    grad_z, xc, mean, rstd, weight, n, c, x[0, 0].numel(),
+                    groups, [True, ctx.needs_input_grad[1],
+                             ctx.needs_input_grad[2]]))
+            grad_x = grad_x + grad_gn_x
+        return (grad_x.to(x.dtype), grad_weight, grad_bias, None, None, None,
+                None)
+
+
+def sru_halves(sru, x: torch.Tensor, inplace: bool):
+    """The SRU output's two channel halves: in place without autograd,
+    through :class:`SRUFunction` with it."""
+    weight, bias = gn_affine(sru)
+    if inplace:
+        z = F.group_norm(x.to(weight.dtype), sru.gn.num_groups, weight, bias,
+                         sru.gn.eps)
+        return gate_halves(z.sigmoid_(), x, sru.gate_threshold, sru.gate)
+    if sru.gate == 'hard':  # no gradient reaches the GroupNorm
+        weight, bias = weight.detach(), bias.detach()
+    return SRUFunction.apply(x, weight, bias, sru.gn.num_groups, sru.gn.eps,
+                             sru.gate_threshold, sru.gate)
 
 
 def sru_fast(sru, x: torch.Tensor) -> torch.Tensor:
