@@ -162,3 +162,12 @@ def test_custom_imports_config_builds(tmp_path):
     init_default_scope(cfg.default_scope)
     model = MODELS.build(cfg.model)
     assert len(scconvs(model)) == 16
+
+
+def test_stage_compiles_in_one_graph():
+    model = build(depth=50)
+    model.eval()
+    compiled = torch.compile(model.layer2, backend='eager', fullgraph=True)
+    x = torch.rand(1, 256, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), model.layer2(x))

@@ -111,3 +111,16 @@ def test_reweights_exactly_at_threshold_match(gate):
     for grad in (False, True):
         with torch.set_grad_enabled(grad):
             assert_relative_error(fast(x), reference(x), 1e-6, gate)
+
+
+def test_scconv_resnet_block_compiles_without_breaks_in_scconv():
+    from mmdet_scconv.benchmark import ResNetTrunk
+    trunk = ResNetTrunk(50, scconv_cfg={})
+    block = trunk.stages[1][0]  # strided, with a projection shortcut
+    explanation = torch._dynamo.explain(block)(torch.randn(1, 256, 16, 16))
+    assert explanation.graph_break_count == 0
+    trunk.eval()
+    compiled = torch.compile(trunk.stages[0], backend='eager', fullgraph=True)
+    x = torch.randn(1, 64, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), trunk.stages[0](x))
