@@ -153,11 +153,6 @@ def sru_halves(sru, x: torch.Tensor, inplace: bool):
                              sru.gate_threshold, sru.gate)
 
 
-def sru_fast(sru, x: torch.Tensor) -> torch.Tensor:
-    """:class:`SRU` forward in fewer passes (same result)."""
-    return torch.cat(sru_halves(sru, x, not _needs_autograd(sru, x)), dim=1)
-
-
 def cru_fast(cru, x: torch.Tensor) -> torch.Tensor:
     """:class:`CRU` forward in fewer passes (same result)."""
     return cru_from_split(
