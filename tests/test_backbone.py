@@ -171,3 +171,21 @@ def test_stage_compiles_in_one_graph():
     x = torch.rand(1, 256, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), model.layer2(x))
+
+
+def test_switch_to_deploy_keeps_outputs():
+    model = build(depth=50)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    model.eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = model(x)
+        model.switch_to_deploy()
+        outs = model(x)
+    assert all(isinstance(b.norm2, torch.nn.Identity)
+               for n in model.res_layers for b in getattr(model, n))
+    for out, ref in zip(outs, expected):
+        torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)

@@ -124,3 +124,50 @@ def test_scconv_resnet_block_compiles_without_breaks_in_scconv():
     x = torch.randn(1, 64, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), trunk.stages[0](x))
+
+
+def bn_with_stats(channels):
+    bn = torch.nn.BatchNorm2d(channels)
+    with torch.no_grad():
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.normal_()
+        bn.bias.normal_()
+    return bn.eval()
+
+
+@pytest.mark.parametrize('impl', ['fast', 'reference'])
+@pytest.mark.parametrize('alpha,stride', [(0.5, 1), (0.75, 2)])
+def test_fused_norm_equals_scconv_then_batchnorm(impl, alpha, stride):
+    fast, _ = pair(in_channels=32, out_channels=48, alpha=alpha,
+                   stride=stride, gn_groups=8)
+    set_scconv_impl(fast, impl)
+    bn = bn_with_stats(48)
+    x = torch.randn(2, 32, 11, 12)
+    with torch.no_grad():
+        expected = bn(fast(x))
+        fused = copy.deepcopy(fast)
+        fused.fuse_norm(bn)
+        assert_relative_error(fused(x), expected, 1e-5, 'no autograd')
+    assert_relative_error(fused(x), expected, 1e-5, 'autograd')
+    with pytest.raises(RuntimeError, match='already has a norm fused'):
+        fused.fuse_norm(bn)
+
+
+def test_trunk_deploy_form_equals_eval_model():
+    from mmdet_scconv.benchmark import ResNetTrunk
+    trunk = ResNetTrunk(50, scconv_cfg={})
+    for m in trunk.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    trunk.eval()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        expected = trunk(x)
+        deployed = copy.deepcopy(trunk).switch_to_deploy()
+        outs = deployed(x)
+    assert sum(isinstance(m, torch.nn.BatchNorm2d)
+               for m in deployed.modules()) == 53 - 16
+    for out, ref in zip(outs, expected):
+        assert_relative_error(out, ref, 1e-5, 'stage output')

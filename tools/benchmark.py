@@ -39,8 +39,11 @@ def parse_args():
                         default=['fp32'])
     parser.add_argument('--channels-last', choices=['off', 'on', 'both'],
                         default='both')
-    parser.add_argument('--impls', nargs='+', choices=['fast', 'reference'],
-                        default=['fast', 'reference'])
+    parser.add_argument('--impls', nargs='+',
+                        choices=['fast', 'deploy', 'reference'],
+                        default=['fast', 'deploy', 'reference'],
+                        help='SCConv variants; deploy = fast with the '
+                        'following BatchNorms folded in (inference only)')
     parser.add_argument('--compile', action='store_true',
                         help='wrap every model in torch.compile')
     parser.add_argument('--warmup', type=int, default=3)

@@ -13,15 +13,26 @@ def trunk_loss(model, batch):
     return sum(out.float().mean() for out in model(batch))
 
 
-def trunk_models(depth, impls):
-    """``resnet-<depth>`` and one ``scconv-<depth>-<impl>`` per impl, the
-    SCConv trunks sharing their weights."""
-    models = {f'resnet{depth}': ResNetTrunk(depth)}
-    scconv = ResNetTrunk(depth, scconv_cfg={})
+def scconv_variants(scconv, depth, impls, backbone_of=lambda m: m):
+    """One copy of ``scconv`` per impl: ``'fast'``, ``'reference'``, or
+    ``'deploy'`` (fast, with the BatchNorms folded in; inference only)."""
+    models = {}
     for impl in impls:
-        models[f'scconv{depth}-{impl}'] = set_scconv_impl(
-            copy.deepcopy(scconv), impl)
+        model = copy.deepcopy(scconv)
+        set_scconv_impl(model, 'reference' if impl == 'reference' else 'fast')
+        if impl == 'deploy':
+            model.eval()
+            backbone_of(model).switch_to_deploy()
+        models[f'scconv{depth}-{impl}'] = model
     return models
+
+
+def trunk_models(depth, impls):
+    """``resnet<depth>`` and the SCConv variants, sharing their weights."""
+    return {
+        f'resnet{depth}': ResNetTrunk(depth),
+        **scconv_variants(ResNetTrunk(depth, scconv_cfg={}), depth, impls)
+    }
 
 
 class DetectorStep(nn.Module):
@@ -61,12 +72,11 @@ def detector_models(depth, impls, config_dir):
         cfg = Config.fromfile(f'{config_dir}/{name}')
         return DetectorStep(MODELS.build(cfg.model))
 
-    models = {f'resnet{depth}': build(f'retinanet_r{depth}_coco.py')}
-    scconv = build(f'retinanet_scconv_r{depth}_coco.py')
-    for impl in impls:
-        models[f'scconv{depth}-{impl}'] = set_scconv_impl(
-            copy.deepcopy(scconv), impl)
-    return models
+    return {
+        f'resnet{depth}': build(f'retinanet_r{depth}_coco.py'),
+        **scconv_variants(build(f'retinanet_scconv_r{depth}_coco.py'), depth,
+                          impls, lambda m: m.detector.backbone)
+    }
 
 
 def detector_batch(batch_size, height, width, device):

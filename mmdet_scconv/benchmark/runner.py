@@ -26,7 +26,8 @@ class BenchmarkConfig:
         modes (list[str]): ``'infer'`` and/or ``'train'``.
         dtypes (list[str]): ``'fp32'``, ``'bf16'``, ``'fp16'`` (autocast).
         channels_last (list[bool]): Memory formats to try.
-        impls (list[str]): SCConv implementations to time.
+        impls (list[str]): SCConv variants to time: ``'fast'``,
+            ``'reference'``, ``'deploy'`` (inference cases only).
         compile (bool): Wrap every model in ``torch.compile``.
         warmup (int), repeats (int): Steps per model before / while timing.
         config_dir (str): Where the detector configs live.
@@ -41,7 +42,8 @@ class BenchmarkConfig:
     modes: list = field(default_factory=lambda: ['infer', 'train'])
     dtypes: list = field(default_factory=lambda: ['fp32'])
     channels_last: list = field(default_factory=lambda: [False, True])
-    impls: list = field(default_factory=lambda: ['fast', 'reference'])
+    impls: list = field(
+        default_factory=lambda: ['fast', 'deploy', 'reference'])
     compile: bool = False
     warmup: int = 3
     repeats: int = 10
@@ -97,7 +99,8 @@ def run_benchmark(cfg: BenchmarkConfig, log=print) -> dict:
                 memory_format=torch.channels_last))
         prepared = {name: _prepared(m, train, channels_last, cfg.compile,
                                     device)
-                    for name, m in models.items()}
+                    for name, m in models.items()
+                    if not (train and name.endswith('-deploy'))}
         case_results = compare(prepared, inputs, loss_fn, case, train, dtype,
                                device, cfg.batch, baseline, cfg.warmup,
                                cfg.repeats)

@@ -31,6 +31,12 @@ class Bottleneck(nn.Module):
                 nn.Conv2d(inplanes, out, 1, stride, bias=False),
                 nn.BatchNorm2d(out))
 
+    def switch_to_deploy(self):
+        """Fold ``bn2`` into an SCConv ``conv2`` (inference only)."""
+        if isinstance(self.conv2, SCConv):
+            self.conv2.fuse_norm(self.bn2)
+            self.bn2 = nn.Identity()
+
     def forward(self, x):
         identity = x if self.downsample is None else self.downsample(x)
         y = self.relu(self.bn1(self.conv1(x)))
@@ -62,6 +68,13 @@ class ResNetTrunk(nn.Module):
                 inplanes = planes * Bottleneck.expansion
             stages.append(nn.Sequential(*layers))
         self.stages = nn.ModuleList(stages)
+
+    def switch_to_deploy(self):
+        """Inference form: every SCConv absorbs the BatchNorm after it."""
+        for stage in self.stages:
+            for block in stage:
+                block.switch_to_deploy()
+        return self
 
     def forward(self, x):
         x = self.stem(x)

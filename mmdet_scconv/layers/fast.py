@@ -153,17 +153,26 @@ def sru_halves(sru, x: torch.Tensor, inplace: bool):
                              sru.gate_threshold, sru.gate)
 
 
-def cru_fast(cru, x: torch.Tensor) -> torch.Tensor:
-    """:class:`CRU` forward in fewer passes (same result)."""
+def cru_fast(cru, x: torch.Tensor, out_affine=None) -> torch.Tensor:
+    """:class:`CRU` forward in fewer passes (same result); see
+    :func:`cru_from_split` for ``out_affine``."""
     return cru_from_split(
-        cru, *torch.split(x, [cru.up_channels, cru.low_channels], dim=1))
+        cru, *torch.split(x, [cru.up_channels, cru.low_channels], dim=1),
+        out_affine=out_affine)
 
 
-def cru_from_split(cru, x_up: torch.Tensor,
-                   x_low: torch.Tensor) -> torch.Tensor:
+def cru_from_split(cru, x_up: torch.Tensor, x_low: torch.Tensor,
+                   out_affine=None) -> torch.Tensor:
     """:func:`cru_fast` on the input already split into its upper
     ``int(alpha*C)`` and lower channels (separate tensors need no copy
-    before the squeeze convolutions)."""
+    before the squeeze convolutions).
+
+    Args:
+        out_affine (tuple[Tensor, Tensor], optional): A per-channel
+            ``(scale, shift)`` applied to the output: a following BatchNorm
+            folded in by :meth:`SCConv.fuse_norm`. Without autograd it costs
+            no pass of its own.
+    """
     inplace = not _needs_autograd(cru, x_up)
     x_up = cru.squeeze_up(x_up)
     x_low = cru.downsample(cru.squeeze_low(x_low))
@@ -185,25 +194,40 @@ def cru_from_split(cru, x_up: torch.Tensor,
 
     split = low_projected.shape[1]
     if inplace:
-        # Y = beta1 Y1 + beta2 Y2, written over Y1 branch by branch of
+        # s (beta1 Y1 + beta2 Y2) + t, written over Y1 branch by branch of
         # Y2 = cat(P, X_low).
         beta2 = 1 - beta1
-        y1.mul_(beta1)
+        if out_affine is None:
+            y1.mul_(beta1)
+        else:
+            scale, shift = (v.to(y1.dtype)[:, None, None] for v in out_affine)
+            beta1, beta2 = beta1 * scale, beta2 * scale
+            torch.addcmul(shift, y1, beta1, out=y1)
         y1[:, :split].addcmul_(low_projected, beta2[:, :split])
         y1[:, split:].addcmul_(x_low, beta2[:, split:])
         return y1
     # Y = Y2 + beta1 * (Y1 - Y2), branch by branch of Y2 = cat(P, X_low).
-    return torch.cat([
+    y = torch.cat([
         torch.lerp(low_projected, y1[:, :split], beta1[:, :split]),
         torch.lerp(x_low, y1[:, split:], beta1[:, split:])
     ], dim=1)
+    return y if out_affine is None else apply_affine(y, out_affine)
+
+
+def apply_affine(y: torch.Tensor, affine) -> torch.Tensor:
+    """``scale * y + shift`` per channel."""
+    scale, shift = (v.to(y.dtype)[:, None, None] for v in affine)
+    return torch.addcmul(shift, y, scale)
 
 
 def scconv_fast(scconv, x: torch.Tensor) -> torch.Tensor:
     """:class:`SCConv` forward: the SRU halves go straight into the CRU when
-    the CRU splits at the half (``alpha=0.5``), with no concatenation."""
+    the CRU splits at the half (``alpha=0.5``), with no concatenation; a
+    BatchNorm folded in by :meth:`SCConv.fuse_norm` rides on the final
+    combine."""
     inplace = not _needs_autograd(scconv, x)
     upper, lower = sru_halves(scconv.sru, x, inplace)
+    affine = scconv.out_affine
     if scconv.cru.up_channels == upper.shape[1]:
-        return cru_from_split(scconv.cru, upper, lower)
-    return cru_fast(scconv.cru, torch.cat([upper, lower], dim=1))
+        return cru_from_split(scconv.cru, upper, lower, affine)
+    return cru_fast(scconv.cru, torch.cat([upper, lower], dim=1), affine)

@@ -3,7 +3,7 @@ import torch
 import torch.nn as nn
 
 from .cru import CRU, check_cru_args
-from .fast import scconv_fast
+from .fast import apply_affine, scconv_fast
 from .sru import SRU, check_sru_args
 
 #: ``'fast'``: :mod:`mmdet_scconv.layers.fast` (the default);
@@ -111,14 +111,55 @@ class SCConv(nn.Module):
         self.sru = SRU(in_channels, gn_groups, gate_threshold, gate)
         self.cru = CRU(in_channels, out_channels, kernel_size, stride,
                        dilation, alpha, squeeze_ratio, groups)
+        # Set by fuse_norm (deploy form): the following BatchNorm's affine.
+        self.register_buffer('norm_scale', None)
+        self.register_buffer('norm_shift', None)
+
+    @property
+    def out_affine(self):
+        """``(scale, shift)`` of a fused BatchNorm, or None."""
+        if self.norm_scale is None:
+            return None
+        return self.norm_scale, self.norm_shift
+
+    @torch.no_grad()
+    def fuse_norm(self, norm: nn.modules.batchnorm._BatchNorm) -> None:
+        """Deploy form: absorb the inference-time BatchNorm that follows.
+
+        Afterwards ``self(x)`` equals ``norm(old_self(x))`` with ``norm`` in
+        eval mode, and the norm can be replaced by ``nn.Identity``. Its
+        ``scale, shift`` ride on the CRU's final combine, so the norm costs
+        no pass of its own. For inference only: the running statistics are
+        frozen into the two buffers ``norm_scale`` and ``norm_shift``.
+
+        Args:
+            norm (_BatchNorm): The norm layer right after this SCConv.
+        """
+        if self.norm_scale is not None:
+            raise RuntimeError('This SCConv already has a norm fused in.')
+        if not isinstance(norm, nn.modules.batchnorm._BatchNorm) or (
+                norm.running_mean is None):
+            raise TypeError(
+                f'fuse_norm needs a BatchNorm with running statistics, got '
+                f'{type(norm).__name__}.')
+        scale = torch.rsqrt(norm.running_var + norm.eps)
+        if norm.affine:
+            scale = scale * norm.weight
+        shift = -norm.running_mean * scale
+        if norm.affine:
+            shift = shift + norm.bias
+        self.norm_scale, self.norm_shift = scale, shift
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.impl == 'fast':
             return scconv_fast(self, x)
-        return self.cru(self.sru(x))
+        y = self.cru(self.sru(x))
+        return y if self.out_affine is None else apply_affine(
+            y, self.out_affine)
 
     def extra_repr(self) -> str:
-        return f'impl={self.impl!r}'
+        fused = ', norm fused' if self.norm_scale is not None else ''
+        return f'impl={self.impl!r}{fused}'
 
 
 def set_scconv_impl(module: nn.Module, impl: str) -> nn.Module:

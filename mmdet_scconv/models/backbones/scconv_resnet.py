@@ -1,4 +1,5 @@
 """SCConv-ResNet: mmdet's ResNet with SCConv as every bottleneck 3x3 conv."""
+import torch.nn as nn
 from mmengine.logging import print_log
 from mmdet.models.backbones.resnet import Bottleneck, ResNet
 from mmdet.models.layers import ResLayer
@@ -64,6 +65,13 @@ class SCConvBottleneck(Bottleneck):
             stride=self.conv2_stride,
             dilation=self.dilation,
             **scconv_cfg)
+
+
+    def switch_to_deploy(self):
+        """Fold ``norm2`` into the SCConv ``conv2`` (inference only)."""
+        if self.with_scconv:
+            self.conv2.fuse_norm(self.norm2)
+            setattr(self, self.norm2_name, nn.Identity())
 
 
 @MODELS.register_module()
@@ -139,6 +147,16 @@ class SCConvResNet(ResNet):
             kwargs['init_cfg'] = dict(
                 type='Constant', val=0, override=dict(name='norm3'))
         return ResLayer(scconv_cfg=scconv_cfg, **kwargs)
+
+    def switch_to_deploy(self):
+        """Inference form, as mmcv/mmdet re-parameterised modules have it:
+        every SCConv absorbs the BatchNorm that follows it (see
+        :meth:`SCConv.fuse_norm`), which then becomes ``nn.Identity``.
+        Irreversible; call it on a trained model in eval mode."""
+        for layer_name in self.res_layers:
+            for block in getattr(self, layer_name):
+                block.switch_to_deploy()
+        return self
 
     def init_weights(self):
         """Initialise; with ``init_cfg=dict(type='Pretrained', ...)`` load
