@@ -7,6 +7,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 import mmdet_scconv  # noqa: F401
 from mmdet_scconv.layers import SCConv
+from test_layers import randomise_running_stats
 
 
 def build(**cfg):
@@ -175,10 +176,7 @@ def test_stage_compiles_in_one_graph():
 
 def test_switch_to_deploy_keeps_outputs():
     model = build(depth=50)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.normal_(0, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
+    randomise_running_stats(model)
     model.eval()
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mmdet_scconv.layers import SCConv, set_scconv_impl
-from test_layers import randomise
+from test_layers import randomise, randomise_running_stats
 
 
 def assert_relative_error(actual, expected, tol, what=''):
@@ -157,10 +157,7 @@ def test_fused_norm_equals_scconv_then_batchnorm(impl, alpha, stride):
 def test_trunk_deploy_form_equals_eval_model():
     from mmdet_scconv.benchmark import ResNetTrunk
     trunk = ResNetTrunk(50, scconv_cfg={})
-    for m in trunk.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.normal_(0, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
+    randomise_running_stats(trunk)
     trunk.eval()
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():

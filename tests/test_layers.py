@@ -18,6 +18,15 @@ def randomise(module):
     return module
 
 
+def randomise_running_stats(model):
+    """Non-trivial BatchNorm running statistics, as a trained model has."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    return model
+
+
 def cru_weights(cru):
     return {
         name: getattr(cru, name).weight.detach().double()

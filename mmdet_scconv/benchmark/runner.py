@@ -130,10 +130,10 @@ def write_chart(report, path):
     names = list(dict.fromkeys(r['model'] for r in results))
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(cases)), 4))
     width = 0.8 / len(names)
+    ratio = {(r['case'], r['model']): r['ratio'] for r in results}
     for i, name in enumerate(names):
-        ratios = [next(r['ratio'] for r in results
-                       if r['case'] == c and r['model'] == name)
-                  for c in cases]
+        # A model absent from a case (deploy in training) gets no bar.
+        ratios = [ratio.get((c, name), float('nan')) for c in cases]
         ax.bar([j + i * width for j in range(len(cases))], ratios, width,
                label=name)
     ax.axhline(1.0, color='black', linewidth=0.8)

@@ -66,7 +66,6 @@ class SCConvBottleneck(Bottleneck):
             dilation=self.dilation,
             **scconv_cfg)
 
-
     def switch_to_deploy(self):
         """Fold ``norm2`` into the SCConv ``conv2`` (inference only)."""
         if self.with_scconv:
