@@ -6,8 +6,10 @@ Against the reference modules (``SRU.forward`` then ``CRU.forward``):
   ``(gamma * W_gamma, beta * W_gamma)``, so the scaling costs no pass of its
   own; the gates are threshold/ceil arithmetic and never materialise ``W1``
   and ``W2``; for training a hand-written backward saves only the input and
-  the GroupNorm statistics; the output comes as two halves that the CRU
-  takes without a concatenation or split copy.
+  the GroupNorm statistics, and with ``alpha=0.5`` it also covers the CRU's
+  squeeze convolutions, whose input (the SRU output) is recomputed rather
+  than kept; the output comes as two halves that the CRU takes without a
+  concatenation or split copy.
 * CRU fuse: ``GAP(Y2) = cat(PWC2(GAP(X_low)), GAP(X_low))`` because a 1x1
   convolution without bias commutes with the spatial mean; the mean is taken
   over the narrow squeezed tensor instead of Y2. ``Y = Y2 + beta1 (Y1 - Y2)``
@@ -77,6 +79,54 @@ def gate_halves(r, x, threshold, gate):
     return upper.to(x.dtype), lower.to(x.dtype)
 
 
+def _sru_forward(x, weight, bias, groups, eps, threshold, gate):
+    """SRU halves and GroupNorm statistics, in ``weight``'s dtype."""
+    n, c = x.shape[:2]
+    z, mean, rstd = torch.ops.aten.native_group_norm(
+        x.to(weight.dtype), weight, bias, n, c, x[0, 0].numel(), groups, eps)
+    upper, lower = gate_halves(z.sigmoid_(), x.to(weight.dtype), threshold,
+                               gate)
+    return upper, lower, mean, rstd
+
+
+def _recompute_reweights(x, weight, bias, mean, rstd, groups):
+    """``R`` again from the saved GroupNorm statistics (no statistics pass):
+    ``z = (x - mean) * rstd * weight + bias`` per (sample, channel)."""
+    per_group = x.shape[1] // groups
+    scale = rstd.repeat_interleave(per_group, dim=1) * weight
+    shift = bias - mean.repeat_interleave(per_group, dim=1) * scale
+    return torch.sigmoid(
+        torch.addcmul(shift[..., None, None], x, scale[..., None, None]))
+
+
+def _sru_backward(r, x, weight, mean, rstd, groups, threshold, gate,
+                  grad_upper, grad_lower, needs_affine_grad):
+    """Gradients of the SRU halves w.r.t. ``x`` and the GroupNorm affine.
+
+    Returns:
+        tuple: ``(grad_x, grad_weight, grad_bias)``; the affine gradients are
+        None for the hard gate or where ``needs_affine_grad`` says so.
+    """
+    n, c = x.shape[:2]
+    informative = F.threshold(r, threshold, 0.0).ceil_()
+    g_own = torch.cat([grad_upper, grad_lower], 1).to(x.dtype)
+    g_other = torch.cat([grad_lower, grad_upper], 1).to(x.dtype)
+    if gate == 'hard':
+        # out_a = m_a x_a + (1 - m_b) x_b (and symmetrically).
+        return g_other + informative * (g_own - g_other), None, None
+    g_sum = g_own + g_other
+    not_informative = 1 - informative
+    # dX direct: W1 g_own + W2 g_other = W2 (g_own + g_other) + m g_own.
+    grad_x = torch.addcmul(r * not_informative * g_sum, informative, g_own)
+    # dR = (1 - m) X (g_own + g_other); dZ = dR R (1 - R).
+    grad_z = not_informative.mul_(x).mul_(g_sum).mul_(r * (1 - r))
+    grad_gn_x, grad_weight, grad_bias = (
+        torch.ops.aten.native_group_norm_backward(
+            grad_z, x, mean, rstd, weight, n, c, x[0, 0].numel(), groups,
+            [True, *needs_affine_grad]))
+    return grad_x + grad_gn_x, grad_weight, grad_bias
+
+
 class SRUFunction(torch.autograd.Function):
     """The SRU with a hand-written backward that saves only the input and
     the GroupNorm statistics: the reweights and gates are recomputed, not
@@ -89,54 +139,78 @@ class SRUFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, groups, eps, threshold, gate):
-        n, c = x.shape[:2]
         with torch.autocast(x.device.type, enabled=False):
-            xc = x.to(weight.dtype)
-            z, mean, rstd = torch.ops.aten.native_group_norm(
-                xc, weight, bias, n, c, x[0, 0].numel(), groups, eps)
-            outputs = gate_halves(z.sigmoid_(), xc, threshold, gate)
+            upper, lower, mean, rstd = _sru_forward(x, weight, bias, groups,
+                                                    eps, threshold, gate)
         ctx.save_for_backward(x, weight, bias, mean, rstd)
-        ctx.options = (groups, eps, threshold, gate)
-        return tuple(o.to(x.dtype) for o in outputs)
+        ctx.options = (groups, threshold, gate)
+        return upper.to(x.dtype), lower.to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad_upper, grad_lower):
         x, weight, bias, mean, rstd = ctx.saved_tensors
-        groups, eps, threshold, gate = ctx.options
-        n, c = x.shape[:2]
+        groups, threshold, gate = ctx.options
         with torch.autocast(x.device.type, enabled=False):
             xc = x.to(weight.dtype)
-            # z = (x - mean) * rstd * weight + bias, per (sample, channel).
-            per_group = c // groups
-            rstd_c = rstd.repeat_interleave(per_group, dim=1)
-            scale = rstd_c * weight
-            shift = bias - mean.repeat_interleave(per_group, dim=1) * scale
-            r = torch.sigmoid(
-                torch.addcmul(shift[..., None, None], xc,
-                              scale[..., None, None]))
-            informative = F.threshold(r, threshold, 0.0).ceil_()
-            g_own = torch.cat([grad_upper, grad_lower], 1).to(xc.dtype)
-            g_other = torch.cat([grad_lower, grad_upper], 1).to(xc.dtype)
-            if gate == 'hard':
-                # out_a = m_a x_a + (1 - m_b) x_b (and symmetrically).
-                grad_x = g_other + informative * (g_own - g_other)
-                return grad_x.to(x.dtype), None, None, None, None, None, None
-            g_sum = g_own + g_other
-            not_informative = 1 - informative
-            # dX direct: W1 g_own + W2 g_other = W2 (g_own + g_other) + m g_own
-            w2 = r * not_informative
-            grad_x = torch.addcmul(w2 * g_sum, informative, g_own)
-            # dR = (1 - m) X (g_own + g_other); dZ = dR R (1 - R).
-            grad_z = not_informative.mul_(xc).mul_(g_sum).mul_(
-                r * (1 - r))
-            grad_gn_x, grad_weight, grad_bias = (
-                torch.ops.aten.native_group_norm_backward(
-                    grad_z, xc, mean, rstd, weight, n, c, x[0, 0].numel(),
-                    groups, [True, ctx.needs_input_grad[1],
-                             ctx.needs_input_grad[2]]))
-            grad_x = grad_x + grad_gn_x
+            r = _recompute_reweights(xc, weight, bias, mean, rstd, groups)
+            grad_x, grad_weight, grad_bias = _sru_backward(
+                r, xc, weight, mean, rstd, groups, threshold, gate,
+                grad_upper, grad_lower, ctx.needs_input_grad[1:3])
         return (grad_x.to(x.dtype), grad_weight, grad_bias, None, None, None,
                 None)
+
+
+class SRUSqueezeFunction(torch.autograd.Function):
+    """The SRU followed by the CRU's two 1x1 squeeze convolutions, for a CRU
+    that splits at the half (``alpha=0.5``).
+
+    The squeeze convolutions would save the SRU output (as many channels as
+    the input) for their weight gradients; here it is recomputed in
+    backward from the input and the GroupNorm statistics instead, so the
+    pair saves only what :class:`SRUFunction` saves. Under autocast the
+    convolutions run in the autocast dtype, as they would outside.
+
+    Inputs: those of :class:`SRUFunction` plus the squeeze weights
+    ``w_up`` and ``w_low`` (and the autocast dtype, or None).
+    Outputs: the squeezed upper and lower tensors.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, w_up, w_low, groups, eps, threshold,
+                gate, cast):
+        with torch.autocast(x.device.type, enabled=False):
+            upper, lower, mean, rstd = _sru_forward(x, weight, bias, groups,
+                                                    eps, threshold, gate)
+            dtype = cast or x.dtype
+            squeezed_up = F.conv2d(upper.to(dtype), w_up.to(dtype))
+            squeezed_low = F.conv2d(lower.to(dtype), w_low.to(dtype))
+        ctx.save_for_backward(x, weight, bias, mean, rstd, w_up, w_low)
+        ctx.options = (groups, threshold, gate, dtype)
+        return squeezed_up, squeezed_low
+
+    @staticmethod
+    def backward(ctx, grad_up, grad_low):
+        x, weight, bias, mean, rstd, w_up, w_low = ctx.saved_tensors
+        groups, threshold, gate, dtype = ctx.options
+        conv_grad = torch.nn.grad
+        with torch.autocast(x.device.type, enabled=False):
+            xc = x.to(weight.dtype)
+            r = _recompute_reweights(xc, weight, bias, mean, rstd, groups)
+            upper, lower = gate_halves(r.clone(), xc, threshold, gate)
+            grads = []
+            for half, w, grad in ((upper, w_up, grad_up),
+                                  (lower, w_low, grad_low)):
+                half, w_cast = half.to(dtype), w.to(dtype)
+                grad = grad.to(dtype)
+                grads.append((
+                    conv_grad.conv2d_input(half.shape, w_cast, grad),
+                    conv_grad.conv2d_weight(half, w.shape, grad).to(w.dtype)))
+            (grad_upper, grad_w_up), (grad_lower, grad_w_low) = grads
+            grad_x, grad_weight, grad_bias = _sru_backward(
+                r, xc, weight, mean, rstd, groups, threshold, gate,
+                grad_upper, grad_lower, ctx.needs_input_grad[1:3])
+        return (grad_x.to(x.dtype), grad_weight, grad_bias, grad_w_up,
+                grad_w_low, None, None, None, None, None)
 
 
 def sru_halves(sru, x: torch.Tensor, inplace: bool):
@@ -173,9 +247,16 @@ def cru_from_split(cru, x_up: torch.Tensor, x_low: torch.Tensor,
             folded in by :meth:`SCConv.fuse_norm`. Without autograd it costs
             no pass of its own.
     """
+    return cru_from_squeezed(cru, cru.squeeze_up(x_up),
+                             cru.squeeze_low(x_low), out_affine)
+
+
+def cru_from_squeezed(cru, x_up: torch.Tensor, x_low: torch.Tensor,
+                      out_affine=None) -> torch.Tensor:
+    """The CRU after its squeeze convolutions (see :func:`cru_from_split`).
+    """
     inplace = not _needs_autograd(cru, x_up)
-    x_up = cru.squeeze_up(x_up)
-    x_low = cru.downsample(cru.squeeze_low(x_low))
+    x_low = cru.downsample(x_low)
     y1 = cru.gwc(x_up)
     if inplace:
         y1 += cru.pwc_up(cru.downsample(x_up))
@@ -226,8 +307,26 @@ def scconv_fast(scconv, x: torch.Tensor) -> torch.Tensor:
     BatchNorm folded in by :meth:`SCConv.fuse_norm` rides on the final
     combine."""
     inplace = not _needs_autograd(scconv, x)
-    upper, lower = sru_halves(scconv.sru, x, inplace)
-    affine = scconv.out_affine
-    if scconv.cru.up_channels == upper.shape[1]:
-        return cru_from_split(scconv.cru, upper, lower, affine)
-    return cru_fast(scconv.cru, torch.cat([upper, lower], dim=1), affine)
+    sru, cru, affine = scconv.sru, scconv.cru, scconv.out_affine
+    splits_at_half = cru.up_channels * 2 == x.shape[1]
+    if splits_at_half and not inplace:
+        return cru_from_squeezed(cru, *sru_squeeze(sru, cru, x), affine)
+    upper, lower = sru_halves(sru, x, inplace)
+    if splits_at_half:
+        return cru_from_split(cru, upper, lower, affine)
+    return cru_fast(cru, torch.cat([upper, lower], dim=1), affine)
+
+
+def sru_squeeze(sru, cru, x: torch.Tensor):
+    """SRU then the CRU's squeeze convolutions through
+    :class:`SRUSqueezeFunction` (training, ``alpha=0.5``)."""
+    weight, bias = gn_affine(sru)
+    if sru.gate == 'hard':  # no gradient reaches the GroupNorm
+        weight, bias = weight.detach(), bias.detach()
+    device = x.device.type
+    cast = (torch.get_autocast_dtype(device)
+            if torch.is_autocast_enabled(device) else None)
+    return SRUSqueezeFunction.apply(x, weight, bias, cru.squeeze_up.weight,
+                                    cru.squeeze_low.weight, sru.gn.num_groups,
+                                    sru.gn.eps, sru.gate_threshold, sru.gate,
+                                    cast)
