@@ -33,11 +33,15 @@ def _needs_autograd(module, x):
 def gn_affine(sru):
     """``(gamma * W_gamma, beta * W_gamma)``: the affine that makes one
     GroupNorm call compute ``GN(X) * W_gamma`` (Eq. 1-3 before the
-    sigmoid), so the scaling costs no pass of its own."""
+    sigmoid), so the scaling costs no pass of its own. Detached for the hard
+    gate, whose 0/1 weights carry no gradient to the GroupNorm."""
     w_gamma = normalised_gamma(sru.gn.weight)
     compute = w_gamma.dtype
-    return (sru.gn.weight.to(compute) * w_gamma,
-            sru.gn.bias.to(compute) * w_gamma)
+    weight = sru.gn.weight.to(compute) * w_gamma
+    bias = sru.gn.bias.to(compute) * w_gamma
+    if sru.gate == 'hard':
+        return weight.detach(), bias.detach()
+    return weight, bias
 
 
 def gate_halves(r, x, threshold, gate):
@@ -221,8 +225,6 @@ def sru_halves(sru, x: torch.Tensor, inplace: bool):
         z = F.group_norm(x.to(weight.dtype), sru.gn.num_groups, weight, bias,
                          sru.gn.eps)
         return gate_halves(z.sigmoid_(), x, sru.gate_threshold, sru.gate)
-    if sru.gate == 'hard':  # no gradient reaches the GroupNorm
-        weight, bias = weight.detach(), bias.detach()
     return SRUFunction.apply(x, weight, bias, sru.gn.num_groups, sru.gn.eps,
                              sru.gate_threshold, sru.gate)
 
@@ -321,8 +323,6 @@ def sru_squeeze(sru, cru, x: torch.Tensor):
     """SRU then the CRU's squeeze convolutions through
     :class:`SRUSqueezeFunction` (training, ``alpha=0.5``)."""
     weight, bias = gn_affine(sru)
-    if sru.gate == 'hard':  # no gradient reaches the GroupNorm
-        weight, bias = weight.detach(), bias.detach()
     device = x.device.type
     cast = (torch.get_autocast_dtype(device)
             if torch.is_autocast_enabled(device) else None)
