@@ -222,9 +222,10 @@ def sru_halves(sru, x: torch.Tensor, inplace: bool):
     through :class:`SRUFunction` with it."""
     weight, bias = gn_affine(sru)
     if inplace:
-        z = F.group_norm(x.to(weight.dtype), sru.gn.num_groups, weight, bias,
-                         sru.gn.eps)
-        return gate_halves(z.sigmoid_(), x, sru.gate_threshold, sru.gate)
+        upper, lower, _, _ = _sru_forward(x, weight, bias, sru.gn.num_groups,
+                                          sru.gn.eps, sru.gate_threshold,
+                                          sru.gate)
+        return upper.to(x.dtype), lower.to(x.dtype)
     return SRUFunction.apply(x, weight, bias, sru.gn.num_groups, sru.gn.eps,
                              sru.gate_threshold, sru.gate)
 
