@@ -1,0 +1,150 @@
+"""Do the fast paths equal the reference path on this device?
+
+The unit tests check this on the CPU; this module runs the same comparison
+on any device (a GPU machine without mmcv/mmengine/mmdet included), so
+speed numbers are only quoted for paths that are proven right where they
+were measured.
+"""
+import copy
+import itertools
+from dataclasses import dataclass
+
+import torch
+
+from ..layers import SCConv, set_scconv_impl
+from .timing import autocast
+
+#: Relative error allowed: fp32 rounding; bf16 keeps 8 mantissa bits.
+TOLERANCES = {'fp32': 1e-5, 'bf16': 2e-2}
+
+
+@dataclass
+class Check:
+    """One comparison: ``what`` of ``impl`` against the reference."""
+    impl: str
+    case: str
+    what: str
+    error: float
+    tolerance: float
+
+    @property
+    def ok(self):
+        return self.error <= self.tolerance  # False for NaN too
+
+
+def relative_error(actual, expected):
+    actual, expected = actual.double(), expected.double()
+    return ((actual - expected).norm() /
+            expected.norm().clamp_min(1e-30)).item()
+
+
+def _randomised(module):
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if name.endswith('gn.weight'):
+                p.uniform_(0.5, 1.5)  # GroupNorm gamma as trained: positive
+            else:
+                p.normal_(0, 0.5)
+    return module
+
+
+def _forward_backward(module, x, dtype, device):
+    module.zero_grad()
+    x = x.clone().requires_grad_()
+    with autocast(device, dtype):
+        y = module(x)
+    weights = torch.linspace(-1, 1, y.numel(), device=device).view_as(y)
+    (y.float() * weights).sum().backward()
+    grads = {'input grad': x.grad}
+    grads.update((n, p.grad) for n, p in module.named_parameters()
+                 if p.grad is not None)
+    return y, grads
+
+
+def _batchnorm(channels, device):
+    bn = torch.nn.BatchNorm2d(channels)
+    with torch.no_grad():
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.normal_()
+        bn.bias.normal_()
+    return bn.to(device).eval()
+
+
+def check_paths(device='cuda', impls=('fast', 'deploy'), seed=0):
+    """Compare ``impls`` with ``impl='reference'`` on ``device``: outputs and
+    every gradient (training, ``fast``) or the output with a BatchNorm
+    folded in (``deploy``), fp32 and bf16 autocast, stride 1 and 2, odd
+    sizes, NCHW and channels-last, soft and hard gate.
+
+    TF32 is switched off while comparing: it would round the convolutions'
+    inputs differently on the two paths.
+
+    Returns:
+        list[Check]
+    """
+    device = torch.device(device)
+    torch.manual_seed(seed)
+    checks = []
+    tf32 = (torch.backends.cuda.matmul.allow_tf32,
+            torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        for (stride, size, channels_last, gate, alpha), dtype in (
+                itertools.product(
+                    [(1, (33, 20), False, 'soft', 0.5),
+                     (2, (31, 17), True, 'soft', 0.5),
+                     (1, (16, 24), True, 'hard', 0.5),
+                     (2, (15, 9), False, 'soft', 0.75)], TOLERANCES)):
+            case = (f'{dtype} stride {stride} {size[0]}x{size[1]} {gate} '
+                    f'alpha {alpha}' + (' channels-last' if channels_last
+                                        else ''))
+            reference = _randomised(SCConv(
+                64, 96, stride=stride, alpha=alpha, gn_groups=16, gate=gate,
+                impl='reference')).to(device)
+            x = torch.randn(2, 64, *size, device=device)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+                reference = reference.to(memory_format=torch.channels_last)
+            y_ref, grads_ref = _forward_backward(reference, x, dtype, device)
+            bn = _batchnorm(96, device)
+            with torch.no_grad(), autocast(device, dtype):
+                deployed_ref = bn(reference(x))
+            tolerance = TOLERANCES[dtype]
+            for impl in impls:
+                model = copy.deepcopy(reference)
+                set_scconv_impl(model, 'fast' if impl == 'deploy' else impl)
+                if impl == 'deploy':
+                    model.fuse_norm(bn)
+                    with torch.inference_mode(), autocast(device, dtype):
+                        y = model(x)
+                    checks.append(Check(impl, case, 'output',
+                                        relative_error(y, deployed_ref),
+                                        tolerance))
+                    continue
+                y, grads = _forward_backward(model, x, dtype, device)
+                checks.append(Check(impl, case, 'output',
+                                    relative_error(y, y_ref), tolerance))
+                checks.extend(
+                    Check(impl, case, name,
+                          relative_error(grads[name], grad), tolerance)
+                    for name, grad in grads_ref.items())
+    finally:
+        (torch.backends.cuda.matmul.allow_tf32,
+         torch.backends.cudnn.allow_tf32) = tf32
+    return checks
+
+
+def format_checks(checks) -> str:
+    """One line per (impl, case): the worst error and pass/fail."""
+    lines = []
+    for (impl, case), group in itertools.groupby(
+            checks, key=lambda c: (c.impl, c.case)):
+        group = list(group)
+        worst = max(group, key=lambda c: (not c.ok, c.error))
+        verdict = 'ok' if all(c.ok for c in group) else 'FAIL'
+        lines.append(f'{verdict:4} {impl:8} {case:50} worst {worst.what}: '
+                     f'{worst.error:.1e} (tol {worst.tolerance:.0e}, '
+                     f'{len(group)} tensors)')
+    return '\n'.join(lines)

@@ -1,0 +1,31 @@
+"""Check that SCConv's fast paths equal the reference path on a device
+(outputs and gradients, fp32 and bf16); exits 1 on any mismatch.
+
+Example:
+    python tools/check_exactness.py --device cuda
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from mmdet_scconv.benchmark.exactness import (check_paths,  # noqa: E402
+                                              format_checks)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--device', default='cuda')
+    parser.add_argument('--impls', nargs='+', default=['fast', 'deploy'])
+    args = parser.parse_args()
+    checks = check_paths(args.device, args.impls)
+    print(format_checks(checks))
+    failed = [c for c in checks if not c.ok]
+    print(f'{len(checks) - len(failed)}/{len(checks)} tensors within '
+          'tolerance')
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == '__main__':
+    main()
