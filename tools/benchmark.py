@@ -46,6 +46,8 @@ def parse_args():
                         'following BatchNorms folded in (inference only)')
     parser.add_argument('--compile', action='store_true',
                         help='wrap every model in torch.compile')
+    parser.add_argument('--cuda-graph', action='store_true',
+                        help='time CUDA graph replays (no CPU launch cost)')
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--repeats', type=int, default=10)
     parser.add_argument('--threads', type=int, help='CPU threads')
@@ -59,6 +61,8 @@ def main():
     args = parse_args()
     if args.device == 'cuda' and not __import__('torch').cuda.is_available():
         sys.exit('--device cuda: torch sees no CUDA device.')
+    if args.cuda_graph and args.device != 'cuda':
+        sys.exit('--cuda-graph needs --device cuda.')
     batch, height, width = DEFAULT_SHAPES[args.device]
     cfg = BenchmarkConfig(
         scope=args.scope, depth=args.depth, device=args.device,
@@ -68,7 +72,8 @@ def main():
         dtypes=args.dtypes,
         channels_last={'off': [False], 'on': [True],
                        'both': [False, True]}[args.channels_last],
-        impls=args.impls, compile=args.compile, warmup=args.warmup,
+        impls=args.impls, compile=args.compile, cuda_graph=args.cuda_graph,
+        warmup=args.warmup,
         repeats=args.repeats, config_dir=args.config_dir,
         threads=args.threads)
     report = run_benchmark(cfg)

@@ -29,6 +29,8 @@ class BenchmarkConfig:
         impls (list[str]): SCConv variants to time: ``'fast'``,
             ``'reference'``, ``'deploy'`` (inference cases only).
         compile (bool): Wrap every model in ``torch.compile``.
+        cuda_graph (bool): Time CUDA graph replays of each step (no CPU
+            launch cost) instead of eager steps.
         warmup (int), repeats (int): Steps per model before / while timing.
         config_dir (str): Where the detector configs live.
         threads (int, optional): ``torch.set_num_threads`` on CPU.
@@ -45,6 +47,7 @@ class BenchmarkConfig:
     impls: list = field(
         default_factory=lambda: ['fast', 'deploy', 'reference'])
     compile: bool = False
+    cuda_graph: bool = False
     warmup: int = 3
     repeats: int = 10
     config_dir: str = 'configs'
@@ -91,8 +94,10 @@ def run_benchmark(cfg: BenchmarkConfig, log=print) -> dict:
     for mode, dtype, channels_last in itertools.product(
             cfg.modes, cfg.dtypes, cfg.channels_last):
         train = mode == 'train'
-        case = f'{cfg.scope} {mode} {dtype}' + (' channels-last'
-                                                 if channels_last else '')
+        case = ' '.join([cfg.scope, mode, dtype] +
+                        ['channels-last'] * channels_last +
+                        ['cuda-graph'] * cfg.cuda_graph +
+                        ['compiled'] * cfg.compile)
         inputs = batch
         if channels_last and torch.is_tensor(batch):
             inputs = batch.contiguous(memory_format=torch.channels_last)
@@ -105,7 +110,7 @@ def run_benchmark(cfg: BenchmarkConfig, log=print) -> dict:
                     if not (train and name.endswith('-deploy'))}
         case_results = compare(prepared, inputs, loss_fn, case, train, dtype,
                                device, cfg.batch, baseline, cfg.warmup,
-                               cfg.repeats)
+                               cfg.repeats, cfg.cuda_graph)
         log(format_table(case_results))
         results.extend(case_results)
     return dict(config=asdict(cfg), env=environment(cfg),
@@ -152,5 +157,6 @@ def write_chart(report, path):
 
 def output_paths(out_dir, cfg):
     stem = (f'{cfg.scope}_r{cfg.depth}_{cfg.device}_b{cfg.batch}_'
-            f'{cfg.height}x{cfg.width}' + ('_compiled' if cfg.compile else ''))
+            f'{cfg.height}x{cfg.width}' + ('_compiled' if cfg.compile else '')
+            + ('_graph' if cfg.cuda_graph else ''))
     return osp.join(out_dir, f'{stem}.json'), osp.join(out_dir, f'{stem}.png')

@@ -64,6 +64,23 @@ def make_step(model, batch, loss_fn, train, dtype, device):
     return step
 
 
+def graphed(step, device, warmup=3):
+    """Capture ``step`` in a CUDA graph and return its replay: the same
+    kernels without the CPU's per-launch cost, as a deployed model (CUDA
+    graphs, TensorRT) runs them. Training steps are captured whole
+    (forward, backward, optimizer step) as PyTorch's docs describe."""
+    stream = torch.cuda.Stream(device)
+    stream.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(stream):
+        for _ in range(warmup):
+            step()
+    torch.cuda.current_stream(device).wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    return graph.replay
+
+
 def synchronize(device):
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
@@ -115,15 +132,20 @@ def peak_memory_mb(step, model, batch, loss_fn, train, dtype, device):
 
 
 def compare(models, batch, loss_fn, case, train, dtype, device, batch_size,
-            baseline, warmup=3, repeats=10):
+            baseline, warmup=3, repeats=10, cuda_graph=False):
     """Time ``models`` (name -> module) side by side in one case.
+
+    With ``cuda_graph`` every step is timed as a CUDA graph replay; peak
+    memory is always that of the eager step.
 
     Returns:
         list[Result]: One per model, ratios against ``baseline``.
     """
     steps = {name: make_step(m, batch, loss_fn, train, dtype, device)
              for name, m in models.items()}
-    times = time_interleaved(steps, device, warmup, repeats)
+    timed = ({name: graphed(step, device) for name, step in steps.items()}
+             if cuda_graph else steps)
+    times = time_interleaved(timed, device, warmup, repeats)
     results = []
     for name, model in models.items():
         median = statistics.median(times[name])

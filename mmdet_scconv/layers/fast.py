@@ -83,11 +83,18 @@ def gate_halves(r, x, threshold, gate):
     return upper.to(x.dtype), lower.to(x.dtype)
 
 
+def _gn_layout(x):
+    """The layout aten's GroupNorm kernels accept: any dense layout on the
+    CPU, NCHW-contiguous elsewhere (CUDA refuses channels-last)."""
+    return x if x.device.type == 'cpu' else x.contiguous()
+
+
 def _sru_forward(x, weight, bias, groups, eps, threshold, gate):
     """SRU halves and GroupNorm statistics, in ``weight``'s dtype."""
     n, c = x.shape[:2]
     z, mean, rstd = torch.ops.aten.native_group_norm(
-        x.to(weight.dtype), weight, bias, n, c, x[0, 0].numel(), groups, eps)
+        _gn_layout(x.to(weight.dtype)), weight, bias, n, c, x[0, 0].numel(),
+        groups, eps)
     upper, lower = gate_halves(z.sigmoid_(), x.to(weight.dtype), threshold,
                                gate)
     return upper, lower, mean, rstd
@@ -126,7 +133,8 @@ def _sru_backward(r, x, weight, mean, rstd, groups, threshold, gate,
     grad_z = not_informative.mul_(x).mul_(g_sum).mul_(r * (1 - r))
     grad_gn_x, grad_weight, grad_bias = (
         torch.ops.aten.native_group_norm_backward(
-            grad_z, x, mean, rstd, weight, n, c, x[0, 0].numel(), groups,
+            _gn_layout(grad_z), _gn_layout(x), mean, rstd, weight, n, c,
+            x[0, 0].numel(), groups,
             [True, *needs_affine_grad]))
     return grad_x + grad_gn_x, grad_weight, grad_bias
 
