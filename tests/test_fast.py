@@ -66,9 +66,9 @@ def test_fast_equals_reference_bf16():
 
 def test_impl_is_checked():
     with pytest.raises(ValueError, match="impl must be one of"):
-        SCConv(16, 16, gn_groups=4, impl='triton')
+        SCConv(16, 16, gn_groups=4, impl='cuda')
     with pytest.raises(ValueError, match="impl must be one of"):
-        set_scconv_impl(SCConv(16, 16, gn_groups=4), 'cuda')
+        set_scconv_impl(SCConv(16, 16, gn_groups=4), 'turbo')
 
 
 def test_compiles_without_graph_breaks():

@@ -40,10 +40,13 @@ def parse_args():
     parser.add_argument('--channels-last', choices=['off', 'on', 'both'],
                         default='both')
     parser.add_argument('--impls', nargs='+',
-                        choices=['fast', 'deploy', 'reference'],
+                        choices=['fast', 'deploy', 'triton', 'torch',
+                                 'reference'],
                         default=['fast', 'deploy', 'reference'],
-                        help='SCConv variants; deploy = fast with the '
-                        'following BatchNorms folded in (inference only)')
+                        help='SCConv variants (fast = Triton kernels on '
+                        'CUDA, torch = the fast path without them); deploy '
+                        '= fast with the following BatchNorms folded in '
+                        '(inference only)')
     parser.add_argument('--compile', action='store_true',
                         help='wrap every model in torch.compile')
     parser.add_argument('--cuda-graph', action='store_true',

@@ -1,5 +1,6 @@
 """Check that SCConv's fast paths equal the reference path on a device
-(outputs and gradients, fp32 and bf16); exits 1 on any mismatch.
+(training outputs and gradients, inference and deploy outputs, fp32 and
+bf16); exits 1 on any mismatch.
 
 Example:
     python tools/check_exactness.py --device cuda
@@ -17,7 +18,8 @@ from mmdet_scconv.benchmark.exactness import (check_paths,  # noqa: E402
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--device', default='cuda')
-    parser.add_argument('--impls', nargs='+', default=['fast', 'deploy'])
+    parser.add_argument('--impls', nargs='+', default=['fast'],
+                        choices=['fast', 'triton', 'torch'])
     args = parser.parse_args()
     checks = check_paths(args.device, args.impls)
     print(format_checks(checks))

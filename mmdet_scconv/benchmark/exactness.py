@@ -71,11 +71,34 @@ def _batchnorm(channels, device):
     return bn.to(device).eval()
 
 
-def check_paths(device='cuda', impls=('fast', 'deploy'), seed=0):
-    """Compare ``impls`` with ``impl='reference'`` on ``device``: outputs and
-    every gradient (training, ``fast``) or the output with a BatchNorm
-    folded in (``deploy``), fp32 and bf16 autocast, stride 1 and 2, odd
-    sizes, NCHW and channels-last, soft and hard gate.
+def _check_impl(reference, impl, x, dtype, device, expected, case):
+    """Checks of one impl in one case: training (output and every
+    gradient), inference, and the deploy form (a BatchNorm folded in)."""
+    y_ref, grads_ref, inferred_ref, bn, deployed_ref = expected
+    tolerance = TOLERANCES[dtype]
+    model = set_scconv_impl(copy.deepcopy(reference), impl)
+    y, grads = _forward_backward(model, x, dtype, device)
+    checks = [Check(impl, case, 'train output', relative_error(y, y_ref),
+                    tolerance)]
+    checks.extend(
+        Check(impl, case, name, relative_error(grads[name], grad), tolerance)
+        for name, grad in grads_ref.items())
+    with torch.inference_mode(), autocast(device, dtype):
+        inferred = model(x)
+        model.fuse_norm(bn)
+        deployed = model(x)
+    checks.append(Check(impl, case, 'infer output',
+                        relative_error(inferred, inferred_ref), tolerance))
+    checks.append(Check(impl, case, 'deploy output',
+                        relative_error(deployed, deployed_ref), tolerance))
+    return checks
+
+
+def check_paths(device='cuda', impls=('fast', ), seed=0):
+    """Compare ``impls`` with ``impl='reference'`` on ``device``: training
+    outputs and every gradient, inference outputs, and deploy outputs (a
+    BatchNorm folded in); fp32 and bf16 autocast, stride 1 and 2, odd
+    sizes, NCHW and channels-last, soft and hard gate, alpha 1/2 and 3/4.
 
     TF32 is switched off while comparing: it would round the convolutions'
     inputs differently on the two paths.
@@ -110,26 +133,12 @@ def check_paths(device='cuda', impls=('fast', 'deploy'), seed=0):
             y_ref, grads_ref = _forward_backward(reference, x, dtype, device)
             bn = _batchnorm(96, device)
             with torch.no_grad(), autocast(device, dtype):
-                deployed_ref = bn(reference(x))
-            tolerance = TOLERANCES[dtype]
+                inferred_ref = reference(x)
+                deployed_ref = bn(inferred_ref)
+            expected = (y_ref, grads_ref, inferred_ref, bn, deployed_ref)
             for impl in impls:
-                model = copy.deepcopy(reference)
-                set_scconv_impl(model, 'fast' if impl == 'deploy' else impl)
-                if impl == 'deploy':
-                    model.fuse_norm(bn)
-                    with torch.inference_mode(), autocast(device, dtype):
-                        y = model(x)
-                    checks.append(Check(impl, case, 'output',
-                                        relative_error(y, deployed_ref),
-                                        tolerance))
-                    continue
-                y, grads = _forward_backward(model, x, dtype, device)
-                checks.append(Check(impl, case, 'output',
-                                    relative_error(y, y_ref), tolerance))
-                checks.extend(
-                    Check(impl, case, name,
-                          relative_error(grads[name], grad), tolerance)
-                    for name, grad in grads_ref.items())
+                checks.extend(_check_impl(reference, impl, x, dtype, device,
+                                          expected, case))
     finally:
         (torch.backends.cuda.matmul.allow_tf32,
          torch.backends.cudnn.allow_tf32) = tf32

@@ -14,12 +14,13 @@ def trunk_loss(model, batch):
 
 
 def scconv_variants(scconv, depth, impls, backbone_of=lambda m: m):
-    """One copy of ``scconv`` per impl: ``'fast'``, ``'reference'``, or
-    ``'deploy'`` (fast, with the BatchNorms folded in; inference only)."""
+    """One copy of ``scconv`` per impl: an SCConv impl (``'fast'``,
+    ``'triton'``, ``'torch'``, ``'reference'``), or ``'deploy'`` (fast, with
+    the BatchNorms folded in; inference only)."""
     models = {}
     for impl in impls:
         model = copy.deepcopy(scconv)
-        set_scconv_impl(model, 'reference' if impl == 'reference' else 'fast')
+        set_scconv_impl(model, 'fast' if impl == 'deploy' else impl)
         if impl == 'deploy':
             model.eval()
             backbone_of(model).switch_to_deploy()

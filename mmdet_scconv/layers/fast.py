@@ -18,10 +18,14 @@ Against the reference modules (``SRU.forward`` then ``CRU.forward``):
 Everything is differentiable with autograd; the reference path stays the
 ground truth (``tests/test_fast.py`` compares both).
 """
+import functools
+import warnings
+
 import torch
 import torch.nn.functional as F
 
 from ._numerics import at_least_fp32
+from .kernels import require_triton, triton_available
 from .sru import normalised_gamma
 
 
@@ -139,37 +143,69 @@ def _sru_backward(r, x, weight, mean, rstd, groups, threshold, gate,
     return grad_x + grad_gn_x, grad_weight, grad_bias
 
 
+class TorchSRU:
+    """The SRU's passes as PyTorch ops (any device): the backend of
+    :class:`SRUFunction` where the Triton kernels do not run.
+
+    A backend offers ``forward`` (halves and GroupNorm statistics),
+    ``halves`` (the halves again from saved statistics) and ``backward``;
+    :mod:`.kernels.sru` offers the same three.
+    """
+    forward = staticmethod(_sru_forward)
+
+    @staticmethod
+    def halves(x, weight, bias, mean, rstd, groups, threshold, gate):
+        x = x.to(weight.dtype)
+        r = _recompute_reweights(x, weight, bias, mean, rstd, groups)
+        return gate_halves(r, x, threshold, gate)
+
+    @staticmethod
+    def backward(x, weight, bias, mean, rstd, groups, threshold, gate,
+                 grad_upper, grad_lower, needs_affine_grad):
+        x = x.to(weight.dtype)
+        r = _recompute_reweights(x, weight, bias, mean, rstd, groups)
+        return _sru_backward(r, x, weight, mean, rstd, groups, threshold,
+                             gate, grad_upper, grad_lower, needs_affine_grad)
+
+
+def sru_backend(use_kernels: bool):
+    """:mod:`.kernels.sru` (Triton) or :class:`TorchSRU`."""
+    if use_kernels:
+        from .kernels import sru as triton_sru
+        return triton_sru
+    return TorchSRU
+
+
 class SRUFunction(torch.autograd.Function):
     """The SRU with a hand-written backward that saves only the input and
     the GroupNorm statistics: the reweights and gates are recomputed, not
     kept, so the SRU adds almost no activation memory.
 
     Inputs: ``x``, the GroupNorm affine ``weight``/``bias`` of
-    :func:`gn_affine`, ``groups``, ``eps``, ``threshold``, ``gate``.
+    :func:`gn_affine`, ``groups``, ``eps``, ``threshold``, ``gate`` and the
+    backend (:func:`sru_backend`).
     Outputs: the two channel halves of the SRU output.
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, groups, eps, threshold, gate):
+    def forward(ctx, x, weight, bias, groups, eps, threshold, gate, backend):
         with torch.autocast(x.device.type, enabled=False):
-            upper, lower, mean, rstd = _sru_forward(x, weight, bias, groups,
-                                                    eps, threshold, gate)
+            upper, lower, mean, rstd = backend.forward(
+                x, weight, bias, groups, eps, threshold, gate)
         ctx.save_for_backward(x, weight, bias, mean, rstd)
-        ctx.options = (groups, threshold, gate)
+        ctx.options = (groups, threshold, gate, backend)
         return upper.to(x.dtype), lower.to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad_upper, grad_lower):
         x, weight, bias, mean, rstd = ctx.saved_tensors
-        groups, threshold, gate = ctx.options
+        groups, threshold, gate, backend = ctx.options
         with torch.autocast(x.device.type, enabled=False):
-            xc = x.to(weight.dtype)
-            r = _recompute_reweights(xc, weight, bias, mean, rstd, groups)
-            grad_x, grad_weight, grad_bias = _sru_backward(
-                r, xc, weight, mean, rstd, groups, threshold, gate,
+            grad_x, grad_weight, grad_bias = backend.backward(
+                x, weight, bias, mean, rstd, groups, threshold, gate,
                 grad_upper, grad_lower, ctx.needs_input_grad[1:3])
         return (grad_x.to(x.dtype), grad_weight, grad_bias, None, None, None,
-                None)
+                None, None)
 
 
 class SRUSqueezeFunction(torch.autograd.Function):
@@ -189,26 +225,25 @@ class SRUSqueezeFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, w_up, w_low, groups, eps, threshold,
-                gate, cast):
+                gate, cast, backend):
         with torch.autocast(x.device.type, enabled=False):
-            upper, lower, mean, rstd = _sru_forward(x, weight, bias, groups,
-                                                    eps, threshold, gate)
+            upper, lower, mean, rstd = backend.forward(
+                x, weight, bias, groups, eps, threshold, gate)
             dtype = cast or x.dtype
             squeezed_up = F.conv2d(upper.to(dtype), w_up.to(dtype))
             squeezed_low = F.conv2d(lower.to(dtype), w_low.to(dtype))
         ctx.save_for_backward(x, weight, bias, mean, rstd, w_up, w_low)
-        ctx.options = (groups, threshold, gate, dtype)
+        ctx.options = (groups, threshold, gate, dtype, backend)
         return squeezed_up, squeezed_low
 
     @staticmethod
     def backward(ctx, grad_up, grad_low):
         x, weight, bias, mean, rstd, w_up, w_low = ctx.saved_tensors
-        groups, threshold, gate, dtype = ctx.options
+        groups, threshold, gate, dtype, backend = ctx.options
         conv_grad = torch.nn.grad
         with torch.autocast(x.device.type, enabled=False):
-            xc = x.to(weight.dtype)
-            r = _recompute_reweights(xc, weight, bias, mean, rstd, groups)
-            upper, lower = gate_halves(r.clone(), xc, threshold, gate)
+            upper, lower = backend.halves(x, weight, bias, mean, rstd, groups,
+                                          threshold, gate)
             grads = []
             for half, w, grad in ((upper, w_up, grad_up),
                                   (lower, w_low, grad_low)):
@@ -218,36 +253,65 @@ class SRUSqueezeFunction(torch.autograd.Function):
                     conv_grad.conv2d_input(half.shape, w_cast, grad),
                     conv_grad.conv2d_weight(half, w.shape, grad).to(w.dtype)))
             (grad_upper, grad_w_up), (grad_lower, grad_w_low) = grads
-            grad_x, grad_weight, grad_bias = _sru_backward(
-                r, xc, weight, mean, rstd, groups, threshold, gate,
+            grad_x, grad_weight, grad_bias = backend.backward(
+                x, weight, bias, mean, rstd, groups, threshold, gate,
                 grad_upper, grad_lower, ctx.needs_input_grad[1:3])
         return (grad_x.to(x.dtype), grad_weight, grad_bias, grad_w_up,
-                grad_w_low, None, None, None, None, None)
+                grad_w_low, None, None, None, None, None, None)
 
 
-def sru_halves(sru, x: torch.Tensor, inplace: bool):
+def uses_kernels(impl: str, x: torch.Tensor) -> bool:
+    """Whether SCConv's Triton kernels run for ``x``.
+
+    ``impl='triton'`` always (or raises if they cannot); ``impl='torch'``
+    never; ``impl='fast'`` on CUDA tensors when triton is installed, except
+    while ``torch.compile`` traces the model (Inductor then fuses the
+    PyTorch ops itself).
+    """
+    if impl == 'triton':
+        require_triton(x)
+        return True
+    if impl != 'fast' or not x.is_cuda or torch.compiler.is_compiling():
+        return False
+    if triton_available():
+        return True
+    _warn_no_triton()
+    return False
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_no_triton():
+    warnings.warn(
+        "SCConv impl='fast' on CUDA without the triton package runs its "
+        "SRU and CRU fuse as PyTorch ops, far slower than the Triton "
+        "kernels: pip install 'mmdet-scconv[triton]'.")
+
+
+def sru_halves(sru, x: torch.Tensor, inplace: bool, use_kernels=False):
     """The SRU output's two channel halves: in place without autograd,
     through :class:`SRUFunction` with it."""
     weight, bias = gn_affine(sru)
+    backend = sru_backend(use_kernels)
     if inplace:
-        upper, lower, _, _ = _sru_forward(x, weight, bias, sru.gn.num_groups,
-                                          sru.gn.eps, sru.gate_threshold,
-                                          sru.gate)
+        upper, lower, _, _ = backend.forward(
+            x, weight, bias, sru.gn.num_groups, sru.gn.eps,
+            sru.gate_threshold, sru.gate)
         return upper.to(x.dtype), lower.to(x.dtype)
     return SRUFunction.apply(x, weight, bias, sru.gn.num_groups, sru.gn.eps,
-                             sru.gate_threshold, sru.gate)
+                             sru.gate_threshold, sru.gate, backend)
 
 
-def cru_fast(cru, x: torch.Tensor, out_affine=None) -> torch.Tensor:
+def cru_fast(cru, x: torch.Tensor, out_affine=None,
+             use_kernels=False) -> torch.Tensor:
     """:class:`CRU` forward in fewer passes (same result); see
-    :func:`cru_from_split` for ``out_affine``."""
+    :func:`cru_from_split` for the options."""
     return cru_from_split(
         cru, *torch.split(x, [cru.up_channels, cru.low_channels], dim=1),
-        out_affine=out_affine)
+        out_affine=out_affine, use_kernels=use_kernels)
 
 
 def cru_from_split(cru, x_up: torch.Tensor, x_low: torch.Tensor,
-                   out_affine=None) -> torch.Tensor:
+                   out_affine=None, use_kernels=False) -> torch.Tensor:
     """:func:`cru_fast` on the input already split into its upper
     ``int(alpha*C)`` and lower channels (separate tensors need no copy
     before the squeeze convolutions).
@@ -257,23 +321,29 @@ def cru_from_split(cru, x_up: torch.Tensor, x_low: torch.Tensor,
             ``(scale, shift)`` applied to the output: a following BatchNorm
             folded in by :meth:`SCConv.fuse_norm`. Without autograd it costs
             no pass of its own.
+        use_kernels (bool): Fuse with the Triton kernel (inference only).
     """
     return cru_from_squeezed(cru, cru.squeeze_up(x_up),
-                             cru.squeeze_low(x_low), out_affine)
+                             cru.squeeze_low(x_low), out_affine, use_kernels)
 
 
 def cru_from_squeezed(cru, x_up: torch.Tensor, x_low: torch.Tensor,
-                      out_affine=None) -> torch.Tensor:
+                      out_affine=None, use_kernels=False) -> torch.Tensor:
     """The CRU after its squeeze convolutions (see :func:`cru_from_split`).
     """
     inplace = not _needs_autograd(cru, x_up)
     x_low = cru.downsample(x_low)
     y1 = cru.gwc(x_up)
-    if inplace:
-        y1 += cru.pwc_up(cru.downsample(x_up))
-    else:
-        y1 = y1 + cru.pwc_up(cru.downsample(x_up))
+    pwc_up = cru.pwc_up(cru.downsample(x_up))
     low_projected = cru.pwc_low(x_low)
+    if inplace and use_kernels:
+        from .kernels import cru as triton_cru
+        return triton_cru.fuse(y1, pwc_up, low_projected, x_low,
+                               cru.pwc_low.weight, out_affine)
+    if inplace:
+        y1 += pwc_up
+    else:
+        y1 = y1 + pwc_up
 
     compute = at_least_fp32(y1.dtype)
     s1 = y1.mean((2, 3), dtype=compute)
@@ -318,17 +388,19 @@ def scconv_fast(scconv, x: torch.Tensor) -> torch.Tensor:
     BatchNorm folded in by :meth:`SCConv.fuse_norm` rides on the final
     combine."""
     inplace = not _needs_autograd(scconv, x)
+    kernels = uses_kernels(scconv.impl, x)
     sru, cru, affine = scconv.sru, scconv.cru, scconv.out_affine
     splits_at_half = cru.up_channels * 2 == x.shape[1]
     if splits_at_half and not inplace:
-        return cru_from_squeezed(cru, *sru_squeeze(sru, cru, x), affine)
-    upper, lower = sru_halves(sru, x, inplace)
+        return cru_from_squeezed(cru, *sru_squeeze(sru, cru, x, kernels),
+                                 affine)
+    upper, lower = sru_halves(sru, x, inplace, kernels)
     if splits_at_half:
-        return cru_from_split(cru, upper, lower, affine)
-    return cru_fast(cru, torch.cat([upper, lower], dim=1), affine)
+        return cru_from_split(cru, upper, lower, affine, kernels)
+    return cru_fast(cru, torch.cat([upper, lower], dim=1), affine, kernels)
 
 
-def sru_squeeze(sru, cru, x: torch.Tensor):
+def sru_squeeze(sru, cru, x: torch.Tensor, use_kernels=False):
     """SRU then the CRU's squeeze convolutions through
     :class:`SRUSqueezeFunction` (training, ``alpha=0.5``)."""
     weight, bias = gn_affine(sru)
@@ -338,4 +410,4 @@ def sru_squeeze(sru, cru, x: torch.Tensor):
     return SRUSqueezeFunction.apply(x, weight, bias, cru.squeeze_up.weight,
                                     cru.squeeze_low.weight, sru.gn.num_groups,
                                     sru.gn.eps, sru.gate_threshold, sru.gate,
-                                    cast)
+                                    cast, sru_backend(use_kernels))

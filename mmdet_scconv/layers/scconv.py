@@ -6,9 +6,13 @@ from .cru import CRU, check_cru_args
 from .fast import apply_affine, scconv_fast
 from .sru import SRU, check_sru_args
 
-#: ``'fast'``: :mod:`mmdet_scconv.layers.fast` (the default);
-#: ``'reference'``: ``cru(sru(x))``, the modules written as the equations.
-IMPLEMENTATIONS = ('fast', 'reference')
+#: ``'fast'``: :mod:`mmdet_scconv.layers.fast` (the default), which runs
+#: the Triton kernels of :mod:`mmdet_scconv.layers.kernels` on CUDA when
+#: triton is installed and PyTorch ops elsewhere; ``'triton'``: the kernels
+#: always (an error where they cannot run); ``'torch'``: the fast path's
+#: PyTorch ops, never the kernels; ``'reference'``: ``cru(sru(x))``, the
+#: modules written as the equations.
+IMPLEMENTATIONS = ('fast', 'triton', 'torch', 'reference')
 
 
 def check_impl(impl) -> None:
@@ -63,9 +67,12 @@ class SCConv(nn.Module):
         bias (bool): Must be False: a norm layer follows SCConv wherever it
             replaces a convolution, which makes a bias redundant.
             Default: False.
-        impl (str): ``'fast'`` (fewer passes over memory, same result) or
-            ``'reference'`` (the SRU and CRU modules as written from the
-            equations). Default: ``'fast'``. See :func:`set_scconv_impl`.
+        impl (str): ``'fast'`` (fewer passes over memory, same result;
+            Triton kernels on CUDA), ``'triton'`` (the kernels, also on the
+            CPU under ``TRITON_INTERPRET=1``), ``'torch'`` (the fast path
+            without kernels) or ``'reference'`` (the SRU and CRU modules as
+            written from the equations). Default: ``'fast'``. See
+            :data:`IMPLEMENTATIONS`.
     """
 
     def __init__(self,
@@ -151,7 +158,7 @@ class SCConv(nn.Module):
         self.norm_scale, self.norm_shift = scale, shift
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.impl == 'fast':
+        if self.impl != 'reference':
             return scconv_fast(self, x)
         y = self.cru(self.sru(x))
         return y if self.out_affine is None else apply_affine(
@@ -167,7 +174,7 @@ def set_scconv_impl(module: nn.Module, impl: str) -> nn.Module:
 
     Args:
         module (nn.Module): A model or layer.
-        impl (str): ``'fast'`` or ``'reference'``.
+        impl (str): One of :data:`IMPLEMENTATIONS`.
 
     Returns:
         nn.Module: ``module``.

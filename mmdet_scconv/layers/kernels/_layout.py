@@ -1,0 +1,43 @@
+"""How the kernels address a 4-D tensor: element ``(n, c, p)`` with
+``p = h * W + w`` sits at ``n * stride_n + c * stride_c + p * stride_p``,
+which holds for NCHW-contiguous and channels-last tensors alike."""
+import torch
+
+
+def is_channels_last(x: torch.Tensor) -> bool:
+    return (not x.is_contiguous()) and x.is_contiguous(
+        memory_format=torch.channels_last)
+
+
+def dense(x: torch.Tensor) -> torch.Tensor:
+    """``x`` itself if NCHW- or channels-last-contiguous, else a copy."""
+    if x.is_contiguous() or x.is_contiguous(
+            memory_format=torch.channels_last):
+        return x
+    return x.contiguous()
+
+
+def strides(x: torch.Tensor):
+    """``(stride_n, stride_c, stride_p)`` of a :func:`dense` tensor."""
+    n, c, h, w = x.shape
+    if is_channels_last(x):
+        return h * w * c, 1, c
+    return c * h * w, h * w, 1
+
+
+def empty_like_layout(x: torch.Tensor, channels: int, dtype=None):
+    """An uninitialised ``(N, channels, H, W)`` tensor in ``x``'s layout."""
+    n, _, h, w = x.shape
+    fmt = (torch.channels_last if is_channels_last(x) else
+           torch.contiguous_format)
+    return torch.empty((n, channels, h, w), dtype=dtype or x.dtype,
+                       device=x.device, memory_format=fmt)
+
+
+def next_power_of_2(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
+def pixel_block(channel_block: int, elements: int) -> int:
+    """Pixels per program so that a tile holds about ``elements`` values."""
+    return max(16, min(256, elements // channel_block))
