@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The GPU measurements of the README, in one go (H100/H200; torch and
-# triton suffice for the trunk scope). Usage:
+# The GPU measurements quoted in the README, in one go (H100/H200; torch and
+# triton suffice: the trunk scope needs no mmcv/mmengine/mmdet). Usage:
 #   bash tools/benchmark_gpu.sh [OUT_DIR]
 # Writes JSON, PNG charts and logs to OUT_DIR (default: benchmark_results).
 set -u
@@ -8,27 +8,30 @@ out=${1:-benchmark_results}
 mkdir -p "$out"
 py=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1
-step() { echo "== $*"; "$@" || echo "!! failed ($?): $*"; }
+run() { echo "== $*"; "$@" 2>&1 | grep -v '^STAGE\|^USDT'; }
+bench() { run $py tools/benchmark.py --device cuda --channels-last on \
+    --warmup 5 --repeats 20 --out-dir "$out" "$@"; }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-$py -c 'import torch, triton; print("torch", torch.__version__, "triton", triton.__version__)' \
-    || $py -c 'import torch; print("torch", torch.__version__, "(no triton)")'
+$py -c 'import torch, triton; print("torch", torch.__version__, "triton", triton.__version__)'
 
-# Exactness of every path on the GPU first: numbers from a wrong kernel mean nothing.
-step $py tools/check_exactness.py --device cuda 2>&1 | tee "$out/exactness.log"
-
-# The GPU target: trunk, bf16 autocast, channels-last; fp32 and NCHW beside it.
-step $py tools/benchmark.py --device cuda --dtypes bf16 fp32 \
-    --channels-last both --warmup 5 --repeats 20 --out-dir "$out" \
-    2>&1 | tee "$out/trunk.log"
-
-# Where the time goes (bf16, channels-last).
-for mode in infer train; do
-    for impl in resnet fast; do
-        step $py tools/analysis_tools/profile_trunk.py --impl $impl \
-            --mode $mode --channels-last --rows 22 \
-            2>&1 | grep -v '^STAGE\|^USDT' > "$out/profile_${impl}_${mode}.log"
-    done
-done
-tail -n 30 "$out"/profile_fast_*.log
-grep -h '^|' "$out/trunk.log"
+# Exactness on the GPU first: numbers from a wrong kernel mean nothing.
+run $py tools/check_exactness.py --device cuda --impls fast torch \
+    | tee "$out/exactness.log" | tail -n 1
+# The GPU target (bf16 autocast, channels-last), eager then CUDA graphs;
+# torch = the fast path without the Triton kernels.
+bench --dtypes bf16 --impls fast deploy torch reference | tee "$out/bf16.log"
+bench --dtypes bf16 --impls fast deploy torch --cuda-graph \
+    | tee "$out/bf16_graph.log"
+bench --dtypes fp32 --impls fast deploy | tee "$out/fp32.log"
+bench --dtypes fp32 --impls fast deploy --cuda-graph | tee "$out/fp32_graph.log"
+# Where the inference time goes.
+run $py tools/analysis_tools/profile_trunk.py --impl deploy --mode infer \
+    --channels-last --rows 30 > "$out/profile_deploy_infer.log"
+# torch.compile (Inductor fuses the PyTorch path itself); last, it is slow.
+timeout ${COMPILE_TIMEOUT:-150} $py tools/benchmark.py --device cuda \
+    --channels-last on --warmup 5 --repeats 20 --out-dir "$out" \
+    --dtypes bf16 --modes infer --impls fast --compile 2>&1 \
+    | grep -v '^STAGE\|^USDT' | tee "$out/bf16_compiled.log"
+grep -h '^|' "$out"/bf16.log "$out"/bf16_graph.log "$out"/fp32*.log \
+    "$out"/bf16_compiled.log

@@ -290,15 +290,19 @@ def _warn_no_triton():
 def sru_halves(sru, x: torch.Tensor, inplace: bool, use_kernels=False):
     """The SRU output's two channel halves: in place without autograd,
     through :class:`SRUFunction` with it."""
+    options = (sru.gn.num_groups, sru.gn.eps, sru.gate_threshold, sru.gate)
+    if inplace and use_kernels:
+        # The kernel scales by W_gamma itself: no small ops before it.
+        from .kernels import sru as triton_sru
+        upper, lower, _, _ = triton_sru.forward(
+            x, sru.gn.weight, sru.gn.bias, *options, normalise=True)
+        return upper, lower
     weight, bias = gn_affine(sru)
-    backend = sru_backend(use_kernels)
     if inplace:
-        upper, lower, _, _ = backend.forward(
-            x, weight, bias, sru.gn.num_groups, sru.gn.eps,
-            sru.gate_threshold, sru.gate)
+        upper, lower, _, _ = _sru_forward(x, weight, bias, *options)
         return upper.to(x.dtype), lower.to(x.dtype)
-    return SRUFunction.apply(x, weight, bias, sru.gn.num_groups, sru.gn.eps,
-                             sru.gate_threshold, sru.gate, backend)
+    return SRUFunction.apply(x, weight, bias, *options,
+                             sru_backend(use_kernels))
 
 
 def cru_fast(cru, x: torch.Tensor, out_affine=None,

@@ -2,9 +2,10 @@
 softmax and the weighted sum, without materialising ``Y1``'s sum or the
 concatenated ``Y2 = cat(P, X_low)``.
 
-* :func:`channel_sums` adds each tensor's per-(sample, channel) sum into
-  one ``(N, C + C_low)`` buffer (``Y1``'s two summands land on the same
-  columns, so ``GWC + PWC1`` is never added up in memory);
+* :func:`channel_sums` adds the per-(sample, channel) sums of ``GWC``,
+  ``PWC1`` and ``X_low`` into one ``(N, C + C_low)`` buffer in one launch
+  (``Y1``'s two summands land on the same columns, so ``GWC + PWC1`` is
+  never added up in memory);
 * :func:`fuse` reads ``GWC``, ``PWC1``, ``P`` and ``X_low`` once and writes
   ``Y = Y2 + beta1 (Y1 - Y2)`` (with a folded BatchNorm's scale and shift,
   if any): one pass over the output.
@@ -20,17 +21,40 @@ _MAX_BLOCK_C = 128
 
 
 @triton.jit
-def _channel_sum_kernel(x_ptr, out_ptr, C, HW, out_offset, out_row,
-                        stride_n, stride_c, stride_p, BLOCK_P: tl.constexpr,
-                        BLOCK_C: tl.constexpr):
-    n = tl.program_id(0)
+def _sum_tile(x_ptr, out_ptr, n, c_block, C, HW, out_offset, out_row,
+              stride_n, stride_c, stride_p, BLOCK_P: tl.constexpr,
+              BLOCK_C: tl.constexpr):
+    """Add one tile's per-channel sums into ``out[n, out_offset + c]``."""
     p = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
-    c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
+    c = c_block * BLOCK_C + tl.arange(0, BLOCK_C)
     mask = (p[:, None] < HW) & (c[None, :] < C)
     x = tl.load(x_ptr + n * stride_n + p[:, None] * stride_p +
                 c[None, :] * stride_c, mask=mask, other=0.0).to(tl.float32)
     tl.atomic_add(out_ptr + n * out_row + out_offset + c, tl.sum(x, axis=0),
                   mask=c < C)
+
+
+@triton.jit
+def _channel_sums_kernel(gwc_ptr, pwc_ptr, low_ptr, out_ptr, C, C_low, HW,
+                         gwc_sn, gwc_sc, gwc_sp, pwc_sn, pwc_sc, pwc_sp,
+                         low_sn, low_sc, low_sp, BLOCK_P: tl.constexpr,
+                         BLOCK_C: tl.constexpr):
+    """One launch for the three sums: ``GWC`` and ``PWC1`` both into
+    ``Y1``'s columns, ``X_low`` after them. Axis 2 walks the channel blocks
+    of the three tensors in turn."""
+    n = tl.program_id(0)
+    c_block = tl.program_id(2)
+    y1_blocks = tl.cdiv(C, BLOCK_C)
+    out_row = C + C_low
+    if c_block < y1_blocks:
+        _sum_tile(gwc_ptr, out_ptr, n, c_block, C, HW, 0, out_row, gwc_sn,
+                  gwc_sc, gwc_sp, BLOCK_P, BLOCK_C)
+    elif c_block < 2 * y1_blocks:
+        _sum_tile(pwc_ptr, out_ptr, n, c_block - y1_blocks, C, HW, 0,
+                  out_row, pwc_sn, pwc_sc, pwc_sp, BLOCK_P, BLOCK_C)
+    else:
+        _sum_tile(low_ptr, out_ptr, n, c_block - 2 * y1_blocks, C_low, HW, C,
+                  out_row, low_sn, low_sc, low_sp, BLOCK_P, BLOCK_C)
 
 
 @triton.jit
@@ -73,32 +97,24 @@ def _fuse_kernel(gwc_ptr, pwc_ptr, p_ptr, low_ptr, out_ptr, sums_ptr,
              y.to(out_ptr.dtype.element_ty), mask=mask)
 
 
-def _grid(x, channels):
-    block_c = min(next_power_of_2(channels), _MAX_BLOCK_C)
-    return (x.shape[0], triton.cdiv(x.shape[2] * x.shape[3], _BLOCK_P),
-            triton.cdiv(channels, block_c)), block_c
+def _block_c(channels):
+    return min(next_power_of_2(channels), _MAX_BLOCK_C)
 
 
-def channel_sums(columns, *parts):
-    """Per-(sample, channel) sums over the pixels of ``parts``, fp32.
-
-    Args:
-        columns (int): Width of the result.
-        parts (tuple[Tensor, int]): ``(tensor, first_column)`` pairs; each
-            tensor's channel sums are added into its columns.
-
-    Returns:
-        Tensor: ``(N, columns)``.
-    """
-    first = parts[0][0]
-    sums = torch.zeros((first.shape[0], columns), dtype=torch.float32,
-                       device=first.device)
-    for tensor, offset in parts:
-        grid, block_c = _grid(tensor, tensor.shape[1])
-        _channel_sum_kernel[grid](
-            tensor, sums, tensor.shape[1], tensor.shape[2] * tensor.shape[3],
-            offset, columns, *strides(tensor), BLOCK_P=_BLOCK_P,
-            BLOCK_C=block_c)
+def channel_sums(gwc_out, pwc_up_out, x_low):
+    """Per-(sample, channel) pixel sums, fp32, shape ``(N, C + C_low)``:
+    ``sum(GWC + PWC1)`` then ``sum(X_low)``."""
+    n, channels, h, w = gwc_out.shape
+    low = x_low.shape[1]
+    sums = torch.zeros((n, channels + low), dtype=torch.float32,
+                       device=gwc_out.device)
+    block_c = _block_c(channels)
+    grid = (n, triton.cdiv(h * w, _BLOCK_P),
+            2 * triton.cdiv(channels, block_c) + triton.cdiv(low, block_c))
+    _channel_sums_kernel[grid](
+        gwc_out, pwc_up_out, x_low, sums, channels, low, h * w,
+        *strides(gwc_out), *strides(pwc_up_out), *strides(x_low),
+        BLOCK_P=_BLOCK_P, BLOCK_C=block_c)
     return sums
 
 
@@ -120,16 +136,17 @@ def fuse(gwc_out, pwc_up_out, projected, x_low, pwc_low_weight,
     tensors = [dense(t) for t in (gwc_out, pwc_up_out, projected, x_low)]
     gwc_out = tensors[0]
     channels, c_p = gwc_out.shape[1], projected.shape[1]
-    sums = channel_sums(2 * channels - c_p, (tensors[0], 0), (tensors[1], 0),
-                        (tensors[3], channels))
+    sums = channel_sums(tensors[0], tensors[1], tensors[3])
     # A 1x1 convolution without bias commutes with the spatial sum.
     gap_p = torch.nn.functional.linear(
         sums[:, channels:], pwc_low_weight.detach().flatten(1).float())
     out = empty_like_layout(gwc_out, channels)
     scale, shift = ((t.detach().float().contiguous() for t in out_affine)
                     if out_affine is not None else (sums, sums))
-    grid, block_c = _grid(out, channels)
+    block_c = _block_c(channels)
     hw = out.shape[2] * out.shape[3]
+    grid = (out.shape[0], triton.cdiv(hw, _BLOCK_P),
+            triton.cdiv(channels, block_c))
     _fuse_kernel[grid](
         *tensors, out, sums, gap_p, scale, shift, channels, c_p, hw, 1.0 / hw,
         *[s for t in tensors for s in strides(t)], *strides(out),

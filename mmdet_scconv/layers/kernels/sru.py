@@ -17,6 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ..sru import GAMMA_SUM_EPS
 from ._layout import (dense, empty_like_layout, next_power_of_2, pixel_block,
                       strides)
 
@@ -80,13 +81,22 @@ def _group_stats_kernel(part_ptr, mean_ptr, rstd_ptr, C, HW, G, num_blocks,
 
 @triton.jit
 def _reweights(x, c, n, G, group_channels, weight_ptr, bias_ptr, mean_ptr,
-               rstd_ptr, c_mask):
-    """``R = sigmoid(GN(x) * W_gamma)`` and the normalised ``x``."""
+               rstd_ptr, c_mask, inv_gamma_sum=1.0,
+               NORMALISE: tl.constexpr = False):
+    """``R = sigmoid(GN(x) * W_gamma)`` and the normalised ``x``.
+
+    ``weight``/``bias`` are the affine of ``fast.gn_affine``, or with
+    ``NORMALISE`` the GroupNorm's own ``gamma``/``beta``, scaled here by
+    ``W_gamma = gamma * inv_gamma_sum``."""
     group = n * G + c // group_channels
     mean = tl.load(mean_ptr + group, mask=c_mask, other=0.0)
     rstd = tl.load(rstd_ptr + group, mask=c_mask, other=0.0)
-    weight = tl.load(weight_ptr + c, mask=c_mask, other=0.0)
-    bias = tl.load(bias_ptr + c, mask=c_mask, other=0.0)
+    weight = tl.load(weight_ptr + c, mask=c_mask, other=0.0).to(tl.float32)
+    bias = tl.load(bias_ptr + c, mask=c_mask, other=0.0).to(tl.float32)
+    if NORMALISE:
+        w_gamma = weight * inv_gamma_sum
+        weight = weight * w_gamma
+        bias = bias * w_gamma
     x_hat = (x - mean[None, :]) * rstd[None, :]
     r = tl.sigmoid(x_hat * weight[None, :] + bias[None, :])
     return r, x_hat, weight, rstd
@@ -123,17 +133,29 @@ def _tile_indices(half, HW, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
 def _apply_kernel(x_ptr, up_ptr, low_ptr, weight_ptr, bias_ptr, mean_ptr,
                   rstd_ptr, half, HW, G, stride_n, stride_c, stride_p,
                   out_stride_n, out_stride_c, out_stride_p, threshold,
-                  SOFT: tl.constexpr, BLOCK_P: tl.constexpr,
-                  BLOCK_C: tl.constexpr):
+                  gamma_eps, SOFT: tl.constexpr, NORMALISE: tl.constexpr,
+                  BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+                  BLOCK_ALL_C: tl.constexpr):
     n, p, c, c_mask, mask = _tile_indices(half, HW, BLOCK_P, BLOCK_C)
     x_a = _load_tile(x_ptr, n, p, c, mask, stride_n, stride_c, stride_p)
     x_b = _load_tile(x_ptr, n, p, c + half, mask, stride_n, stride_c,
                      stride_p)
     group_channels = 2 * half // G
+    inv_gamma_sum = 1.0
+    if NORMALISE:
+        # Eq. 2's sum of gamma, kept away from zero as sru.normalised_gamma.
+        every_c = tl.arange(0, BLOCK_ALL_C)
+        total = tl.sum(tl.load(weight_ptr + every_c, mask=every_c < 2 * half,
+                               other=0.0).to(tl.float32), axis=0)
+        total = tl.where(total >= 0, tl.maximum(total, gamma_eps),
+                         tl.minimum(total, -gamma_eps))
+        inv_gamma_sum = 1.0 / total
     r_a, _, _, _ = _reweights(x_a, c, n, G, group_channels, weight_ptr,
-                              bias_ptr, mean_ptr, rstd_ptr, c_mask)
+                              bias_ptr, mean_ptr, rstd_ptr, c_mask,
+                              inv_gamma_sum, NORMALISE)
     r_b, _, _, _ = _reweights(x_b, c + half, n, G, group_channels, weight_ptr,
-                              bias_ptr, mean_ptr, rstd_ptr, c_mask)
+                              bias_ptr, mean_ptr, rstd_ptr, c_mask,
+                              inv_gamma_sum, NORMALISE)
     w1_a, w2_a = _gate_weights(r_a, threshold, SOFT)
     w1_b, w2_b = _gate_weights(r_b, threshold, SOFT)
     out = (n * out_stride_n + p[:, None] * out_stride_p +
@@ -272,14 +294,15 @@ def group_stats(x, groups, eps):
     block_cg = next_power_of_2(c // groups)
     _group_stats_kernel[(n * groups, )](
         partials, mean, rstd, c, h * w, groups, num_blocks, eps,
-        BLOCK_P=block_p, BLOCK_B=max(16, 1024 // block_cg),
+        BLOCK_P=block_p, BLOCK_B=max(16, 4096 // block_cg),
         BLOCK_CG=block_cg)
     return mean, rstd
 
 
-def halves(x, weight, bias, mean, rstd, groups, threshold, gate):
+def halves(x, weight, bias, mean, rstd, groups, threshold, gate,
+           normalise=False):
     """The two SRU output halves of ``x`` (its dtype and layout) from the
-    GroupNorm statistics and affine."""
+    GroupNorm statistics and affine (see :func:`forward`)."""
     x = dense(x)
     half = x.shape[1] // 2
     upper = empty_like_layout(x, half)
@@ -289,17 +312,26 @@ def halves(x, weight, bias, mean, rstd, groups, threshold, gate):
     _apply_kernel[_grid(x, block_p)](
         x, upper, lower, _f32(weight), _f32(bias), mean, rstd, half,
         x.shape[2] * x.shape[3], groups, *strides(x), *strides(upper),
-        threshold, SOFT=gate == 'soft', BLOCK_P=block_p, BLOCK_C=block_c)
+        threshold, GAMMA_SUM_EPS, SOFT=gate == 'soft', NORMALISE=normalise,
+        BLOCK_P=block_p, BLOCK_C=block_c,
+        BLOCK_ALL_C=next_power_of_2(x.shape[1]))
     return upper, lower
 
 
-def forward(x, weight, bias, groups, eps, threshold, gate):
+def forward(x, weight, bias, groups, eps, threshold, gate, normalise=False):
     """SRU halves and GroupNorm statistics (``fast._sru_forward``'s
-    interface; the halves come in ``x``'s dtype)."""
+    interface; the halves come in ``x``'s dtype).
+
+    Args:
+        normalise (bool): ``weight``/``bias`` are the GroupNorm's own
+            ``gamma``/``beta`` and the kernel applies ``W_gamma`` itself
+            (inference: no small ops before the kernel). Default: False,
+            the affine of ``fast.gn_affine``.
+    """
     x = dense(x)
     mean, rstd = group_stats(x, groups, eps)
     upper, lower = halves(x, weight, bias, mean, rstd, groups, threshold,
-                              gate)
+                          gate, normalise)
     return upper, lower, mean, rstd
 
 
