@@ -23,6 +23,9 @@ setup(
             'pycocotools'
         ],
         'tests': ['pytest', 'pytest-timeout'],
+        # The GPU kernels; on the CPU the tests run them in Triton's
+        # interpreter.
+        'triton': ['triton>=3.0'],
     },
     license='Apache-2.0',
 )

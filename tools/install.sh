@@ -9,6 +9,9 @@
 #   ops (about 6 minutes on 2 cores; pip caches the wheel for later runs).
 # * setuptools is pinned <81 because mmcv's setup.py and mmengine's config
 #   scopes import pkg_resources.
+# * triton (the [triton] extra) brings SCConv's GPU kernels; torch's CUDA
+#   wheels ship it anyway, and on the CPU the tests run the kernels in
+#   Triton's interpreter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,5 +34,5 @@ else
   MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-2} "${PIP[@]}" install --no-build-isolation 'mmcv==2.1.0'
 fi
 "${PIP[@]}" install 'mmdet==3.3.0'
-"${PIP[@]}" install --no-build-isolation -e '.[tests]'
+"${PIP[@]}" install --no-build-isolation -e '.[tests,triton]'
 echo "[install] done: activate with 'source .venv/bin/activate'"

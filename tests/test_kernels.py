@@ -1,0 +1,160 @@
+"""SCConv's Triton kernels equal the PyTorch path and the reference.
+
+Without a GPU they run in Triton's interpreter on CPU tensors (conftest.py
+sets ``TRITON_INTERPRET=1`` before triton is imported); on a GPU machine
+the same tests run the compiled kernels on CUDA.
+"""
+import pytest
+import torch
+
+pytest.importorskip(
+    'triton', reason="the kernels need triton: pip install -e '.[triton]'")
+
+from mmdet_scconv.benchmark.exactness import (check_paths,  # noqa: E402
+                                              format_checks)
+from mmdet_scconv.layers import SCConv, fast  # noqa: E402
+from mmdet_scconv.layers.kernels import cru as triton_cru  # noqa: E402
+from mmdet_scconv.layers.kernels import sru as triton_sru  # noqa: E402
+from test_fast import assert_relative_error  # noqa: E402
+from test_layers import randomise  # noqa: E402
+
+DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
+
+
+def layout(x, channels_last):
+    return x.contiguous(
+        memory_format=torch.channels_last if channels_last else
+        torch.contiguous_format)
+
+
+def sru_inputs(shape, channels_last, dtype=torch.float32):
+    x = layout(torch.randn(shape, device=DEVICE, dtype=dtype), channels_last)
+    weight = torch.rand(shape[1], device=DEVICE) + 0.5
+    bias = torch.randn(shape[1], device=DEVICE)
+    return x, weight, bias
+
+
+SRU_CASES = [  # shape, GroupNorm groups, channels-last, gate
+    ((2, 16, 7, 9), 4, False, 'soft'),
+    ((2, 32, 5, 6), 8, True, 'soft'),
+    ((1, 16, 8, 3), 2, True, 'hard'),
+    ((2, 12, 9, 4), 3, False, 'soft'),  # channels not a power of two
+]
+
+
+@pytest.mark.parametrize('shape,groups,channels_last,gate', SRU_CASES)
+def test_sru_forward_matches_pytorch(shape, groups, channels_last, gate):
+    x, weight, bias = sru_inputs(shape, channels_last)
+    upper, lower, mean, rstd = fast.TorchSRU.forward(x, weight, bias, groups,
+                                                     1e-5, 0.5, gate)
+    k_upper, k_lower, k_mean, k_rstd = triton_sru.forward(
+        x, weight, bias, groups, 1e-5, 0.5, gate)
+    assert k_upper.shape == upper.shape and k_lower.shape == lower.shape
+    assert k_upper.is_contiguous(memory_format=torch.channels_last) == (
+        channels_last)
+    assert_relative_error(k_upper, upper, 1e-6, 'upper')
+    assert_relative_error(k_lower, lower, 1e-6, 'lower')
+    assert_relative_error(k_mean, mean.view_as(k_mean), 1e-6, 'mean')
+    assert_relative_error(k_rstd, rstd.view_as(k_rstd), 1e-6, 'rstd')
+
+
+@pytest.mark.parametrize('shape,groups,channels_last,gate', SRU_CASES)
+def test_sru_backward_matches_pytorch(shape, groups, channels_last, gate):
+    x, weight, bias = sru_inputs(shape, channels_last)
+    _, _, mean, rstd = fast.TorchSRU.forward(x, weight, bias, groups, 1e-5,
+                                             0.5, gate)
+    half = (shape[0], shape[1] // 2, *shape[2:])
+    grad_upper = torch.randn(half, device=DEVICE)
+    grad_lower = layout(torch.randn(half, device=DEVICE), not channels_last)
+    expected = fast.TorchSRU.backward(x, weight, bias, mean, rstd, groups,
+                                      0.5, gate, grad_upper, grad_lower,
+                                      (True, True))
+    actual = triton_sru.backward(x, weight, bias, mean, rstd, groups, 0.5,
+                                 gate, grad_upper, grad_lower, (True, True))
+    assert_relative_error(actual[0], expected[0], 1e-5, 'grad_x')
+    if gate == 'hard':
+        assert actual[1:] == (None, None) == expected[1:]
+        return
+    assert_relative_error(actual[1], expected[1], 1e-5, 'grad_weight')
+    assert_relative_error(actual[2], expected[2], 1e-5, 'grad_bias')
+
+
+def test_group_stats_stay_accurate_when_the_mean_dwarfs_the_spread():
+    """Partial means and centred sums merged with Chan's formula: no
+    catastrophic cancellation of ``E[x^2] - E[x]^2``."""
+    x = 1000 + 0.01 * torch.randn(2, 16, 20, 30, dtype=torch.float64)
+    mean, rstd = triton_sru.group_stats(x.float().to(DEVICE), 4, 1e-12)
+    grouped = x.view(2, 4, -1)
+    torch.testing.assert_close(mean.double().cpu(), grouped.mean(-1),
+                               rtol=1e-6, atol=0)
+    expected_rstd = grouped.var(-1, unbiased=False).rsqrt()
+    assert_relative_error(rstd.cpu(), expected_rstd, 2e-3, 'rstd')
+
+
+def test_sru_kernel_normalises_gamma_itself():
+    """At inference the kernel takes the GroupNorm's own gamma/beta and
+    applies W_gamma = gamma / sum(gamma) (Eq. 2) in place of gn_affine."""
+    scconv = randomise(SCConv(32, 32, gn_groups=8)).to(DEVICE)
+    x = torch.randn(2, 32, 6, 7, device=DEVICE)
+    weight, bias = fast.gn_affine(scconv.sru)
+    expected = triton_sru.forward(x, weight.detach(), bias.detach(), 8, 1e-5,
+                                  0.5, 'soft')
+    actual = triton_sru.forward(x, scconv.sru.gn.weight.detach(),
+                                scconv.sru.gn.bias.detach(), 8, 1e-5, 0.5,
+                                'soft', normalise=True)
+    for a, e in zip(actual[:2], expected[:2]):
+        assert_relative_error(a, e, 1e-6, 'half')
+
+
+@pytest.mark.parametrize('with_affine', [False, True])
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_cru_fuse_matches_pytorch(with_affine, channels_last):
+    gwc, pwc, projected, x_low = (
+        layout(torch.randn(2, c, 7, 5, device=DEVICE), channels_last)
+        for c in (40, 40, 28, 12))
+    weight = torch.randn(28, 12, 1, 1, device=DEVICE)
+    affine = ((torch.randn(40, device=DEVICE), torch.randn(40, device=DEVICE))
+              if with_affine else None)
+    y1 = gwc + pwc
+    s1 = y1.mean((2, 3))
+    low_mean = x_low.mean((2, 3))
+    s2 = torch.cat([low_mean @ weight.flatten(1).t(), low_mean], 1)
+    beta1 = torch.sigmoid(s1 - s2)[..., None, None]
+    expected = beta1 * y1 + (1 - beta1) * torch.cat([projected, x_low], 1)
+    if with_affine:
+        expected = expected * affine[0][:, None, None] + affine[1][:, None,
+                                                                   None]
+    actual = triton_cru.fuse(gwc, pwc, projected, x_low, weight, affine)
+    assert actual.is_contiguous(memory_format=torch.channels_last) == (
+        channels_last)
+    assert_relative_error(actual, expected, 1e-6, 'Y')
+
+
+def test_scconv_triton_impl_equals_reference():
+    """Training outputs and every gradient, inference and deploy outputs;
+    fp32 and bf16; stride 1 and 2, odd sizes, NCHW and channels-last, soft
+    and hard gate, alpha 1/2 and 3/4 (the GPU exactness check's cases)."""
+    checks = check_paths(DEVICE, impls=('triton', ))
+    assert all(c.ok for c in checks), format_checks(checks)
+    assert len(checks) == 84
+
+
+def test_bf16_inputs_stay_bf16():
+    x, weight, bias = sru_inputs((2, 16, 5, 5), True, torch.bfloat16)
+    upper, lower, _, _ = triton_sru.forward(x, weight, bias, 4, 1e-5, 0.5,
+                                            'soft')
+    assert upper.dtype == lower.dtype == torch.bfloat16
+    expected, _, _, _ = fast.TorchSRU.forward(x, weight, bias, 4, 1e-5, 0.5,
+                                              'soft')
+    assert_relative_error(upper, expected, 1e-2, 'bf16 upper')
+
+
+def test_impl_selection(monkeypatch):
+    x = torch.randn(1, 16, 4, 4)
+    assert not fast.uses_kernels('torch', x)
+    assert fast.uses_kernels('fast', x) == x.is_cuda
+    monkeypatch.setenv('TRITON_INTERPRET', '0')
+    with pytest.raises(RuntimeError, match="runs on CUDA tensors"):
+        fast.uses_kernels('triton', x)
+    with pytest.raises(RuntimeError, match="runs on CUDA tensors"):
+        SCConv(16, 16, gn_groups=4, impl='triton')(x)
