@@ -106,21 +106,29 @@ def test_sru_kernel_normalises_gamma_itself():
         assert_relative_error(a, e, 1e-6, 'half')
 
 
-@pytest.mark.parametrize('with_affine', [False, True])
-@pytest.mark.parametrize('channels_last', [False, True])
-def test_cru_fuse_matches_pytorch(with_affine, channels_last):
-    gwc, pwc, projected, x_low = (
-        layout(torch.randn(2, c, 7, 5, device=DEVICE), channels_last)
-        for c in (40, 40, 28, 12))
-    weight = torch.randn(28, 12, 1, 1, device=DEVICE)
-    affine = ((torch.randn(40, device=DEVICE), torch.randn(40, device=DEVICE))
-              if with_affine else None)
-    y1 = gwc + pwc
+def fuse_as_written(y1, projected, x_low, weight):
+    """Eq. 9-10 in plain PyTorch ops."""
     s1 = y1.mean((2, 3))
     low_mean = x_low.mean((2, 3))
     s2 = torch.cat([low_mean @ weight.flatten(1).t(), low_mean], 1)
     beta1 = torch.sigmoid(s1 - s2)[..., None, None]
-    expected = beta1 * y1 + (1 - beta1) * torch.cat([projected, x_low], 1)
+    return beta1 * y1 + (1 - beta1) * torch.cat([projected, x_low], 1)
+
+
+def fuse_inputs(channels_last, channels=(40, 40, 28, 12)):
+    tensors = [layout(torch.randn(2, c, 7, 5, device=DEVICE), channels_last)
+               for c in channels]
+    return tensors + [torch.randn(channels[2], channels[3], 1, 1,
+                                  device=DEVICE)]
+
+
+@pytest.mark.parametrize('with_affine', [False, True])
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_cru_fuse_matches_pytorch(with_affine, channels_last):
+    gwc, pwc, projected, x_low, weight = fuse_inputs(channels_last)
+    affine = ((torch.randn(40, device=DEVICE), torch.randn(40, device=DEVICE))
+              if with_affine else None)
+    expected = fuse_as_written(gwc + pwc, projected, x_low, weight)
     if with_affine:
         expected = expected * affine[0][:, None, None] + affine[1][:, None,
                                                                    None]
@@ -128,6 +136,25 @@ def test_cru_fuse_matches_pytorch(with_affine, channels_last):
     assert actual.is_contiguous(memory_format=torch.channels_last) == (
         channels_last)
     assert_relative_error(actual, expected, 1e-6, 'Y')
+
+
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_cru_fuse_function_gradients_match_autograd(channels_last):
+    y1, _, projected, x_low, weight = fuse_inputs(channels_last,
+                                                  (24, 24, 16, 8))
+    inputs = [t.double().requires_grad_() for t in (y1, projected, x_low,
+                                                    weight)]
+    expected = fuse_as_written(*inputs)
+    grad = torch.randn_like(expected)
+    expected_grads = torch.autograd.grad(expected, inputs, grad)
+    inputs = [t.detach().float().requires_grad_() for t in inputs]
+    actual = triton_cru.CRUFuseFunction.apply(*inputs)
+    assert_relative_error(actual, expected, 1e-6, 'Y')
+    actual_grads = torch.autograd.grad(actual, inputs, grad.float())
+    for name, a, e in zip(('y1', 'P', 'x_low', 'weight'), actual_grads,
+                          expected_grads):
+        assert a.shape == e.shape
+        assert_relative_error(a, e, 1e-5, name)
 
 
 def test_scconv_triton_impl_equals_reference():

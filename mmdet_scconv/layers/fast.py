@@ -325,7 +325,8 @@ def cru_from_split(cru, x_up: torch.Tensor, x_low: torch.Tensor,
             ``(scale, shift)`` applied to the output: a following BatchNorm
             folded in by :meth:`SCConv.fuse_norm`. Without autograd it costs
             no pass of its own.
-        use_kernels (bool): Fuse with the Triton kernel (inference only).
+        use_kernels (bool): Fuse with the Triton kernels
+            (:mod:`.kernels.cru`).
     """
     return cru_from_squeezed(cru, cru.squeeze_up(x_up),
                              cru.squeeze_low(x_low), out_affine, use_kernels)
@@ -340,10 +341,14 @@ def cru_from_squeezed(cru, x_up: torch.Tensor, x_low: torch.Tensor,
     y1 = cru.gwc(x_up)
     pwc_up = cru.pwc_up(cru.downsample(x_up))
     low_projected = cru.pwc_low(x_low)
-    if inplace and use_kernels:
+    if use_kernels:
         from .kernels import cru as triton_cru
-        return triton_cru.fuse(y1, pwc_up, low_projected, x_low,
-                               cru.pwc_low.weight, out_affine)
+        if inplace:
+            return triton_cru.fuse(y1, pwc_up, low_projected, x_low,
+                                   cru.pwc_low.weight, out_affine)
+        y = triton_cru.CRUFuseFunction.apply(y1 + pwc_up, low_projected,
+                                             x_low, cru.pwc_low.weight)
+        return y if out_affine is None else apply_affine(y, out_affine)
     if inplace:
         y1 += pwc_up
     else:

@@ -20,6 +20,7 @@ import triton.language as tl
 from ..sru import GAMMA_SUM_EPS
 from ._layout import (dense, empty_like_layout, next_power_of_2, pixel_block,
                       strides)
+from ._tiles import load_tile, store_tile
 
 _TILE = 4096  # values per program tile
 
@@ -33,8 +34,7 @@ def _partial_stats_kernel(x_ptr, part_ptr, C, HW, num_blocks, stride_n,
     p = block * BLOCK_P + tl.arange(0, BLOCK_P)
     c = tl.arange(0, BLOCK_C)
     mask = (p[:, None] < HW) & (c[None, :] < C)
-    x = tl.load(x_ptr + n * stride_n + p[:, None] * stride_p +
-                c[None, :] * stride_c, mask=mask, other=0.0).to(tl.float32)
+    x = load_tile(x_ptr, n, p, c, mask, stride_n, stride_c, stride_p)
     count = tl.minimum(HW - block * BLOCK_P, BLOCK_P).to(tl.float32)
     mean = tl.sum(x, axis=0) / count
     centred = tl.where(mask, x - mean[None, :], 0.0)
@@ -113,13 +113,6 @@ def _gate_weights(r, threshold, SOFT: tl.constexpr):
 
 
 @triton.jit
-def _load_tile(ptr, n, p, c, mask, stride_n, stride_c, stride_p):
-    """A (pixel block x channel) tile of ``ptr`` in fp32."""
-    return tl.load(ptr + n * stride_n + p[:, None] * stride_p +
-                   c[None, :] * stride_c, mask=mask, other=0.0).to(tl.float32)
-
-
-@triton.jit
 def _tile_indices(half, HW, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
     """This program's sample, pixels and upper-half channels, and masks."""
     n = tl.program_id(0)
@@ -137,8 +130,8 @@ def _apply_kernel(x_ptr, up_ptr, low_ptr, weight_ptr, bias_ptr, mean_ptr,
                   BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
                   BLOCK_ALL_C: tl.constexpr):
     n, p, c, c_mask, mask = _tile_indices(half, HW, BLOCK_P, BLOCK_C)
-    x_a = _load_tile(x_ptr, n, p, c, mask, stride_n, stride_c, stride_p)
-    x_b = _load_tile(x_ptr, n, p, c + half, mask, stride_n, stride_c,
+    x_a = load_tile(x_ptr, n, p, c, mask, stride_n, stride_c, stride_p)
+    x_b = load_tile(x_ptr, n, p, c + half, mask, stride_n, stride_c,
                      stride_p)
     group_channels = 2 * half // G
     inv_gamma_sum = 1.0
@@ -158,12 +151,10 @@ def _apply_kernel(x_ptr, up_ptr, low_ptr, weight_ptr, bias_ptr, mean_ptr,
                               inv_gamma_sum, NORMALISE)
     w1_a, w2_a = _gate_weights(r_a, threshold, SOFT)
     w1_b, w2_b = _gate_weights(r_b, threshold, SOFT)
-    out = (n * out_stride_n + p[:, None] * out_stride_p +
-           c[None, :] * out_stride_c)
-    tl.store(up_ptr + out, (w1_a * x_a + w2_b * x_b).to(
-        up_ptr.dtype.element_ty), mask=mask)
-    tl.store(low_ptr + out, (w1_b * x_b + w2_a * x_a).to(
-        low_ptr.dtype.element_ty), mask=mask)
+    store_tile(up_ptr, w1_a * x_a + w2_b * x_b, n, p, c, mask, out_stride_n,
+               out_stride_c, out_stride_p)
+    store_tile(low_ptr, w1_b * x_b + w2_a * x_a, n, p, c, mask, out_stride_n,
+               out_stride_c, out_stride_p)
 
 
 @triton.jit
@@ -180,12 +171,12 @@ def _backward_tiles(x_ptr, gu_ptr, gl_ptr, weight_ptr, bias_ptr, mean_ptr,
                     BLOCK_C: tl.constexpr):
     """What both backward passes load and recompute for their tile."""
     n, p, c, c_mask, mask = _tile_indices(half, HW, BLOCK_P, BLOCK_C)
-    x_a = _load_tile(x_ptr, n, p, c, mask, stride_n, stride_c, stride_p)
-    x_b = _load_tile(x_ptr, n, p, c + half, mask, stride_n, stride_c,
+    x_a = load_tile(x_ptr, n, p, c, mask, stride_n, stride_c, stride_p)
+    x_b = load_tile(x_ptr, n, p, c + half, mask, stride_n, stride_c,
                      stride_p)
-    g_up = _load_tile(gu_ptr, n, p, c, mask, gu_stride_n, gu_stride_c,
+    g_up = load_tile(gu_ptr, n, p, c, mask, gu_stride_n, gu_stride_c,
                       gu_stride_p)
-    g_low = _load_tile(gl_ptr, n, p, c, mask, gl_stride_n, gl_stride_c,
+    g_low = load_tile(gl_ptr, n, p, c, mask, gl_stride_n, gl_stride_c,
                        gl_stride_p)
     group_channels = 2 * half // G
     r_a, xh_a, w_a, rstd_a = _reweights(x_a, c, n, G, group_channels,
@@ -264,10 +255,9 @@ def _backward_input_kernel(x_ptr, gu_ptr, gl_ptr, gx_ptr, weight_ptr,
                    threshold, SOFT)
     gx_b = _grad_x(x_b, r_b, xh_b, w_b, rstd_b, g_low, g_up, c1_b, c2_b,
                    threshold, SOFT)
-    out = gx_ptr + n * stride_n + p[:, None] * stride_p + c[None, :] * stride_c
-    dtype = gx_ptr.dtype.element_ty
-    tl.store(out, gx_a.to(dtype), mask=mask)
-    tl.store(out + half * stride_c, gx_b.to(dtype), mask=mask)
+    store_tile(gx_ptr, gx_a, n, p, c, mask, stride_n, stride_c, stride_p)
+    store_tile(gx_ptr, gx_b, n, p, c + half, mask, stride_n, stride_c,
+               stride_p)
 
 
 def _grid(x, block_p):
