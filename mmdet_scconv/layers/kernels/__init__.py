@@ -5,12 +5,15 @@ Optional: they need the ``triton`` package (``pip install
 under Triton's interpreter (``TRITON_INTERPRET=1``, set before triton is
 imported), which is how the tests check them on machines without a GPU.
 """
+import functools
 import importlib.util
 import os
 
 
+@functools.lru_cache(maxsize=None)
 def triton_available() -> bool:
-    """Whether the ``triton`` package can be imported."""
+    """Whether the ``triton`` package can be imported (looked up once: the
+    answer is asked on every SCConv call)."""
     return importlib.util.find_spec('triton') is not None
 
 
