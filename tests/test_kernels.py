@@ -15,6 +15,7 @@ from mmdet_scconv.benchmark.exactness import (check_paths,  # noqa: E402
 from mmdet_scconv.layers import SCConv, fast  # noqa: E402
 from mmdet_scconv.layers.kernels import cru as triton_cru  # noqa: E402
 from mmdet_scconv.layers.kernels import sru as triton_sru  # noqa: E402
+from mmdet_scconv.layers.kernels.sru_squeeze import sru_squeeze  # noqa: E402
 from test_fast import assert_relative_error  # noqa: E402
 from test_layers import randomise  # noqa: E402
 
@@ -157,11 +158,62 @@ def test_cru_fuse_function_gradients_match_autograd(channels_last):
         assert_relative_error(a, e, 1e-5, name)
 
 
+@pytest.mark.parametrize('channels,groups,channels_last,gate,dtype', [
+    (64, 16, True, 'soft', torch.float32),
+    (32, 8, False, 'hard', torch.float32),
+    (16, 4, True, 'soft', torch.float16),  # half < the GEMM's K block
+    (48, 3, False, 'soft', torch.float16),
+])
+def test_fused_sru_squeeze_matches_sru_then_convolutions(
+        channels, groups, channels_last, gate, dtype):
+    """The deploy form's GEMM equals the SRU halves put through the two
+    squeeze convolutions (operands rounded to the convolution dtype)."""
+    scconv = randomise(SCConv(channels, channels, gn_groups=groups,
+                              gate=gate)).to(DEVICE)
+    x = layout(torch.randn(2, channels, 9, 11, device=DEVICE),
+               channels_last).to(dtype)
+    sru, cru = scconv.sru, scconv.cru
+    with torch.no_grad():
+        weight, bias = fast.gn_affine(sru)
+        upper, lower, _, _ = fast.TorchSRU.forward(x, weight, bias, groups,
+                                                   1e-5, 0.5, gate)
+        expected = [
+            torch.nn.functional.conv2d(half.to(dtype), conv.weight.to(dtype))
+            for half, conv in ((upper, cru.squeeze_up),
+                               (lower, cru.squeeze_low))
+        ]
+        actual = sru_squeeze(x, sru.gn.weight, sru.gn.bias,
+                             cru.squeeze_up.weight, cru.squeeze_low.weight,
+                             groups, 1e-5, 0.5, gate)
+    tolerance = 1e-6 if dtype == torch.float32 else 5e-3
+    for a, e in zip(actual, expected):
+        assert a.dtype == dtype and a.shape == e.shape
+        assert a.is_contiguous(
+            memory_format=torch.channels_last) == channels_last
+        assert_relative_error(a, e, tolerance, 'squeezed')
+
+
+def test_deploy_form_runs_the_fused_gemm(monkeypatch):
+    from mmdet_scconv.layers.kernels import sru_squeeze as module
+    calls = []
+    original = module.sru_squeeze
+    monkeypatch.setattr(module, 'sru_squeeze',
+                        lambda *a, **k: calls.append(a) or original(*a, **k))
+    scconv = SCConv(32, 32, gn_groups=8, impl='triton').to(DEVICE).eval()
+    scconv.fuse_norm(torch.nn.BatchNorm2d(32).to(DEVICE).eval())
+    with torch.no_grad():
+        scconv(torch.randn(1, 32, 5, 5, device=DEVICE))
+    assert len(calls) == 1
+
+
 def test_scconv_triton_impl_equals_reference():
     """Training outputs and every gradient, inference and deploy outputs;
-    fp32 and bf16; stride 1 and 2, odd sizes, NCHW and channels-last, soft
-    and hard gate, alpha 1/2 and 3/4 (the GPU exactness check's cases)."""
-    checks = check_paths(DEVICE, impls=('triton', ))
+    fp32 and half precision; stride 1 and 2, odd sizes, NCHW and
+    channels-last, soft and hard gate, alpha 1/2 and 3/4 (the GPU exactness
+    check's cases). The interpreter cannot multiply bf16 (triton#11584), so
+    it checks fp16 there."""
+    half = 'bf16' if torch.cuda.is_available() else 'fp16'
+    checks = check_paths(DEVICE, impls=('triton', ), dtypes=('fp32', half))
     assert all(c.ok for c in checks), format_checks(checks)
     assert len(checks) == 84
 

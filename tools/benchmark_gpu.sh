@@ -16,7 +16,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 $py -c 'import torch, triton; print("torch", torch.__version__, "triton", triton.__version__)'
 
 # Exactness on the GPU first: numbers from a wrong kernel mean nothing.
-run $py tools/check_exactness.py --device cuda --impls fast torch \
+run $py tools/check_exactness.py --device cuda --impls fast torch --dtypes fp32 bf16 fp16 \
     | tee "$out/exactness.log" | tail -n 1
 # The GPU target (bf16 autocast, channels-last), eager then CUDA graphs;
 # torch = the fast path without the Triton kernels.

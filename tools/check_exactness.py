@@ -20,8 +20,10 @@ def main():
     parser.add_argument('--device', default='cuda')
     parser.add_argument('--impls', nargs='+', default=['fast'],
                         choices=['fast', 'triton', 'torch'])
+    parser.add_argument('--dtypes', nargs='+', default=['fp32', 'bf16'],
+                        choices=['fp32', 'bf16', 'fp16'])
     args = parser.parse_args()
-    checks = check_paths(args.device, args.impls)
+    checks = check_paths(args.device, args.impls, args.dtypes)
     print(format_checks(checks))
     failed = [c for c in checks if not c.ok]
     print(f'{len(checks) - len(failed)}/{len(checks)} tensors within '

@@ -395,11 +395,16 @@ def scconv_fast(scconv, x: torch.Tensor) -> torch.Tensor:
     """:class:`SCConv` forward: the SRU halves go straight into the CRU when
     the CRU splits at the half (``alpha=0.5``), with no concatenation; a
     BatchNorm folded in by :meth:`SCConv.fuse_norm` rides on the final
-    combine."""
+    combine. The deploy form on the kernels goes further: the SRU output is
+    never written (:func:`sru_squeeze_fused`)."""
     inplace = not _needs_autograd(scconv, x)
     kernels = uses_kernels(scconv.impl, x)
     sru, cru, affine = scconv.sru, scconv.cru, scconv.out_affine
     splits_at_half = cru.up_channels * 2 == x.shape[1]
+    if splits_at_half and inplace and kernels and affine is not None:
+        # Deploy form: the SRU and both squeezes as one GEMM kernel.
+        return cru_from_squeezed(cru, *sru_squeeze_fused(sru, cru, x), affine,
+                                 use_kernels=True)
     if splits_at_half and not inplace:
         return cru_from_squeezed(cru, *sru_squeeze(sru, cru, x, kernels),
                                  affine)
@@ -409,13 +414,29 @@ def scconv_fast(scconv, x: torch.Tensor) -> torch.Tensor:
     return cru_fast(cru, torch.cat([upper, lower], dim=1), affine, kernels)
 
 
+def _conv_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype a convolution of ``x`` runs in: autocast's, if enabled."""
+    device = x.device.type
+    if torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return x.dtype
+
+
+def sru_squeeze_fused(sru, cru, x: torch.Tensor):
+    """The squeezed upper and lower tensors from one Triton GEMM whose
+    operand is the SRU output, computed on the fly (inference)."""
+    from .kernels.sru_squeeze import sru_squeeze as fused
+    return fused(x, sru.gn.weight, sru.gn.bias, cru.squeeze_up.weight,
+                 cru.squeeze_low.weight, sru.gn.num_groups, sru.gn.eps,
+                 sru.gate_threshold, sru.gate, _conv_dtype(x))
+
+
 def sru_squeeze(sru, cru, x: torch.Tensor, use_kernels=False):
     """SRU then the CRU's squeeze convolutions through
     :class:`SRUSqueezeFunction` (training, ``alpha=0.5``)."""
     weight, bias = gn_affine(sru)
     device = x.device.type
-    cast = (torch.get_autocast_dtype(device)
-            if torch.is_autocast_enabled(device) else None)
+    cast = _conv_dtype(x) if torch.is_autocast_enabled(device) else None
     return SRUSqueezeFunction.apply(x, weight, bias, cru.squeeze_up.weight,
                                     cru.squeeze_low.weight, sru.gn.num_groups,
                                     sru.gn.eps, sru.gate_threshold, sru.gate,

@@ -123,6 +123,43 @@ def _tile_indices(half, HW, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
 
 
 @triton.jit
+def inv_gamma_sum(weight_ptr, C, gamma_eps, NORMALISE: tl.constexpr,
+                  BLOCK_ALL_C: tl.constexpr):
+    """``1 / sum(gamma)`` (Eq. 2), kept away from zero as
+    ``sru.normalised_gamma`` does; 1 unless ``NORMALISE``."""
+    inv = 1.0
+    if NORMALISE:
+        every_c = tl.arange(0, BLOCK_ALL_C)
+        total = tl.sum(tl.load(weight_ptr + every_c, mask=every_c < C,
+                               other=0.0).to(tl.float32), axis=0)
+        total = tl.where(total >= 0, tl.maximum(total, gamma_eps),
+                         tl.minimum(total, -gamma_eps))
+        inv = 1.0 / total
+    return inv
+
+
+@triton.jit
+def sru_tile(x_ptr, n, p, c, c_mask, mask, half, G, stride_n, stride_c,
+             stride_p, weight_ptr, bias_ptr, mean_ptr, rstd_ptr, inv_sum,
+             threshold, SOFT: tl.constexpr, NORMALISE: tl.constexpr):
+    """The SRU output's two halves on channels ``c`` (of the upper half)
+    and ``c + half``, fp32 (Eq. 1-4 for one tile)."""
+    x_a = load_tile(x_ptr, n, p, c, mask, stride_n, stride_c, stride_p)
+    x_b = load_tile(x_ptr, n, p, c + half, mask, stride_n, stride_c,
+                    stride_p)
+    group_channels = 2 * half // G
+    r_a, _, _, _ = _reweights(x_a, c, n, G, group_channels, weight_ptr,
+                              bias_ptr, mean_ptr, rstd_ptr, c_mask, inv_sum,
+                              NORMALISE)
+    r_b, _, _, _ = _reweights(x_b, c + half, n, G, group_channels, weight_ptr,
+                              bias_ptr, mean_ptr, rstd_ptr, c_mask, inv_sum,
+                              NORMALISE)
+    w1_a, w2_a = _gate_weights(r_a, threshold, SOFT)
+    w1_b, w2_b = _gate_weights(r_b, threshold, SOFT)
+    return w1_a * x_a + w2_b * x_b, w1_b * x_b + w2_a * x_a
+
+
+@triton.jit
 def _apply_kernel(x_ptr, up_ptr, low_ptr, weight_ptr, bias_ptr, mean_ptr,
                   rstd_ptr, half, HW, G, stride_n, stride_c, stride_p,
                   out_stride_n, out_stride_c, out_stride_p, threshold,
@@ -130,31 +167,16 @@ def _apply_kernel(x_ptr, up_ptr, low_ptr, weight_ptr, bias_ptr, mean_ptr,
                   BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
                   BLOCK_ALL_C: tl.constexpr):
     n, p, c, c_mask, mask = _tile_indices(half, HW, BLOCK_P, BLOCK_C)
-    x_a = load_tile(x_ptr, n, p, c, mask, stride_n, stride_c, stride_p)
-    x_b = load_tile(x_ptr, n, p, c + half, mask, stride_n, stride_c,
-                     stride_p)
-    group_channels = 2 * half // G
-    inv_gamma_sum = 1.0
-    if NORMALISE:
-        # Eq. 2's sum of gamma, kept away from zero as sru.normalised_gamma.
-        every_c = tl.arange(0, BLOCK_ALL_C)
-        total = tl.sum(tl.load(weight_ptr + every_c, mask=every_c < 2 * half,
-                               other=0.0).to(tl.float32), axis=0)
-        total = tl.where(total >= 0, tl.maximum(total, gamma_eps),
-                         tl.minimum(total, -gamma_eps))
-        inv_gamma_sum = 1.0 / total
-    r_a, _, _, _ = _reweights(x_a, c, n, G, group_channels, weight_ptr,
-                              bias_ptr, mean_ptr, rstd_ptr, c_mask,
-                              inv_gamma_sum, NORMALISE)
-    r_b, _, _, _ = _reweights(x_b, c + half, n, G, group_channels, weight_ptr,
-                              bias_ptr, mean_ptr, rstd_ptr, c_mask,
-                              inv_gamma_sum, NORMALISE)
-    w1_a, w2_a = _gate_weights(r_a, threshold, SOFT)
-    w1_b, w2_b = _gate_weights(r_b, threshold, SOFT)
-    store_tile(up_ptr, w1_a * x_a + w2_b * x_b, n, p, c, mask, out_stride_n,
-               out_stride_c, out_stride_p)
-    store_tile(low_ptr, w1_b * x_b + w2_a * x_a, n, p, c, mask, out_stride_n,
-               out_stride_c, out_stride_p)
+    inv_sum = inv_gamma_sum(weight_ptr, 2 * half, gamma_eps, NORMALISE,
+                            BLOCK_ALL_C)
+    upper, lower = sru_tile(x_ptr, n, p, c, c_mask, mask, half, G, stride_n,
+                            stride_c, stride_p, weight_ptr, bias_ptr,
+                            mean_ptr, rstd_ptr, inv_sum, threshold, SOFT,
+                            NORMALISE)
+    store_tile(up_ptr, upper, n, p, c, mask, out_stride_n, out_stride_c,
+               out_stride_p)
+    store_tile(low_ptr, lower, n, p, c, mask, out_stride_n, out_stride_c,
+               out_stride_p)
 
 
 @triton.jit

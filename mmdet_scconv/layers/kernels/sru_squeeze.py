@@ -1,0 +1,120 @@
+"""The SRU and the CRU's two squeeze convolutions as one GEMM (inference,
+``alpha=0.5``): the SRU output is computed tile by tile as the GEMM's
+operand and never written to memory.
+
+For a block of pixels the kernel walks the upper-half channels ``k`` in
+chunks, computes both SRU output halves on them (GroupNorm from the saved
+statistics, ``W_gamma``, gate, cross-reconstruction: :func:`.sru.sru_tile`)
+and multiplies them into the two squeezed outputs::
+
+    X_up_sq  += upper[:, k] @ W_up[:, k].T
+    X_low_sq += lower[:, k] @ W_low[:, k].T
+
+Against the separate kernels this saves writing and re-reading the SRU
+output (as many channels as the input) and two convolution launches.
+Operands are rounded to the convolution's dtype (the autocast dtype, or the
+input's) as cuDNN's convolution would see them; accumulation is fp32.
+"""
+import torch
+import triton
+import triton.language as tl
+
+from ..sru import GAMMA_SUM_EPS
+from ._layout import dense, empty_like_layout, next_power_of_2, strides
+from ._tiles import store_tile
+from .sru import group_stats, inv_gamma_sum, sru_tile
+
+_BLOCK_P = 64
+
+_DOT_DTYPES = {
+    torch.float32: tl.float32,
+    torch.bfloat16: tl.bfloat16,
+    torch.float16: tl.float16
+}
+
+
+@triton.jit
+def _weight_tile(w_ptr, c, c_mask, out_channels, half, BLOCK_N: tl.constexpr):
+    """``W[o, c]`` of a ``(out_channels, half)`` 1x1 weight as a
+    ``(len(c), BLOCK_N)`` tile: the GEMM's right operand."""
+    o = tl.arange(0, BLOCK_N)
+    return tl.load(w_ptr + o[None, :] * half + c[:, None],
+                   mask=c_mask[:, None] & (o[None, :] < out_channels),
+                   other=0.0)
+
+
+@triton.jit
+def _sru_squeeze_kernel(x_ptr, w_up_ptr, w_low_ptr, up_ptr, low_ptr,
+                        weight_ptr, bias_ptr, mean_ptr, rstd_ptr, half,
+                        out_channels, HW, G, stride_n, stride_c, stride_p,
+                        out_sn, out_sc, out_sp, threshold, gamma_eps,
+                        SOFT: tl.constexpr, DOT_DTYPE: tl.constexpr,
+                        PRECISION: tl.constexpr, BLOCK_P: tl.constexpr,
+                        BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr,
+                        BLOCK_ALL_C: tl.constexpr):
+    n = tl.program_id(0)
+    p = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
+    inv_sum = inv_gamma_sum(weight_ptr, 2 * half, gamma_eps, True,
+                            BLOCK_ALL_C)
+    acc_up = tl.zeros((BLOCK_P, BLOCK_N), tl.float32)
+    acc_low = tl.zeros((BLOCK_P, BLOCK_N), tl.float32)
+    for k in range(0, half, BLOCK_K):
+        c = k + tl.arange(0, BLOCK_K)
+        c_mask = c < half
+        mask = (p[:, None] < HW) & c_mask[None, :]
+        upper, lower = sru_tile(x_ptr, n, p, c, c_mask, mask, half, G,
+                                stride_n, stride_c, stride_p, weight_ptr,
+                                bias_ptr, mean_ptr, rstd_ptr, inv_sum,
+                                threshold, SOFT, True)
+        w_up = _weight_tile(w_up_ptr, c, c_mask, out_channels, half, BLOCK_N)
+        w_low = _weight_tile(w_low_ptr, c, c_mask, out_channels, half,
+                             BLOCK_N)
+        acc_up = tl.dot(upper.to(DOT_DTYPE), w_up.to(DOT_DTYPE), acc_up,
+                        input_precision=PRECISION)
+        acc_low = tl.dot(lower.to(DOT_DTYPE), w_low.to(DOT_DTYPE), acc_low,
+                         input_precision=PRECISION)
+    o = tl.arange(0, BLOCK_N)
+    out_mask = (p[:, None] < HW) & (o[None, :] < out_channels)
+    store_tile(up_ptr, acc_up, n, p, o, out_mask, out_sn, out_sc, out_sp)
+    store_tile(low_ptr, acc_low, n, p, o, out_mask, out_sn, out_sc, out_sp)
+
+
+def sru_squeeze(x, gamma, beta, w_up, w_low, groups, eps, threshold, gate,
+                dtype=None):
+    """``(squeeze_up(upper), squeeze_low(lower))`` of the SRU output of
+    ``x``, without autograd.
+
+    Args:
+        x (Tensor): SCConv input, ``C`` channels (even).
+        gamma, beta (Tensor): The SRU GroupNorm's own affine.
+        w_up, w_low (Tensor): The squeeze weights, ``(C_out, C/2, 1, 1)``.
+        groups (int), eps (float): The GroupNorm's.
+        threshold (float), gate (str): The SRU gate's.
+        dtype (torch.dtype, optional): The convolutions' dtype (autocast's);
+            default ``x.dtype``. fp32 products use TF32 where
+            ``torch.backends.cudnn.allow_tf32`` lets cuDNN do so.
+
+    Returns:
+        tuple[Tensor, Tensor]: Both squeezed tensors in ``x``'s layout and
+        ``dtype``.
+    """
+    x = dense(x)
+    dtype = dtype or x.dtype
+    n, c, h, w = x.shape
+    half, out_channels = c // 2, w_up.shape[0]
+    mean, rstd = group_stats(x, groups, eps)
+    up = empty_like_layout(x, out_channels, dtype)
+    low = empty_like_layout(x, out_channels, dtype)
+    tf32 = (dtype == torch.float32 and x.is_cuda
+            and torch.backends.cudnn.allow_tf32)
+    _sru_squeeze_kernel[(n, triton.cdiv(h * w, _BLOCK_P))](
+        x, w_up.detach().flatten(1).contiguous(),
+        w_low.detach().flatten(1).contiguous(), up, low,
+        gamma.detach().contiguous(), beta.detach().contiguous(), mean, rstd,
+        half, out_channels, h * w, groups, *strides(x), *strides(up),
+        threshold, GAMMA_SUM_EPS, SOFT=gate == 'soft',
+        DOT_DTYPE=_DOT_DTYPES[dtype], PRECISION='tf32' if tf32 else 'ieee',
+        BLOCK_P=_BLOCK_P, BLOCK_K=max(16, min(64, next_power_of_2(half))),
+        BLOCK_N=max(16, next_power_of_2(out_channels)),
+        BLOCK_ALL_C=next_power_of_2(c))
+    return up, low
