@@ -4,6 +4,8 @@ Without a GPU they run in Triton's interpreter on CPU tensors (conftest.py
 sets ``TRITON_INTERPRET=1`` before triton is imported); on a GPU machine
 the same tests run the compiled kernels on CUDA.
 """
+import copy
+
 import pytest
 import torch
 
@@ -12,7 +14,7 @@ pytest.importorskip(
 
 from mmdet_scconv.benchmark.exactness import (check_paths,  # noqa: E402
                                               format_checks)
-from mmdet_scconv.layers import SCConv, fast  # noqa: E402
+from mmdet_scconv.layers import SCConv, fast, set_scconv_impl  # noqa: E402
 from mmdet_scconv.layers.kernels import cru as triton_cru  # noqa: E402
 from mmdet_scconv.layers.kernels import sru as triton_sru  # noqa: E402
 from mmdet_scconv.layers.kernels.sru_squeeze import sru_squeeze  # noqa: E402
@@ -184,7 +186,7 @@ def test_fused_sru_squeeze_matches_sru_then_convolutions(
         ]
         actual = sru_squeeze(x, sru.gn.weight, sru.gn.bias,
                              cru.squeeze_up.weight, cru.squeeze_low.weight,
-                             groups, 1e-5, 0.5, gate)
+                             groups, 1e-5, 0.5, gate, normalise=True)[:2]
     tolerance = 1e-6 if dtype == torch.float32 else 5e-3
     for a, e in zip(actual, expected):
         assert a.dtype == dtype and a.shape == e.shape
@@ -193,17 +195,24 @@ def test_fused_sru_squeeze_matches_sru_then_convolutions(
         assert_relative_error(a, e, tolerance, 'squeezed')
 
 
-def test_deploy_form_runs_the_fused_gemm(monkeypatch):
-    from mmdet_scconv.layers.kernels import sru_squeeze as module
-    calls = []
-    original = module.sru_squeeze
-    monkeypatch.setattr(module, 'sru_squeeze',
-                        lambda *a, **k: calls.append(a) or original(*a, **k))
-    scconv = SCConv(32, 32, gn_groups=8, impl='triton').to(DEVICE).eval()
-    scconv.fuse_norm(torch.nn.BatchNorm2d(32).to(DEVICE).eval())
+def test_deploy_form_never_writes_the_sru_output(monkeypatch):
+    """On the kernels, the deploy form computes the SRU output inside the
+    squeeze GEMM: the kernel that writes the halves must not run."""
+
+    def no_halves(*args, **kwargs):
+        raise AssertionError('the SRU halves were materialised')
+
+    monkeypatch.setattr(triton_sru, 'halves', no_halves)
+    scconv = randomise(SCConv(32, 32, gn_groups=8, impl='triton')).to(DEVICE)
+    bn = torch.nn.BatchNorm2d(32).to(DEVICE).eval()
+    x = torch.randn(1, 32, 5, 5, device=DEVICE)
     with torch.no_grad():
-        scconv(torch.randn(1, 32, 5, 5, device=DEVICE))
-    assert len(calls) == 1
+        expected = bn(set_scconv_impl(copy.deepcopy(scconv), 'reference')(x))
+        scconv.fuse_norm(bn)
+        assert_relative_error(scconv.eval()(x), expected, 1e-5, 'deploy')
+        with pytest.raises(AssertionError, match='materialised'):
+            set_scconv_impl(scconv, 'triton').norm_scale = None
+            scconv(x)  # the plain inference path does write them
 
 
 def test_scconv_triton_impl_equals_reference():

@@ -19,6 +19,7 @@ Everything is differentiable with autograd; the reference path stays the
 ground truth (``tests/test_fast.py`` compares both).
 """
 import functools
+import types
 import warnings
 
 import torch
@@ -148,8 +149,9 @@ class TorchSRU:
     :class:`SRUFunction` where the Triton kernels do not run.
 
     A backend offers ``forward`` (halves and GroupNorm statistics),
-    ``halves`` (the halves again from saved statistics) and ``backward``;
-    :mod:`.kernels.sru` offers the same three.
+    ``halves`` (the halves again from saved statistics), ``squeeze`` (the
+    halves through the CRU's squeeze convolutions) and ``backward``;
+    :func:`triton_backend` offers the same four.
     """
     forward = staticmethod(_sru_forward)
 
@@ -160,6 +162,19 @@ class TorchSRU:
         return gate_halves(r, x, threshold, gate)
 
     @staticmethod
+    def squeeze(x, weight, bias, w_up, w_low, groups, eps, threshold, gate,
+                dtype, normalise=False):
+        """The SRU halves through the squeeze convolutions (in ``dtype``),
+        and the GroupNorm statistics. ``weight``/``bias`` come from
+        :func:`gn_affine` (``normalise`` must be False: it exists for the
+        kernels' interface)."""
+        assert not normalise, 'TorchSRU takes the gn_affine weights'
+        upper, lower, mean, rstd = _sru_forward(x, weight, bias, groups, eps,
+                                                threshold, gate)
+        return (F.conv2d(upper.to(dtype), w_up.to(dtype)),
+                F.conv2d(lower.to(dtype), w_low.to(dtype)), mean, rstd)
+
+    @staticmethod
     def backward(x, weight, bias, mean, rstd, groups, threshold, gate,
                  grad_upper, grad_lower, needs_affine_grad):
         x = x.to(weight.dtype)
@@ -168,12 +183,19 @@ class TorchSRU:
                              gate, grad_upper, grad_lower, needs_affine_grad)
 
 
+def triton_backend():
+    """The SRU's passes as Triton kernels (:mod:`.kernels`), with the
+    interface of :class:`TorchSRU`; imported on use, since the core imports
+    without triton."""
+    from .kernels import sru, sru_squeeze
+    return types.SimpleNamespace(forward=sru.forward, halves=sru.halves,
+                                 backward=sru.backward,
+                                 squeeze=sru_squeeze.sru_squeeze)
+
+
 def sru_backend(use_kernels: bool):
-    """:mod:`.kernels.sru` (Triton) or :class:`TorchSRU`."""
-    if use_kernels:
-        from .kernels import sru as triton_sru
-        return triton_sru
-    return TorchSRU
+    """:func:`triton_backend` or :class:`TorchSRU`."""
+    return triton_backend() if use_kernels else TorchSRU
 
 
 class SRUFunction(torch.autograd.Function):
@@ -216,7 +238,9 @@ class SRUSqueezeFunction(torch.autograd.Function):
     the input) for their weight gradients; here it is recomputed in
     backward from the input and the GroupNorm statistics instead, so the
     pair saves only what :class:`SRUFunction` saves. Under autocast the
-    convolutions run in the autocast dtype, as they would outside.
+    convolutions run in the autocast dtype, as they would outside. On the
+    Triton backend the forward is one GEMM kernel that never writes the SRU
+    output at all.
 
     Inputs: those of :class:`SRUFunction` plus the squeeze weights
     ``w_up`` and ``w_low`` (and the autocast dtype, or None).
@@ -226,12 +250,11 @@ class SRUSqueezeFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, w_up, w_low, groups, eps, threshold,
                 gate, cast, backend):
+        dtype = cast or x.dtype
         with torch.autocast(x.device.type, enabled=False):
-            upper, lower, mean, rstd = backend.forward(
-                x, weight, bias, groups, eps, threshold, gate)
-            dtype = cast or x.dtype
-            squeezed_up = F.conv2d(upper.to(dtype), w_up.to(dtype))
-            squeezed_low = F.conv2d(lower.to(dtype), w_low.to(dtype))
+            squeezed_up, squeezed_low, mean, rstd = backend.squeeze(
+                x, weight, bias, w_up, w_low, groups, eps, threshold, gate,
+                dtype)
         ctx.save_for_backward(x, weight, bias, mean, rstd, w_up, w_low)
         ctx.options = (groups, threshold, gate, dtype, backend)
         return squeezed_up, squeezed_low
@@ -293,8 +316,7 @@ def sru_halves(sru, x: torch.Tensor, inplace: bool, use_kernels=False):
     options = (sru.gn.num_groups, sru.gn.eps, sru.gate_threshold, sru.gate)
     if inplace and use_kernels:
         # The kernel scales by W_gamma itself: no small ops before it.
-        from .kernels import sru as triton_sru
-        upper, lower, _, _ = triton_sru.forward(
+        upper, lower, _, _ = triton_backend().forward(
             x, sru.gn.weight, sru.gn.bias, *options, normalise=True)
         return upper, lower
     weight, bias = gn_affine(sru)
@@ -425,10 +447,11 @@ def _conv_dtype(x: torch.Tensor) -> torch.dtype:
 def sru_squeeze_fused(sru, cru, x: torch.Tensor):
     """The squeezed upper and lower tensors from one Triton GEMM whose
     operand is the SRU output, computed on the fly (inference)."""
-    from .kernels.sru_squeeze import sru_squeeze as fused
-    return fused(x, sru.gn.weight, sru.gn.bias, cru.squeeze_up.weight,
-                 cru.squeeze_low.weight, sru.gn.num_groups, sru.gn.eps,
-                 sru.gate_threshold, sru.gate, _conv_dtype(x))
+    up, low, _, _ = triton_backend().squeeze(
+        x, sru.gn.weight, sru.gn.bias, cru.squeeze_up.weight,
+        cru.squeeze_low.weight, sru.gn.num_groups, sru.gn.eps,
+        sru.gate_threshold, sru.gate, _conv_dtype(x), normalise=True)
+    return up, low
 
 
 def sru_squeeze(sru, cru, x: torch.Tensor, use_kernels=False):

@@ -1,6 +1,6 @@
-"""The SRU and the CRU's two squeeze convolutions as one GEMM (inference,
-``alpha=0.5``): the SRU output is computed tile by tile as the GEMM's
-operand and never written to memory.
+"""The SRU and the CRU's two squeeze convolutions as one GEMM (``alpha=0.5``;
+the deploy form's inference, and the training forward): the SRU output is
+computed tile by tile as the GEMM's operand and never written to memory.
 
 For a block of pixels the kernel walks the upper-half channels ``k`` in
 chunks, computes both SRU output halves on them (GroupNorm from the saved
@@ -48,13 +48,14 @@ def _sru_squeeze_kernel(x_ptr, w_up_ptr, w_low_ptr, up_ptr, low_ptr,
                         weight_ptr, bias_ptr, mean_ptr, rstd_ptr, half,
                         out_channels, HW, G, stride_n, stride_c, stride_p,
                         out_sn, out_sc, out_sp, threshold, gamma_eps,
-                        SOFT: tl.constexpr, DOT_DTYPE: tl.constexpr,
+                        SOFT: tl.constexpr, NORMALISE: tl.constexpr,
+                        DOT_DTYPE: tl.constexpr,
                         PRECISION: tl.constexpr, BLOCK_P: tl.constexpr,
                         BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr,
                         BLOCK_ALL_C: tl.constexpr):
     n = tl.program_id(0)
     p = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
-    inv_sum = inv_gamma_sum(weight_ptr, 2 * half, gamma_eps, True,
+    inv_sum = inv_gamma_sum(weight_ptr, 2 * half, gamma_eps, NORMALISE,
                             BLOCK_ALL_C)
     acc_up = tl.zeros((BLOCK_P, BLOCK_N), tl.float32)
     acc_low = tl.zeros((BLOCK_P, BLOCK_N), tl.float32)
@@ -65,7 +66,7 @@ def _sru_squeeze_kernel(x_ptr, w_up_ptr, w_low_ptr, up_ptr, low_ptr,
         upper, lower = sru_tile(x_ptr, n, p, c, c_mask, mask, half, G,
                                 stride_n, stride_c, stride_p, weight_ptr,
                                 bias_ptr, mean_ptr, rstd_ptr, inv_sum,
-                                threshold, SOFT, True)
+                                threshold, SOFT, NORMALISE)
         w_up = _weight_tile(w_up_ptr, c, c_mask, out_channels, half, BLOCK_N)
         w_low = _weight_tile(w_low_ptr, c, c_mask, out_channels, half,
                              BLOCK_N)
@@ -79,24 +80,28 @@ def _sru_squeeze_kernel(x_ptr, w_up_ptr, w_low_ptr, up_ptr, low_ptr,
     store_tile(low_ptr, acc_low, n, p, o, out_mask, out_sn, out_sc, out_sp)
 
 
-def sru_squeeze(x, gamma, beta, w_up, w_low, groups, eps, threshold, gate,
-                dtype=None):
+def sru_squeeze(x, weight, bias, w_up, w_low, groups, eps, threshold, gate,
+                dtype=None, normalise=False):
     """``(squeeze_up(upper), squeeze_low(lower))`` of the SRU output of
-    ``x``, without autograd.
+    ``x``, and the GroupNorm statistics. No autograd (training wraps it in
+    ``fast.SRUSqueezeFunction``).
 
     Args:
         x (Tensor): SCConv input, ``C`` channels (even).
-        gamma, beta (Tensor): The SRU GroupNorm's own affine.
+        weight, bias (Tensor): The SRU GroupNorm's own affine with
+            ``normalise`` (the kernel applies ``W_gamma``), else the affine
+            of ``fast.gn_affine``.
         w_up, w_low (Tensor): The squeeze weights, ``(C_out, C/2, 1, 1)``.
         groups (int), eps (float): The GroupNorm's.
         threshold (float), gate (str): The SRU gate's.
         dtype (torch.dtype, optional): The convolutions' dtype (autocast's);
             default ``x.dtype``. fp32 products use TF32 where
             ``torch.backends.cudnn.allow_tf32`` lets cuDNN do so.
+        normalise (bool): See ``weight``. Default: False.
 
     Returns:
-        tuple[Tensor, Tensor]: Both squeezed tensors in ``x``'s layout and
-        ``dtype``.
+        tuple[Tensor, Tensor, Tensor, Tensor]: Both squeezed tensors in
+        ``x``'s layout and ``dtype``, then the GroupNorm mean and rstd.
     """
     x = dense(x)
     dtype = dtype or x.dtype
@@ -110,11 +115,11 @@ def sru_squeeze(x, gamma, beta, w_up, w_low, groups, eps, threshold, gate,
     _sru_squeeze_kernel[(n, triton.cdiv(h * w, _BLOCK_P))](
         x, w_up.detach().flatten(1).contiguous(),
         w_low.detach().flatten(1).contiguous(), up, low,
-        gamma.detach().contiguous(), beta.detach().contiguous(), mean, rstd,
+        weight.detach().contiguous(), bias.detach().contiguous(), mean, rstd,
         half, out_channels, h * w, groups, *strides(x), *strides(up),
-        threshold, GAMMA_SUM_EPS, SOFT=gate == 'soft',
+        threshold, GAMMA_SUM_EPS, SOFT=gate == 'soft', NORMALISE=normalise,
         DOT_DTYPE=_DOT_DTYPES[dtype], PRECISION='tf32' if tf32 else 'ieee',
         BLOCK_P=_BLOCK_P, BLOCK_K=max(16, min(64, next_power_of_2(half))),
         BLOCK_N=max(16, next_power_of_2(out_channels)),
         BLOCK_ALL_C=next_power_of_2(c))
-    return up, low
+    return up, low, mean, rstd
