@@ -112,6 +112,7 @@ def sru_squeeze(x, weight, bias, w_up, w_low, groups, eps, threshold, gate,
     low = empty_like_layout(x, out_channels, dtype)
     tf32 = (dtype == torch.float32 and x.is_cuda
             and torch.backends.cudnn.allow_tf32)
+    block_n = max(16, next_power_of_2(out_channels))
     _sru_squeeze_kernel[(n, triton.cdiv(h * w, _BLOCK_P))](
         x, w_up.detach().flatten(1).contiguous(),
         w_low.detach().flatten(1).contiguous(), up, low,
@@ -120,6 +121,8 @@ def sru_squeeze(x, weight, bias, w_up, w_low, groups, eps, threshold, gate,
         threshold, GAMMA_SUM_EPS, SOFT=gate == 'soft', NORMALISE=normalise,
         DOT_DTYPE=_DOT_DTYPES[dtype], PRECISION='tf32' if tf32 else 'ieee',
         BLOCK_P=_BLOCK_P, BLOCK_K=max(16, min(64, next_power_of_2(half))),
-        BLOCK_N=max(16, next_power_of_2(out_channels)),
-        BLOCK_ALL_C=next_power_of_2(c))
+        BLOCK_N=block_n, BLOCK_ALL_C=next_power_of_2(c),
+        # Two (pixels x block_n) fp32 accumulators: more warps hold them
+        # in registers once block_n is large (stage 3/4 of a ResNet).
+        num_warps=8 if block_n >= 64 else 4)
     return up, low, mean, rstd
