@@ -165,6 +165,7 @@ def test_cru_fuse_function_gradients_match_autograd(channels_last):
     (32, 8, False, 'hard', torch.float32),
     (16, 4, True, 'soft', torch.float16),  # half < the GEMM's K block
     (48, 3, False, 'soft', torch.float16),
+    (256, 16, True, 'soft', torch.float32),  # two K blocks, wide output
 ])
 def test_fused_sru_squeeze_matches_sru_then_convolutions(
         channels, groups, channels_last, gate, dtype):
