@@ -15,8 +15,12 @@ Against the reference modules (``SRU.forward`` then ``CRU.forward``):
   over the narrow squeezed tensor instead of Y2. ``Y = Y2 + beta1 (Y1 - Y2)``
   is written slice by slice into the output, so Y2 is never concatenated.
 
+On CUDA (``impl='fast'`` with triton installed, or ``impl='triton'``) the
+same functions and autograd Functions run their passes as the Triton kernels
+of :mod:`.kernels` instead (:func:`sru_backend`, ``use_kernels``).
+
 Everything is differentiable with autograd; the reference path stays the
-ground truth (``tests/test_fast.py`` compares both).
+ground truth (``tests/test_fast.py`` and ``tests/test_kernels.py`` compare).
 """
 import functools
 import types
@@ -163,12 +167,9 @@ class TorchSRU:
 
     @staticmethod
     def squeeze(x, weight, bias, w_up, w_low, groups, eps, threshold, gate,
-                dtype, normalise=False):
+                dtype):
         """The SRU halves through the squeeze convolutions (in ``dtype``),
-        and the GroupNorm statistics. ``weight``/``bias`` come from
-        :func:`gn_affine` (``normalise`` must be False: it exists for the
-        kernels' interface)."""
-        assert not normalise, 'TorchSRU takes the gn_affine weights'
+        and the GroupNorm statistics."""
         upper, lower, mean, rstd = _sru_forward(x, weight, bias, groups, eps,
                                                 threshold, gate)
         return (F.conv2d(upper.to(dtype), w_up.to(dtype)),
