@@ -1,6 +1,6 @@
-"""The CRU fuse in Triton (inference): pooled statistics, the two-branch
-softmax and the weighted sum, without materialising ``Y1``'s sum or the
-concatenated ``Y2 = cat(P, X_low)``.
+"""The CRU fuse in Triton: pooled statistics, the two-branch softmax and the
+weighted sum, without materialising the concatenated ``Y2 = cat(P, X_low)``
+(nor, at inference, ``Y1``'s sum).
 
 * :func:`channel_sums` adds the per-(sample, channel) sums of ``GWC``,
   ``PWC1`` and ``X_low`` into one ``(N, C + C_low)`` buffer in one launch
@@ -8,7 +8,9 @@ concatenated ``Y2 = cat(P, X_low)``.
   never added up in memory);
 * :func:`fuse` reads ``GWC``, ``PWC1``, ``P`` and ``X_low`` once and writes
   ``Y = Y2 + beta1 (Y1 - Y2)`` (with a folded BatchNorm's scale and shift,
-  if any): one pass over the output.
+  if any): one pass over the output;
+* :class:`CRUFuseFunction` is the same for training, with a backward of
+  one reduction and one elementwise pass.
 """
 import torch
 import triton
@@ -159,6 +161,8 @@ def fuse(gwc_out, pwc_up_out, projected, x_low, pwc_low_weight,
     gap_p = torch.nn.functional.linear(
         sums[:, channels:], pwc_low_weight.detach().flatten(1).float())
     out = empty_like_layout(gwc_out, channels)
+    # Where a flag is off the kernel never touches that pointer: any tensor
+    # stands in for it.
     scale, shift = ((t.detach().float().contiguous() for t in out_affine)
                     if out_affine is not None else (sums, sums))
     beta1 = (torch.empty((out.shape[0], channels), dtype=torch.float32,
