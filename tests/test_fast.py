@@ -4,14 +4,16 @@ import copy
 import pytest
 import torch
 
+from mmdet_scconv.benchmark.exactness import (batchnorm_with_stats,
+                                              forward_backward,
+                                              relative_error)
 from mmdet_scconv.layers import SCConv, set_scconv_impl
 from test_layers import randomise, randomise_running_stats
 
 
 def assert_relative_error(actual, expected, tol, what=''):
     """``||actual - expected|| <= tol * ||expected||`` (in fp64)."""
-    actual, expected = actual.double(), expected.double()
-    error = (actual - expected).norm() / expected.norm().clamp_min(1e-30)
+    error = relative_error(actual, expected)
     assert error <= tol, f'{what}: relative error {error:.2e} > {tol:.0e}'
 
 
@@ -22,15 +24,11 @@ def pair(**kwargs):
     return fast, reference
 
 
-def run(module, x, dtype=None):
-    module.zero_grad()
-    x = x.clone().requires_grad_()
-    with torch.autocast('cpu', dtype=dtype, enabled=dtype is not None):
-        y = module(x)
-    (y.float() * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
-    grads = {n: p.grad.clone() for n, p in module.named_parameters()
-             if p.grad is not None}
-    return y, x.grad, grads
+def run(module, x, dtype='fp32'):
+    """Output, input gradient and parameter gradients (``dtype``: autocast
+    by name, ``'fp32'`` for none)."""
+    y, grads = forward_backward(module, x, dtype, torch.device('cpu'))
+    return y, grads.pop('input grad'), grads
 
 
 @pytest.mark.parametrize('gate', ['soft', 'hard'])
@@ -56,8 +54,8 @@ def test_fast_equals_reference_fp32(gate, alpha, stride, size, channels_last):
 def test_fast_equals_reference_bf16():
     fast, reference = pair(in_channels=32, out_channels=32, gn_groups=8)
     x = torch.randn(2, 32, 12, 12)
-    y_f, gx_f, _ = run(fast, x, torch.bfloat16)
-    y_r, gx_r, _ = run(reference, x, torch.bfloat16)
+    y_f, gx_f, _ = run(fast, x, 'bf16')
+    y_r, gx_r, _ = run(reference, x, 'bf16')
     assert y_f.dtype == y_r.dtype == torch.bfloat16
     # bf16 keeps 8 bits of mantissa: errors of a few 2^-8 are rounding.
     assert_relative_error(y_f, y_r, 2e-2, 'output')
@@ -126,23 +124,13 @@ def test_scconv_resnet_block_compiles_without_breaks_in_scconv():
         torch.testing.assert_close(compiled(x), trunk.stages[0](x))
 
 
-def bn_with_stats(channels):
-    bn = torch.nn.BatchNorm2d(channels)
-    with torch.no_grad():
-        bn.running_mean.normal_()
-        bn.running_var.uniform_(0.5, 2)
-        bn.weight.normal_()
-        bn.bias.normal_()
-    return bn.eval()
-
-
 @pytest.mark.parametrize('impl', ['fast', 'reference'])
 @pytest.mark.parametrize('alpha,stride', [(0.5, 1), (0.75, 2)])
 def test_fused_norm_equals_scconv_then_batchnorm(impl, alpha, stride):
     fast, _ = pair(in_channels=32, out_channels=48, alpha=alpha,
                    stride=stride, gn_groups=8)
     set_scconv_impl(fast, impl)
-    bn = bn_with_stats(48)
+    bn = batchnorm_with_stats(48)
     x = torch.randn(2, 32, 11, 12)
     with torch.no_grad():
         expected = bn(fast(x))

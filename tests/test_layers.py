@@ -3,19 +3,9 @@ import pytest
 import torch
 import torch.nn as nn
 
+from mmdet_scconv.benchmark.exactness import randomised as randomise
 from mmdet_scconv.layers import CRU, SRU, SCConv
 from spec_reference import eq11_params, spec_cru, spec_pool, spec_sru
-
-
-def randomise(module):
-    """Give every parameter non-trivial values (GN gamma stays positive)."""
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            if name.endswith('gn.weight'):
-                p.uniform_(0.5, 1.5)
-            else:
-                p.normal_(0, 0.5)
-    return module
 
 
 def randomise_running_stats(model):

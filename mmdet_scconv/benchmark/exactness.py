@@ -34,12 +34,15 @@ class Check:
 
 
 def relative_error(actual, expected):
+    """``||actual - expected|| / ||expected||``, computed in fp64."""
     actual, expected = actual.double(), expected.double()
     return ((actual - expected).norm() /
             expected.norm().clamp_min(1e-30)).item()
 
 
-def _randomised(module):
+def randomised(module):
+    """Give every parameter non-trivial values (GroupNorm gamma stays
+    positive, as in a trained model); returns ``module``."""
     with torch.no_grad():
         for name, p in module.named_parameters():
             if name.endswith('gn.weight'):
@@ -49,7 +52,9 @@ def _randomised(module):
     return module
 
 
-def _forward_backward(module, x, dtype, device):
+def forward_backward(module, x, dtype, device):
+    """Output and gradients of a loss weighting every output element
+    differently; ``'input grad'`` holds the input's gradient."""
     module.zero_grad()
     x = x.clone().requires_grad_()
     with autocast(device, dtype):
@@ -62,7 +67,8 @@ def _forward_backward(module, x, dtype, device):
     return y, grads
 
 
-def _batchnorm(channels, device):
+def batchnorm_with_stats(channels, device='cpu'):
+    """An eval-mode BatchNorm with non-trivial statistics and affine."""
     bn = torch.nn.BatchNorm2d(channels)
     with torch.no_grad():
         bn.running_mean.normal_()
@@ -78,7 +84,7 @@ def _check_impl(reference, impl, x, dtype, device, expected, case):
     y_ref, grads_ref, inferred_ref, bn, deployed_ref = expected
     tolerance = TOLERANCES[dtype]
     model = set_scconv_impl(copy.deepcopy(reference), impl)
-    y, grads = _forward_backward(model, x, dtype, device)
+    y, grads = forward_backward(model, x, dtype, device)
     checks = [Check(impl, case, 'train output', relative_error(y, y_ref),
                     tolerance)]
     checks.extend(
@@ -128,15 +134,15 @@ def check_paths(device='cuda', impls=('fast', ), dtypes=('fp32', 'bf16'),
             case = (f'{dtype} stride {stride} {size[0]}x{size[1]} {gate} '
                     f'alpha {alpha}' + (' channels-last' if channels_last
                                         else ''))
-            reference = _randomised(SCConv(
+            reference = randomised(SCConv(
                 64, 96, stride=stride, alpha=alpha, gn_groups=16, gate=gate,
                 impl='reference')).to(device)
             x = torch.randn(2, 64, *size, device=device)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
                 reference = reference.to(memory_format=torch.channels_last)
-            y_ref, grads_ref = _forward_backward(reference, x, dtype, device)
-            bn = _batchnorm(96, device)
+            y_ref, grads_ref = forward_backward(reference, x, dtype, device)
+            bn = batchnorm_with_stats(96, device)
             with torch.no_grad(), autocast(device, dtype):
                 inferred_ref = reference(x)
                 deployed_ref = bn(inferred_ref)
