@@ -244,14 +244,14 @@ class SRUSqueezeFunction(torch.autograd.Function):
     output at all.
 
     Inputs: those of :class:`SRUFunction` plus the squeeze weights
-    ``w_up`` and ``w_low`` (and the autocast dtype, or None).
+    ``w_up`` and ``w_low`` and the convolutions' dtype
+    (:func:`_conv_dtype`).
     Outputs: the squeezed upper and lower tensors.
     """
 
     @staticmethod
     def forward(ctx, x, weight, bias, w_up, w_low, groups, eps, threshold,
-                gate, cast, backend):
-        dtype = cast or x.dtype
+                gate, dtype, backend):
         with torch.autocast(x.device.type, enabled=False):
             squeezed_up, squeezed_low, mean, rstd = backend.squeeze(
                 x, weight, bias, w_up, w_low, groups, eps, threshold, gate,
@@ -459,9 +459,7 @@ def sru_squeeze(sru, cru, x: torch.Tensor, use_kernels=False):
     """SRU then the CRU's squeeze convolutions through
     :class:`SRUSqueezeFunction` (training, ``alpha=0.5``)."""
     weight, bias = gn_affine(sru)
-    device = x.device.type
-    cast = _conv_dtype(x) if torch.is_autocast_enabled(device) else None
     return SRUSqueezeFunction.apply(x, weight, bias, cru.squeeze_up.weight,
                                     cru.squeeze_low.weight, sru.gn.num_groups,
                                     sru.gn.eps, sru.gate_threshold, sru.gate,
-                                    cast, sru_backend(use_kernels))
+                                    _conv_dtype(x), sru_backend(use_kernels))

@@ -20,7 +20,7 @@ import triton.language as tl
 from ..sru import GAMMA_SUM_EPS
 from ._layout import (dense, empty_like_layout, next_power_of_2, pixel_block,
                       strides)
-from ._tiles import load_tile, store_tile
+from ._tiles import load_tile, program_tile, store_tile
 
 _TILE = 4096  # values per program tile
 
@@ -114,12 +114,10 @@ def _gate_weights(r, threshold, SOFT: tl.constexpr):
 
 @triton.jit
 def _tile_indices(half, HW, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
-    """This program's sample, pixels and upper-half channels, and masks."""
-    n = tl.program_id(0)
-    p = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
-    c = tl.arange(0, BLOCK_C)
-    c_mask = c < half
-    return n, p, c, c_mask, (p[:, None] < HW) & c_mask[None, :]
+    """This program's sample, pixels and upper-half channels, and masks
+    (a two-axis grid: the channel block is always 0)."""
+    n, p, c, mask = program_tile(HW, half, BLOCK_P, BLOCK_C)
+    return n, p, c, c < half, mask
 
 
 @triton.jit
@@ -361,6 +359,7 @@ def backward(x, weight, bias, mean, rstd, groups, threshold, gate,
     soft = gate == 'soft'
     tensors = (x, grad_upper, grad_lower)
     layout = [s for t in tensors for s in strides(t)]
+    # The hard gate sends nothing to the GroupNorm: zero coefficients.
     coefficients = torch.zeros((2, n * groups), dtype=torch.float32,
                                device=x.device)
     grad_weight = grad_bias = None
