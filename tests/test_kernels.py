@@ -15,6 +15,7 @@ pytest.importorskip(
 from mmdet_scconv.benchmark.exactness import (check_paths,  # noqa: E402
                                               format_checks)
 from mmdet_scconv.layers import SCConv, fast, set_scconv_impl  # noqa: E402
+from mmdet_scconv.layers.fast import apply_affine  # noqa: E402
 from mmdet_scconv.layers.kernels import cru as triton_cru  # noqa: E402
 from mmdet_scconv.layers.kernels import sru as triton_sru  # noqa: E402
 from mmdet_scconv.layers.kernels.sru_squeeze import sru_squeeze  # noqa: E402
@@ -125,17 +126,29 @@ def fuse_inputs(channels_last, channels=(40, 40, 28, 12)):
                                   device=DEVICE)]
 
 
-@pytest.mark.parametrize('with_affine', [False, True])
-@pytest.mark.parametrize('channels_last', [False, True])
-def test_cru_fuse_matches_pytorch(with_affine, channels_last):
-    gwc, pwc, projected, x_low, weight = fuse_inputs(channels_last)
-    affine = ((torch.randn(40, device=DEVICE), torch.randn(40, device=DEVICE))
+@pytest.mark.parametrize('out_channels,up,low,channels_last,with_affine', [
+    (40, 12, 12, False, False),
+    (40, 12, 12, True, True),
+    (12, 4, 4, True, False),  # fewer channels than the dot's blocks
+    (96, 80, 24, False, True),  # two K blocks, two channel blocks
+])
+def test_cru_fuse_pointwise_matches_pytorch(out_channels, up, low,
+                                            channels_last, with_affine):
+    """Inference fuse with both pointwise convolutions inside the kernel."""
+    gwc, x_up, x_low = (layout(torch.randn(2, c, 7, 5, device=DEVICE),
+                               channels_last)
+                        for c in (out_channels, up, low))
+    w_up = torch.randn(out_channels, up, 1, 1, device=DEVICE)
+    w_low = torch.randn(out_channels - low, low, 1, 1, device=DEVICE)
+    affine = ((torch.randn(out_channels, device=DEVICE),
+               torch.randn(out_channels, device=DEVICE))
               if with_affine else None)
-    expected = fuse_as_written(gwc + pwc, projected, x_low, weight)
+    conv = torch.nn.functional.conv2d
+    expected = fuse_as_written(gwc + conv(x_up, w_up), conv(x_low, w_low),
+                               x_low, w_low)
     if with_affine:
-        expected = expected * affine[0][:, None, None] + affine[1][:, None,
-                                                                   None]
-    actual = triton_cru.fuse(gwc, pwc, projected, x_low, weight, affine)
+        expected = apply_affine(expected, affine)
+    actual = triton_cru.fuse_pointwise(gwc, x_up, x_low, w_up, w_low, affine)
     assert actual.is_contiguous(memory_format=torch.channels_last) == (
         channels_last)
     assert_relative_error(actual, expected, 1e-6, 'Y')
@@ -214,6 +227,30 @@ def test_deploy_form_never_writes_the_sru_output(monkeypatch):
         with pytest.raises(AssertionError, match='materialised'):
             set_scconv_impl(scconv, 'triton').norm_scale = None
             scconv(x)  # the plain inference path does write them
+
+
+def test_kernels_take_the_pointwise_convolutions_and_the_training_fuse(
+        monkeypatch):
+    """Inference on the kernels never runs the pointwise convolutions as
+    modules (the fuse kernel multiplies them in); training at alpha=0.5
+    fuses through CRUFuseFunction."""
+    scconv = randomise(SCConv(32, 32, gn_groups=8, impl='triton')).to(DEVICE)
+    x = torch.randn(1, 32, 5, 5, device=DEVICE)
+
+    def no_module_call(*args):
+        raise AssertionError('a pointwise convolution ran as a module')
+
+    with monkeypatch.context() as patch:
+        for conv in (scconv.cru.pwc_up, scconv.cru.pwc_low):
+            patch.setattr(conv, 'forward', no_module_call)
+        with torch.no_grad():
+            scconv(x)
+    fuse_calls = []
+    apply = triton_cru.CRUFuseFunction.apply
+    monkeypatch.setattr(triton_cru.CRUFuseFunction, 'apply',
+                        lambda *args: fuse_calls.append(1) or apply(*args))
+    scconv(x).sum().backward()
+    assert fuse_calls == [1]
 
 
 def test_scconv_triton_impl_equals_reference():

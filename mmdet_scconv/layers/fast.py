@@ -362,13 +362,16 @@ def cru_from_squeezed(cru, x_up: torch.Tensor, x_low: torch.Tensor,
     inplace = not _needs_autograd(cru, x_up)
     x_low = cru.downsample(x_low)
     y1 = cru.gwc(x_up)
+    if use_kernels and inplace:
+        # The pointwise convolutions run inside the fuse kernel.
+        from .kernels import cru as triton_cru
+        return triton_cru.fuse_pointwise(
+            y1, cru.downsample(x_up), x_low, cru.pwc_up.weight,
+            cru.pwc_low.weight, out_affine, _conv_dtype(x_up))
     pwc_up = cru.pwc_up(cru.downsample(x_up))
     low_projected = cru.pwc_low(x_low)
     if use_kernels:
         from .kernels import cru as triton_cru
-        if inplace:
-            return triton_cru.fuse(y1, pwc_up, low_projected, x_low,
-                                   cru.pwc_low.weight, out_affine)
         y = triton_cru.CRUFuseFunction.apply(y1 + pwc_up, low_projected,
                                              x_low, cru.pwc_low.weight)
         return y if out_affine is None else apply_affine(y, out_affine)
@@ -430,7 +433,7 @@ def scconv_fast(scconv, x: torch.Tensor) -> torch.Tensor:
                                  use_kernels=True)
     if splits_at_half and not inplace:
         return cru_from_squeezed(cru, *sru_squeeze(sru, cru, x, kernels),
-                                 affine)
+                                 affine, kernels)
     upper, lower = sru_halves(sru, x, inplace, kernels)
     if splits_at_half:
         return cru_from_split(cru, upper, lower, affine, kernels)

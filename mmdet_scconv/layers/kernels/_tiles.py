@@ -1,7 +1,26 @@
 """Triton helpers shared by the kernels: (pixel block x channel) tiles of
-4-D tensors addressed as in :mod:`._layout`."""
+4-D tensors addressed as in :mod:`._layout`, and the operand types of their
+matrix products."""
+import torch
 import triton
 import triton.language as tl
+
+_DOT_DTYPES = {
+    torch.float32: tl.float32,
+    torch.bfloat16: tl.bfloat16,
+    torch.float16: tl.float16
+}
+
+
+def dot_options(dtype: torch.dtype, device: torch.device) -> dict:
+    """``DOT_DTYPE`` and ``PRECISION`` for a kernel's ``tl.dot`` that stands
+    in for a convolution in ``dtype``: operands rounded to ``dtype`` as cuDNN
+    would see them, fp32 products in TF32 where
+    ``torch.backends.cudnn.allow_tf32`` lets cuDNN do so."""
+    tf32 = (dtype == torch.float32 and device.type == 'cuda'
+            and torch.backends.cudnn.allow_tf32)
+    return dict(DOT_DTYPE=_DOT_DTYPES[dtype],
+                PRECISION='tf32' if tf32 else 'ieee')
 
 
 @triton.jit

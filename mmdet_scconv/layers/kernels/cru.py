@@ -1,26 +1,27 @@
 """The CRU fuse in Triton: pooled statistics, the two-branch softmax and the
-weighted sum, without materialising the concatenated ``Y2 = cat(P, X_low)``
-(nor, at inference, ``Y1``'s sum).
+weighted sum, without materialising the concatenated ``Y2 = cat(P, X_low)``.
 
-* :func:`channel_sums` adds the per-(sample, channel) sums of ``GWC``,
-  ``PWC1`` and ``X_low`` into one ``(N, C + C_low)`` buffer in one launch
-  (``Y1``'s two summands land on the same columns, so ``GWC + PWC1`` is
-  never added up in memory);
-* :func:`fuse` reads ``GWC``, ``PWC1``, ``P`` and ``X_low`` once and writes
+* :func:`channel_sums` adds up the per-(sample, channel) sums of two or
+  three tensors into one ``(N, sum of channels)`` buffer in one launch;
+* :func:`fuse_pointwise` (inference) is the CRU after its grouped
+  convolution in one pass: it multiplies the squeezed ``X_up`` and
+  ``X_low`` into ``PWC1`` and ``PWC2`` tile by tile as it writes
   ``Y = Y2 + beta1 (Y1 - Y2)`` (with a folded BatchNorm's scale and shift,
-  if any): one pass over the output;
-* :class:`CRUFuseFunction` is the same for training, with a backward of
-  one reduction and one elementwise pass.
+  if any), so neither pointwise output nor ``Y1`` is ever stored;
+* :class:`CRUFuseFunction` (training) takes ``Y1`` and ``P`` as tensors,
+  which the convolutions' backward needs anyway, and has a backward of one
+  reduction and one elementwise pass.
 """
 import torch
 import triton
 import triton.language as tl
 
 from ._layout import dense, empty_like_layout, next_power_of_2, strides
-from ._tiles import load_tile, program_tile, store_tile
+from ._tiles import dot_options, load_tile, program_tile, store_tile
 
 _BLOCK_P = 32
 _MAX_BLOCK_C = 128
+_GEMM_BLOCK_P = 64
 
 
 @triton.jit
@@ -37,28 +38,26 @@ def _sum_tile(x_ptr, out_ptr, n, c_block, C, HW, out_offset, out_row,
 
 
 @triton.jit
-def _channel_sums_kernel(gwc_ptr, pwc_ptr, low_ptr, out_ptr, C, C_low, HW,
-                         gwc_sn, gwc_sc, gwc_sp, pwc_sn, pwc_sc, pwc_sp,
-                         low_sn, low_sc, low_sp, HAS_PWC: tl.constexpr,
-                         BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
-    """One launch for the three sums: ``GWC`` and ``PWC1`` (if given; else
-    ``gwc_ptr`` holds all of ``Y1``) both into ``Y1``'s columns, ``X_low``
-    after them. Axis 2 walks the channel blocks of the tensors in turn."""
+def _channel_sums_kernel(a_ptr, b_ptr, c_ptr, out_ptr, C_a, C_b, C_c, HW,
+                         a_sn, a_sc, a_sp, b_sn, b_sc, b_sp, c_sn, c_sc, c_sp,
+                         HAS_C: tl.constexpr, BLOCK_P: tl.constexpr,
+                         BLOCK_C: tl.constexpr):
+    """The sums of ``a``, ``b`` (and ``c``) side by side in each row of
+    ``out``; axis 2 walks the channel blocks of the tensors in turn."""
     n = tl.program_id(0)
     c_block = tl.program_id(2)
-    y1_blocks = tl.cdiv(C, BLOCK_C)
-    pwc_blocks = y1_blocks if HAS_PWC else 0
-    out_row = C + C_low
-    if c_block < y1_blocks:
-        _sum_tile(gwc_ptr, out_ptr, n, c_block, C, HW, 0, out_row, gwc_sn,
-                  gwc_sc, gwc_sp, BLOCK_P, BLOCK_C)
-    elif c_block < y1_blocks + pwc_blocks:
-        _sum_tile(pwc_ptr, out_ptr, n, c_block - y1_blocks, C, HW, 0,
-                  out_row, pwc_sn, pwc_sc, pwc_sp, BLOCK_P, BLOCK_C)
-    else:
-        _sum_tile(low_ptr, out_ptr, n, c_block - y1_blocks - pwc_blocks,
-                  C_low, HW, C, out_row, low_sn, low_sc, low_sp, BLOCK_P,
-                  BLOCK_C)
+    a_blocks = tl.cdiv(C_a, BLOCK_C)
+    b_blocks = tl.cdiv(C_b, BLOCK_C)
+    out_row = C_a + C_b + C_c
+    if c_block < a_blocks:
+        _sum_tile(a_ptr, out_ptr, n, c_block, C_a, HW, 0, out_row, a_sn,
+                  a_sc, a_sp, BLOCK_P, BLOCK_C)
+    elif c_block < a_blocks + b_blocks:
+        _sum_tile(b_ptr, out_ptr, n, c_block - a_blocks, C_b, HW, C_a,
+                  out_row, b_sn, b_sc, b_sp, BLOCK_P, BLOCK_C)
+    elif HAS_C:
+        _sum_tile(c_ptr, out_ptr, n, c_block - a_blocks - b_blocks, C_c, HW,
+                  C_a + C_b, out_row, c_sn, c_sc, c_sp, BLOCK_P, BLOCK_C)
 
 
 @triton.jit
@@ -73,19 +72,14 @@ def _load_y2(p_ptr, low_ptr, n, p, c, mask, C_p, p_sn, p_sc, p_sp, low_sn,
 
 
 @triton.jit
-def _fuse_kernel(gwc_ptr, pwc_ptr, p_ptr, low_ptr, out_ptr, sums_ptr,
-                 projected_ptr, scale_ptr, shift_ptr, beta_ptr, C, C_p, HW,
-                 inv_hw, gwc_sn, gwc_sc, gwc_sp, pwc_sn, pwc_sc, pwc_sp, p_sn,
+def _fuse_kernel(y1_ptr, p_ptr, low_ptr, out_ptr, sums_ptr, projected_ptr,
+                 beta_ptr, C, C_p, HW, inv_hw, y1_sn, y1_sc, y1_sp, p_sn,
                  p_sc, p_sp, low_sn, low_sc, low_sp, out_sn, out_sc, out_sp,
-                 HAS_PWC: tl.constexpr, HAS_AFFINE: tl.constexpr,
-                 STORE_BETA: tl.constexpr, BLOCK_P: tl.constexpr,
-                 BLOCK_C: tl.constexpr):
+                 BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
     n, p, c, mask = program_tile(HW, C, BLOCK_P, BLOCK_C)
     c_mask = c < C
     in_p = c < C_p
-    y1 = load_tile(gwc_ptr, n, p, c, mask, gwc_sn, gwc_sc, gwc_sp)
-    if HAS_PWC:
-        y1 += load_tile(pwc_ptr, n, p, c, mask, pwc_sn, pwc_sc, pwc_sp)
+    y1 = load_tile(y1_ptr, n, p, c, mask, y1_sn, y1_sc, y1_sp)
     y2 = _load_y2(p_ptr, low_ptr, n, p, c, mask, C_p, p_sn, p_sc, p_sp,
                   low_sn, low_sc, low_sp)
     # S1 = GAP(Y1); S2 = GAP(Y2) = cat(PWC2(GAP(X_low)), GAP(X_low)).
@@ -93,11 +87,64 @@ def _fuse_kernel(gwc_ptr, pwc_ptr, p_ptr, low_ptr, out_ptr, sums_ptr,
     s2_p = tl.load(projected_ptr + n * C_p + c, mask=in_p, other=0.0)
     s2_low = tl.load(sums_ptr + n * (2 * C - C_p) + C + c - C_p,
                      mask=c_mask & ~in_p, other=0.0)
-    s2 = tl.where(in_p, s2_p, s2_low)
+    beta1 = tl.sigmoid((s1 - tl.where(in_p, s2_p, s2_low)) * inv_hw)
+    if tl.program_id(1) == 0:
+        tl.store(beta_ptr + n * C + c, beta1, mask=c_mask)
+    store_tile(out_ptr, y2 + beta1[None, :] * (y1 - y2), n, p, c, mask,
+               out_sn, out_sc, out_sp)
+
+
+@triton.jit
+def _pointwise(x_ptr, w_ptr, sums_ptr, n, p, p_mask, o, o_mask, K, x_sn,
+               x_sc, x_sp, acc, s, DOT_DTYPE: tl.constexpr,
+               PRECISION: tl.constexpr, BLOCK_K: tl.constexpr):
+    """A 1x1 convolution's tile and its pooled sums: ``acc += X[n, p, :] @
+    W[o, :]^T`` and ``s += W[o, :] @ sums`` (``W`` is ``(outputs, K)``;
+    ``sums`` are ``X``'s per-channel pixel sums)."""
+    for start in range(0, K, BLOCK_K):
+        k = start + tl.arange(0, BLOCK_K)
+        k_mask = k < K
+        x = load_tile(x_ptr, n, p, k, p_mask[:, None] & k_mask[None, :],
+                      x_sn, x_sc, x_sp)
+        w = tl.load(w_ptr + o[None, :] * K + k[:, None],
+                    mask=k_mask[:, None] & o_mask[None, :], other=0.0)
+        acc = tl.dot(x.to(DOT_DTYPE), w.to(DOT_DTYPE), acc,
+                     input_precision=PRECISION)
+        total = tl.load(sums_ptr + k, mask=k_mask, other=0.0)
+        s += tl.sum(w * total[:, None], axis=0)
+    return acc, s
+
+
+@triton.jit
+def _fuse_pointwise_kernel(gwc_ptr, up_ptr, low_ptr, w_up_ptr, w_low_ptr,
+                           sums_ptr, scale_ptr, shift_ptr, out_ptr, C, C_up,
+                           C_low, C_p, HW, inv_hw, gwc_sn, gwc_sc, gwc_sp,
+                           up_sn, up_sc, up_sp, low_sn, low_sc, low_sp,
+                           out_sn, out_sc, out_sp, HAS_AFFINE: tl.constexpr,
+                           DOT_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
+                           BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+                           BLOCK_K: tl.constexpr):
+    n, p, c, mask = program_tile(HW, C, BLOCK_P, BLOCK_C)
+    c_mask = c < C
+    in_p = c < C_p
+    p_mask = p < HW
+    row = sums_ptr + n * (C + C_up + C_low)
+    zeros = tl.zeros((BLOCK_P, BLOCK_C), tl.float32)
+    # Y1 = GWC + PWC1(X_up); S1 = sum(GWC) + W_up sum(X_up).
+    y1, s1 = _pointwise(up_ptr, w_up_ptr, row + C, n, p, p_mask, c, c_mask,
+                        C_up, up_sn, up_sc, up_sp, zeros,
+                        tl.load(row + c, mask=c_mask, other=0.0), DOT_DTYPE,
+                        PRECISION, BLOCK_K)
+    y1 += load_tile(gwc_ptr, n, p, c, mask, gwc_sn, gwc_sc, gwc_sp)
+    # Y2 = cat(PWC2(X_low), X_low) and its sums, branch by branch.
+    low_sums = row + C + C_up
+    y2, s2 = _pointwise(low_ptr, w_low_ptr, low_sums, n, p, p_mask, c,
+                        c_mask & in_p, C_low, low_sn, low_sc, low_sp, zeros,
+                        tl.load(low_sums + c - C_p, mask=c_mask & ~in_p,
+                                other=0.0), DOT_DTYPE, PRECISION, BLOCK_K)
+    y2 += load_tile(low_ptr, n, p, c - C_p, mask & ~in_p[None, :], low_sn,
+                    low_sc, low_sp)
     beta1 = tl.sigmoid((s1 - s2) * inv_hw)
-    if STORE_BETA:
-        if tl.program_id(1) == 0:
-            tl.store(beta_ptr + n * C + c, beta1, mask=c_mask)
     y = y2 + beta1[None, :] * (y1 - y2)
     if HAS_AFFINE:
         scale = tl.load(scale_ptr + c, mask=c_mask, other=0.0)
@@ -110,73 +157,114 @@ def _block_c(channels):
     return min(next_power_of_2(channels), _MAX_BLOCK_C)
 
 
-def channel_sums(gwc_out, pwc_up_out, x_low):
-    """Per-(sample, channel) pixel sums, fp32, shape ``(N, C + C_low)``:
-    ``sum(GWC + PWC1)`` then ``sum(X_low)``. ``pwc_up_out`` may be None,
-    ``gwc_out`` then being all of ``Y1``."""
-    n, channels, h, w = gwc_out.shape
-    low = x_low.shape[1]
-    sums = torch.zeros((n, channels + low), dtype=torch.float32,
-                       device=gwc_out.device)
-    has_pwc = pwc_up_out is not None
-    block_c = _block_c(channels)
+def channel_sums(*tensors):
+    """Per-(sample, channel) pixel sums of two or three tensors of the same
+    ``N, H, W``, fp32, side by side: shape ``(N, sum of their channels)``.
+    """
+    if len(tensors) not in (2, 3):
+        raise ValueError(f'channel_sums takes 2 or 3 tensors, got '
+                         f'{len(tensors)}.')
+    tensors = [dense(t) for t in tensors]
+    channels = [t.shape[1] for t in tensors]
+    n, _, h, w = tensors[0].shape
+    sums = torch.zeros((n, sum(channels)), dtype=torch.float32,
+                       device=tensors[0].device)
+    has_c = len(tensors) == 3
+    if not has_c:  # Where a flag is off the kernel never touches the tensor.
+        tensors, channels = tensors + tensors[:1], channels + [0]
+    block_c = _block_c(max(channels))
     grid = (n, triton.cdiv(h * w, _BLOCK_P),
-            (1 + has_pwc) * triton.cdiv(channels, block_c) +
-            triton.cdiv(low, block_c))
-    pwc_up_out = gwc_out if pwc_up_out is None else pwc_up_out
+            sum(triton.cdiv(c, block_c) for c in channels))
     _channel_sums_kernel[grid](
-        gwc_out, pwc_up_out, x_low, sums, channels, low, h * w,
-        *strides(gwc_out), *strides(pwc_up_out), *strides(x_low),
-        HAS_PWC=has_pwc, BLOCK_P=_BLOCK_P, BLOCK_C=block_c)
+        *tensors, sums, *channels, h * w,
+        *[s for t in tensors for s in strides(t)], HAS_C=has_c,
+        BLOCK_P=_BLOCK_P, BLOCK_C=block_c)
     return sums
 
 
-def fuse(gwc_out, pwc_up_out, projected, x_low, pwc_low_weight,
-         out_affine=None, with_beta=False):
-    """``Y = beta1 * Y1 + beta2 * Y2`` of the CRU (Eq. 9-10).
+def fuse(y1, projected, x_low, pwc_low_weight):
+    """``Y = beta1 * Y1 + beta2 * Y2`` of the CRU (Eq. 9-10), from its
+    materialised branches (the training forward).
 
     Args:
-        gwc_out, pwc_up_out (Tensor): The two summands of ``Y1``;
-            ``pwc_up_out`` may be None, ``gwc_out`` then being ``Y1``.
+        y1 (Tensor): ``Y1 = GWC(X_up) + PWC1(X_up)``.
         projected (Tensor): ``P = PWC2(X_low)``, the first channels of Y2.
         x_low (Tensor): The squeezed (and pooled) lower part, the rest of Y2.
         pwc_low_weight (Tensor): ``PWC2``'s weight, for ``GAP(P)``.
-        out_affine (tuple[Tensor, Tensor], optional): A folded BatchNorm's
-            per-channel ``(scale, shift)``.
-        with_beta (bool): Also return ``beta1`` (fp32, ``(N, C)``) and the
-            channel sums, for the backward pass.
 
     Returns:
-        Tensor: ``Y`` in ``gwc_out``'s layout and dtype (and ``beta1`` and
-        the sums with ``with_beta``).
+        tuple[Tensor, Tensor, Tensor]: ``Y`` in ``y1``'s layout and dtype;
+        ``beta1`` (fp32, ``(N, C)``) and the channel sums of ``Y1`` and
+        ``X_low``, for the backward pass.
     """
-    has_pwc = pwc_up_out is not None
-    tensors = [dense(t) for t in (gwc_out, pwc_up_out if has_pwc else gwc_out,
-                                  projected, x_low)]
-    gwc_out = tensors[0]
-    channels, c_p = gwc_out.shape[1], projected.shape[1]
-    sums = channel_sums(tensors[0], tensors[1] if has_pwc else None,
-                        tensors[3])
+    y1, projected, x_low = dense(y1), dense(projected), dense(x_low)
+    channels, c_p = y1.shape[1], projected.shape[1]
+    sums = channel_sums(y1, x_low)
     # A 1x1 convolution without bias commutes with the spatial sum.
     gap_p = torch.nn.functional.linear(
         sums[:, channels:], pwc_low_weight.detach().flatten(1).float())
-    out = empty_like_layout(gwc_out, channels)
-    # Where a flag is off the kernel never touches that pointer: any tensor
-    # stands in for it.
-    scale, shift = ((t.detach().float().contiguous() for t in out_affine)
-                    if out_affine is not None else (sums, sums))
-    beta1 = (torch.empty((out.shape[0], channels), dtype=torch.float32,
-                         device=out.device) if with_beta else sums)
+    out = empty_like_layout(y1, channels)
+    beta1 = torch.empty((out.shape[0], channels), dtype=torch.float32,
+                        device=out.device)
     block_c = _block_c(channels)
     hw = out.shape[2] * out.shape[3]
     grid = (out.shape[0], triton.cdiv(hw, _BLOCK_P),
             triton.cdiv(channels, block_c))
     _fuse_kernel[grid](
-        *tensors, out, sums, gap_p, scale, shift, beta1, channels, c_p, hw,
-        1.0 / hw, *[s for t in tensors for s in strides(t)], *strides(out),
-        HAS_PWC=has_pwc, HAS_AFFINE=out_affine is not None,
-        STORE_BETA=with_beta, BLOCK_P=_BLOCK_P, BLOCK_C=block_c)
-    return (out, beta1, sums) if with_beta else out
+        y1, projected, x_low, out, sums, gap_p, beta1, channels, c_p, hw,
+        1.0 / hw, *[s for t in (y1, projected, x_low, out)
+                    for s in strides(t)], BLOCK_P=_BLOCK_P, BLOCK_C=block_c)
+    return out, beta1, sums
+
+
+def fuse_pointwise(gwc_out, x_up, x_low, pwc_up_weight, pwc_low_weight,
+                   out_affine=None, dtype=None):
+    """The CRU's output from its grouped convolution's output and the
+    squeezed tensors (inference): ``Y1 = GWC + PWC1(X_up)``, ``Y2 =
+    cat(PWC2(X_low), X_low)`` and ``Y = beta1 * Y1 + beta2 * Y2`` (Eq. 6-10)
+    in one pass that never stores ``PWC1``, ``PWC2`` or ``Y1``.
+
+    The pooled statistics need no pointwise output either: a 1x1
+    convolution without bias commutes with the spatial sum, so ``GAP(Y1) =
+    GAP(GWC) + W_up GAP(X_up)`` and ``GAP(P) = W_low GAP(X_low)``.
+
+    Args:
+        gwc_out (Tensor): ``GWC(X_up)``, ``C`` channels.
+        x_up, x_low (Tensor): The squeezed (and, with a stride, pooled)
+            upper and lower parts.
+        pwc_up_weight, pwc_low_weight (Tensor): ``PWC1``'s ``(C, C_up, 1,
+            1)`` and ``PWC2``'s ``(C - C_low, C_low, 1, 1)`` weights.
+        out_affine (tuple[Tensor, Tensor], optional): A folded BatchNorm's
+            per-channel ``(scale, shift)``.
+        dtype (torch.dtype, optional): The pointwise convolutions' dtype
+            (autocast's); default ``x_up.dtype``.
+
+    Returns:
+        Tensor: ``Y`` in ``gwc_out``'s layout and dtype.
+    """
+    gwc_out, x_up, x_low = dense(gwc_out), dense(x_up), dense(x_low)
+    n, channels, h, w = gwc_out.shape
+    c_up, c_low, c_p = x_up.shape[1], x_low.shape[1], pwc_low_weight.shape[0]
+    sums = channel_sums(gwc_out, x_up, x_low)
+    out = empty_like_layout(gwc_out, channels)
+    scale, shift = ((t.detach().float().contiguous() for t in out_affine)
+                    if out_affine is not None else (sums, sums))
+    block_c = max(16, _block_c(channels))
+    grid = (n, triton.cdiv(h * w, _GEMM_BLOCK_P),
+            triton.cdiv(channels, block_c))
+    _fuse_pointwise_kernel[grid](
+        gwc_out, x_up, x_low,
+        *[t.detach().flatten(1).float().contiguous()
+          for t in (pwc_up_weight, pwc_low_weight)], sums, scale, shift, out,
+        channels, c_up, c_low, c_p, h * w, 1.0 / (h * w),
+        *[s for t in (gwc_out, x_up, x_low, out) for s in strides(t)],
+        HAS_AFFINE=out_affine is not None,
+        **dot_options(dtype or x_up.dtype, x_up.device),
+        BLOCK_P=_GEMM_BLOCK_P, BLOCK_C=block_c,
+        BLOCK_K=max(16, min(64, next_power_of_2(max(c_up, c_low)))),
+        # Two (pixels x block_c) fp32 accumulators.
+        num_warps=8 if block_c >= 64 else 4)
+    return out
 
 
 @triton.jit
@@ -231,8 +319,7 @@ class CRUFuseFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, y1, projected, x_low, pwc_low_weight):
         y1, projected, x_low = dense(y1), dense(projected), dense(x_low)
-        y, beta1, sums = fuse(y1, None, projected, x_low, pwc_low_weight,
-                              with_beta=True)
+        y, beta1, sums = fuse(y1, projected, x_low, pwc_low_weight)
         ctx.save_for_backward(y1, projected, x_low, pwc_low_weight, beta1,
                               sums)
         return y

@@ -21,16 +21,10 @@ import triton.language as tl
 
 from ..sru import GAMMA_SUM_EPS
 from ._layout import dense, empty_like_layout, next_power_of_2, strides
-from ._tiles import store_tile
+from ._tiles import dot_options, store_tile
 from .sru import group_stats, inv_gamma_sum, sru_tile
 
 _BLOCK_P = 64
-
-_DOT_DTYPES = {
-    torch.float32: tl.float32,
-    torch.bfloat16: tl.bfloat16,
-    torch.float16: tl.float16
-}
 
 
 @triton.jit
@@ -110,8 +104,6 @@ def sru_squeeze(x, weight, bias, w_up, w_low, groups, eps, threshold, gate,
     mean, rstd = group_stats(x, groups, eps)
     up = empty_like_layout(x, out_channels, dtype)
     low = empty_like_layout(x, out_channels, dtype)
-    tf32 = (dtype == torch.float32 and x.is_cuda
-            and torch.backends.cudnn.allow_tf32)
     block_n = max(16, next_power_of_2(out_channels))
     _sru_squeeze_kernel[(n, triton.cdiv(h * w, _BLOCK_P))](
         x, w_up.detach().flatten(1).contiguous(),
@@ -119,7 +111,7 @@ def sru_squeeze(x, weight, bias, w_up, w_low, groups, eps, threshold, gate,
         weight.detach().contiguous(), bias.detach().contiguous(), mean, rstd,
         half, out_channels, h * w, groups, *strides(x), *strides(up),
         threshold, GAMMA_SUM_EPS, SOFT=gate == 'soft', NORMALISE=normalise,
-        DOT_DTYPE=_DOT_DTYPES[dtype], PRECISION='tf32' if tf32 else 'ieee',
+        **dot_options(dtype, x.device),
         BLOCK_P=_BLOCK_P, BLOCK_K=max(16, min(64, next_power_of_2(half))),
         BLOCK_N=block_n, BLOCK_ALL_C=next_power_of_2(c),
         # Two (pixels x block_n) fp32 accumulators: more warps hold them
