@@ -14,10 +14,11 @@ pytest.importorskip(
 
 from mmdet_scconv.benchmark.exactness import (check_paths,  # noqa: E402
                                               format_checks)
-from mmdet_scconv.layers import SCConv, fast, set_scconv_impl  # noqa: E402
+from mmdet_scconv.layers import CRU, SCConv, fast, set_scconv_impl  # noqa: E402
 from mmdet_scconv.layers.fast import apply_affine  # noqa: E402
 from mmdet_scconv.layers.kernels import cru as triton_cru  # noqa: E402
 from mmdet_scconv.layers.kernels import sru as triton_sru  # noqa: E402
+from mmdet_scconv.layers.kernels.cru_infer import cru_forward  # noqa: E402
 from mmdet_scconv.layers.kernels.sru_squeeze import sru_squeeze  # noqa: E402
 from test_fast import assert_relative_error  # noqa: E402
 from test_layers import randomise  # noqa: E402
@@ -126,32 +127,41 @@ def fuse_inputs(channels_last, channels=(40, 40, 28, 12)):
                                   device=DEVICE)]
 
 
-@pytest.mark.parametrize('out_channels,up,low,channels_last,with_affine', [
-    (40, 12, 12, False, False),
-    (40, 12, 12, True, True),
-    (12, 4, 4, True, False),  # fewer channels than the dot's blocks
-    (96, 80, 24, False, True),  # two K blocks, two channel blocks
-])
-def test_cru_fuse_pointwise_matches_pytorch(out_channels, up, low,
-                                            channels_last, with_affine):
-    """Inference fuse with both pointwise convolutions inside the kernel."""
-    gwc, x_up, x_low = (layout(torch.randn(2, c, 7, 5, device=DEVICE),
-                               channels_last)
-                        for c in (out_channels, up, low))
-    w_up = torch.randn(out_channels, up, 1, 1, device=DEVICE)
-    w_low = torch.randn(out_channels - low, low, 1, 1, device=DEVICE)
+@pytest.mark.parametrize(
+    'channels,out_channels,alpha,kernel_size,stride,dilation,groups,size,'
+    'channels_last,with_affine', [
+        (64, 64, 0.5, 3, 1, 1, 2, (7, 5), False, False),
+        (64, 64, 0.5, 3, 2, 1, 2, (7, 6), True, True),  # odd, strided
+        (64, 48, 0.75, 3, 2, 2, 4, (9, 8), False, True),
+        (32, 40, 0.5, 5, 3, 1, 1, (8, 10), True, False),  # k 5, stride 3
+        (16, 12, 0.5, 1, 1, 1, 2, (4, 3), False, False),  # k 1, tiny
+        (256, 256, 0.5, 3, 1, 1, 2, (5, 4), True, True),  # K, C blocks
+    ])
+def test_cru_inference_kernel_matches_the_module(
+        channels, out_channels, alpha, kernel_size, stride, dilation, groups,
+        size, channels_last, with_affine):
+    """The whole CRU after its squeeze convolutions (grouped convolution,
+    pointwise convolutions, pooling, fuse, folded BatchNorm) as one kernel
+    equals the module's ops."""
+    cru = randomise(CRU(channels, out_channels, kernel_size, stride,
+                        dilation, alpha, groups=groups)).to(DEVICE)
+    x = layout(torch.randn(2, channels, *size, device=DEVICE), channels_last)
     affine = ((torch.randn(out_channels, device=DEVICE),
                torch.randn(out_channels, device=DEVICE))
               if with_affine else None)
-    conv = torch.nn.functional.conv2d
-    expected = fuse_as_written(gwc + conv(x_up, w_up), conv(x_low, w_low),
-                               x_low, w_low)
-    if with_affine:
-        expected = apply_affine(expected, affine)
-    actual = triton_cru.fuse_pointwise(gwc, x_up, x_low, w_up, w_low, affine)
+    with torch.no_grad():
+        x_up, x_low = torch.split(x, [cru.up_channels, cru.low_channels], 1)
+        x_up, x_low = cru.squeeze_up(x_up), cru.squeeze_low(x_low)
+        expected = cru(x)
+        if with_affine:
+            expected = apply_affine(expected, affine)
+        actual = cru_forward(x_up, x_low, cru.gwc.weight, cru.pwc_up.weight,
+                             cru.pwc_low.weight, stride, dilation, groups,
+                             affine)
+    assert actual.shape == expected.shape
     assert actual.is_contiguous(memory_format=torch.channels_last) == (
         channels_last)
-    assert_relative_error(actual, expected, 1e-6, 'Y')
+    assert_relative_error(actual, expected, 1e-5, 'Y')
 
 
 @pytest.mark.parametrize('channels_last', [False, True])
@@ -229,19 +239,19 @@ def test_deploy_form_never_writes_the_sru_output(monkeypatch):
             scconv(x)  # the plain inference path does write them
 
 
-def test_kernels_take_the_pointwise_convolutions_and_the_training_fuse(
+def test_kernels_take_the_cru_convolutions_and_the_training_fuse(
         monkeypatch):
-    """Inference on the kernels never runs the pointwise convolutions as
-    modules (the fuse kernel multiplies them in); training at alpha=0.5
-    fuses through CRUFuseFunction."""
+    """Inference on the kernels runs none of the CRU's convolutions after
+    the squeeze as a module (one kernel computes them with the fuse);
+    training at alpha=0.5 fuses through CRUFuseFunction."""
     scconv = randomise(SCConv(32, 32, gn_groups=8, impl='triton')).to(DEVICE)
     x = torch.randn(1, 32, 5, 5, device=DEVICE)
 
     def no_module_call(*args):
-        raise AssertionError('a pointwise convolution ran as a module')
+        raise AssertionError('a CRU convolution ran as a module')
 
     with monkeypatch.context() as patch:
-        for conv in (scconv.cru.pwc_up, scconv.cru.pwc_low):
+        for conv in (scconv.cru.gwc, scconv.cru.pwc_up, scconv.cru.pwc_low):
             patch.setattr(conv, 'forward', no_module_call)
         with torch.no_grad():
             scconv(x)

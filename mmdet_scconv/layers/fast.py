@@ -360,14 +360,15 @@ def cru_from_squeezed(cru, x_up: torch.Tensor, x_low: torch.Tensor,
     """The CRU after its squeeze convolutions (see :func:`cru_from_split`).
     """
     inplace = not _needs_autograd(cru, x_up)
+    if use_kernels and inplace:
+        # All three convolutions, the pooling and the fuse in one kernel.
+        from .kernels import cru_infer
+        return cru_infer.cru_forward(
+            x_up, x_low, cru.gwc.weight, cru.pwc_up.weight,
+            cru.pwc_low.weight, cru.stride, cru.gwc.dilation[0],
+            cru.gwc.groups, out_affine, _conv_dtype(x_up))
     x_low = cru.downsample(x_low)
     y1 = cru.gwc(x_up)
-    if use_kernels and inplace:
-        # The pointwise convolutions run inside the fuse kernel.
-        from .kernels import cru as triton_cru
-        return triton_cru.fuse_pointwise(
-            y1, cru.downsample(x_up), x_low, cru.pwc_up.weight,
-            cru.pwc_low.weight, out_affine, _conv_dtype(x_up))
     pwc_up = cru.pwc_up(cru.downsample(x_up))
     low_projected = cru.pwc_low(x_low)
     if use_kernels:

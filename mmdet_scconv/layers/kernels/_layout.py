@@ -25,9 +25,12 @@ def strides(x: torch.Tensor):
     return c * h * w, h * w, 1
 
 
-def empty_like_layout(x: torch.Tensor, channels: int, dtype=None):
-    """An uninitialised ``(N, channels, H, W)`` tensor in ``x``'s layout."""
+def empty_like_layout(x: torch.Tensor, channels: int, dtype=None,
+                      size=None):
+    """An uninitialised ``(N, channels, H, W)`` tensor in ``x``'s layout
+    (``(H, W)`` of ``x`` unless ``size`` says otherwise)."""
     n, _, h, w = x.shape
+    h, w = size or (h, w)
     fmt = (torch.channels_last if is_channels_last(x) else
            torch.contiguous_format)
     return torch.empty((n, channels, h, w), dtype=dtype or x.dtype,

@@ -1,15 +1,13 @@
-"""The CRU fuse in Triton: pooled statistics, the two-branch softmax and the
-weighted sum, without materialising the concatenated ``Y2 = cat(P, X_low)``.
+"""The CRU fuse for training in Triton: pooled statistics, the two-branch
+softmax and the weighted sum, without materialising the concatenated
+``Y2 = cat(P, X_low)``. (Inference runs the whole CRU after its squeeze
+convolutions as one kernel: :mod:`.cru_infer`.)
 
-* :func:`channel_sums` adds up the per-(sample, channel) sums of two or
-  three tensors into one ``(N, sum of channels)`` buffer in one launch;
-* :func:`fuse_pointwise` (inference) is the CRU after its grouped
-  convolution in one pass: it multiplies the squeezed ``X_up`` and
-  ``X_low`` into ``PWC1`` and ``PWC2`` tile by tile as it writes
-  ``Y = Y2 + beta1 (Y1 - Y2)`` (with a folded BatchNorm's scale and shift,
-  if any), so neither pointwise output nor ``Y1`` is ever stored;
-* :class:`CRUFuseFunction` (training) takes ``Y1`` and ``P`` as tensors,
-  which the convolutions' backward needs anyway, and has a backward of one
+* :func:`channel_sums` adds up the per-(sample, channel) sums of ``Y1`` and
+  ``X_low`` into one ``(N, C + C_low)`` buffer in one launch;
+* :func:`fuse` writes ``Y = Y2 + beta1 (Y1 - Y2)`` in one pass over the
+  output;
+* :class:`CRUFuseFunction` wraps it for autograd, with a backward of one
   reduction and one elementwise pass.
 """
 import torch
@@ -17,11 +15,10 @@ import triton
 import triton.language as tl
 
 from ._layout import dense, empty_like_layout, next_power_of_2, strides
-from ._tiles import dot_options, load_tile, program_tile, store_tile
+from ._tiles import load_tile, program_tile, store_tile
 
 _BLOCK_P = 32
 _MAX_BLOCK_C = 128
-_GEMM_BLOCK_P = 64
 
 
 @triton.jit
@@ -38,26 +35,20 @@ def _sum_tile(x_ptr, out_ptr, n, c_block, C, HW, out_offset, out_row,
 
 
 @triton.jit
-def _channel_sums_kernel(a_ptr, b_ptr, c_ptr, out_ptr, C_a, C_b, C_c, HW,
-                         a_sn, a_sc, a_sp, b_sn, b_sc, b_sp, c_sn, c_sc, c_sp,
-                         HAS_C: tl.constexpr, BLOCK_P: tl.constexpr,
+def _channel_sums_kernel(a_ptr, b_ptr, out_ptr, C_a, C_b, HW, a_sn, a_sc,
+                         a_sp, b_sn, b_sc, b_sp, BLOCK_P: tl.constexpr,
                          BLOCK_C: tl.constexpr):
-    """The sums of ``a``, ``b`` (and ``c``) side by side in each row of
-    ``out``; axis 2 walks the channel blocks of the tensors in turn."""
+    """The sums of ``a`` and ``b`` side by side in each row of ``out``;
+    axis 2 walks the channel blocks of ``a``, then those of ``b``."""
     n = tl.program_id(0)
     c_block = tl.program_id(2)
     a_blocks = tl.cdiv(C_a, BLOCK_C)
-    b_blocks = tl.cdiv(C_b, BLOCK_C)
-    out_row = C_a + C_b + C_c
     if c_block < a_blocks:
-        _sum_tile(a_ptr, out_ptr, n, c_block, C_a, HW, 0, out_row, a_sn,
+        _sum_tile(a_ptr, out_ptr, n, c_block, C_a, HW, 0, C_a + C_b, a_sn,
                   a_sc, a_sp, BLOCK_P, BLOCK_C)
-    elif c_block < a_blocks + b_blocks:
+    else:
         _sum_tile(b_ptr, out_ptr, n, c_block - a_blocks, C_b, HW, C_a,
-                  out_row, b_sn, b_sc, b_sp, BLOCK_P, BLOCK_C)
-    elif HAS_C:
-        _sum_tile(c_ptr, out_ptr, n, c_block - a_blocks - b_blocks, C_c, HW,
-                  C_a + C_b, out_row, c_sn, c_sc, c_sp, BLOCK_P, BLOCK_C)
+                  C_a + C_b, b_sn, b_sc, b_sp, BLOCK_P, BLOCK_C)
 
 
 @triton.jit
@@ -94,91 +85,22 @@ def _fuse_kernel(y1_ptr, p_ptr, low_ptr, out_ptr, sums_ptr, projected_ptr,
                out_sn, out_sc, out_sp)
 
 
-@triton.jit
-def _pointwise(x_ptr, w_ptr, sums_ptr, n, p, p_mask, o, o_mask, K, x_sn,
-               x_sc, x_sp, acc, s, DOT_DTYPE: tl.constexpr,
-               PRECISION: tl.constexpr, BLOCK_K: tl.constexpr):
-    """A 1x1 convolution's tile and its pooled sums: ``acc += X[n, p, :] @
-    W[o, :]^T`` and ``s += W[o, :] @ sums`` (``W`` is ``(outputs, K)``;
-    ``sums`` are ``X``'s per-channel pixel sums)."""
-    for start in range(0, K, BLOCK_K):
-        k = start + tl.arange(0, BLOCK_K)
-        k_mask = k < K
-        x = load_tile(x_ptr, n, p, k, p_mask[:, None] & k_mask[None, :],
-                      x_sn, x_sc, x_sp)
-        w = tl.load(w_ptr + o[None, :] * K + k[:, None],
-                    mask=k_mask[:, None] & o_mask[None, :], other=0.0)
-        acc = tl.dot(x.to(DOT_DTYPE), w.to(DOT_DTYPE), acc,
-                     input_precision=PRECISION)
-        total = tl.load(sums_ptr + k, mask=k_mask, other=0.0)
-        s += tl.sum(w * total[:, None], axis=0)
-    return acc, s
-
-
-@triton.jit
-def _fuse_pointwise_kernel(gwc_ptr, up_ptr, low_ptr, w_up_ptr, w_low_ptr,
-                           sums_ptr, scale_ptr, shift_ptr, out_ptr, C, C_up,
-                           C_low, C_p, HW, inv_hw, gwc_sn, gwc_sc, gwc_sp,
-                           up_sn, up_sc, up_sp, low_sn, low_sc, low_sp,
-                           out_sn, out_sc, out_sp, HAS_AFFINE: tl.constexpr,
-                           DOT_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
-                           BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
-                           BLOCK_K: tl.constexpr):
-    n, p, c, mask = program_tile(HW, C, BLOCK_P, BLOCK_C)
-    c_mask = c < C
-    in_p = c < C_p
-    p_mask = p < HW
-    row = sums_ptr + n * (C + C_up + C_low)
-    zeros = tl.zeros((BLOCK_P, BLOCK_C), tl.float32)
-    # Y1 = GWC + PWC1(X_up); S1 = sum(GWC) + W_up sum(X_up).
-    y1, s1 = _pointwise(up_ptr, w_up_ptr, row + C, n, p, p_mask, c, c_mask,
-                        C_up, up_sn, up_sc, up_sp, zeros,
-                        tl.load(row + c, mask=c_mask, other=0.0), DOT_DTYPE,
-                        PRECISION, BLOCK_K)
-    y1 += load_tile(gwc_ptr, n, p, c, mask, gwc_sn, gwc_sc, gwc_sp)
-    # Y2 = cat(PWC2(X_low), X_low) and its sums, branch by branch.
-    low_sums = row + C + C_up
-    y2, s2 = _pointwise(low_ptr, w_low_ptr, low_sums, n, p, p_mask, c,
-                        c_mask & in_p, C_low, low_sn, low_sc, low_sp, zeros,
-                        tl.load(low_sums + c - C_p, mask=c_mask & ~in_p,
-                                other=0.0), DOT_DTYPE, PRECISION, BLOCK_K)
-    y2 += load_tile(low_ptr, n, p, c - C_p, mask & ~in_p[None, :], low_sn,
-                    low_sc, low_sp)
-    beta1 = tl.sigmoid((s1 - s2) * inv_hw)
-    y = y2 + beta1[None, :] * (y1 - y2)
-    if HAS_AFFINE:
-        scale = tl.load(scale_ptr + c, mask=c_mask, other=0.0)
-        shift = tl.load(shift_ptr + c, mask=c_mask, other=0.0)
-        y = y * scale[None, :] + shift[None, :]
-    store_tile(out_ptr, y, n, p, c, mask, out_sn, out_sc, out_sp)
-
-
 def _block_c(channels):
     return min(next_power_of_2(channels), _MAX_BLOCK_C)
 
 
-def channel_sums(*tensors):
-    """Per-(sample, channel) pixel sums of two or three tensors of the same
-    ``N, H, W``, fp32, side by side: shape ``(N, sum of their channels)``.
-    """
-    if len(tensors) not in (2, 3):
-        raise ValueError(f'channel_sums takes 2 or 3 tensors, got '
-                         f'{len(tensors)}.')
-    tensors = [dense(t) for t in tensors]
-    channels = [t.shape[1] for t in tensors]
-    n, _, h, w = tensors[0].shape
-    sums = torch.zeros((n, sum(channels)), dtype=torch.float32,
-                       device=tensors[0].device)
-    has_c = len(tensors) == 3
-    if not has_c:  # Where a flag is off the kernel never touches the tensor.
-        tensors, channels = tensors + tensors[:1], channels + [0]
-    block_c = _block_c(max(channels))
+def channel_sums(a, b):
+    """Per-(sample, channel) pixel sums of ``a`` and ``b`` (same ``N, H,
+    W``), fp32, side by side: shape ``(N, C_a + C_b)``."""
+    a, b = dense(a), dense(b)
+    n, c_a, h, w = a.shape
+    c_b = b.shape[1]
+    sums = torch.zeros((n, c_a + c_b), dtype=torch.float32, device=a.device)
+    block_c = _block_c(max(c_a, c_b))
     grid = (n, triton.cdiv(h * w, _BLOCK_P),
-            sum(triton.cdiv(c, block_c) for c in channels))
-    _channel_sums_kernel[grid](
-        *tensors, sums, *channels, h * w,
-        *[s for t in tensors for s in strides(t)], HAS_C=has_c,
-        BLOCK_P=_BLOCK_P, BLOCK_C=block_c)
+            triton.cdiv(c_a, block_c) + triton.cdiv(c_b, block_c))
+    _channel_sums_kernel[grid](a, b, sums, c_a, c_b, h * w, *strides(a),
+                               *strides(b), BLOCK_P=_BLOCK_P, BLOCK_C=block_c)
     return sums
 
 
@@ -215,56 +137,6 @@ def fuse(y1, projected, x_low, pwc_low_weight):
         1.0 / hw, *[s for t in (y1, projected, x_low, out)
                     for s in strides(t)], BLOCK_P=_BLOCK_P, BLOCK_C=block_c)
     return out, beta1, sums
-
-
-def fuse_pointwise(gwc_out, x_up, x_low, pwc_up_weight, pwc_low_weight,
-                   out_affine=None, dtype=None):
-    """The CRU's output from its grouped convolution's output and the
-    squeezed tensors (inference): ``Y1 = GWC + PWC1(X_up)``, ``Y2 =
-    cat(PWC2(X_low), X_low)`` and ``Y = beta1 * Y1 + beta2 * Y2`` (Eq. 6-10)
-    in one pass that never stores ``PWC1``, ``PWC2`` or ``Y1``.
-
-    The pooled statistics need no pointwise output either: a 1x1
-    convolution without bias commutes with the spatial sum, so ``GAP(Y1) =
-    GAP(GWC) + W_up GAP(X_up)`` and ``GAP(P) = W_low GAP(X_low)``.
-
-    Args:
-        gwc_out (Tensor): ``GWC(X_up)``, ``C`` channels.
-        x_up, x_low (Tensor): The squeezed (and, with a stride, pooled)
-            upper and lower parts.
-        pwc_up_weight, pwc_low_weight (Tensor): ``PWC1``'s ``(C, C_up, 1,
-            1)`` and ``PWC2``'s ``(C - C_low, C_low, 1, 1)`` weights.
-        out_affine (tuple[Tensor, Tensor], optional): A folded BatchNorm's
-            per-channel ``(scale, shift)``.
-        dtype (torch.dtype, optional): The pointwise convolutions' dtype
-            (autocast's); default ``x_up.dtype``.
-
-    Returns:
-        Tensor: ``Y`` in ``gwc_out``'s layout and dtype.
-    """
-    gwc_out, x_up, x_low = dense(gwc_out), dense(x_up), dense(x_low)
-    n, channels, h, w = gwc_out.shape
-    c_up, c_low, c_p = x_up.shape[1], x_low.shape[1], pwc_low_weight.shape[0]
-    sums = channel_sums(gwc_out, x_up, x_low)
-    out = empty_like_layout(gwc_out, channels)
-    scale, shift = ((t.detach().float().contiguous() for t in out_affine)
-                    if out_affine is not None else (sums, sums))
-    block_c = max(16, _block_c(channels))
-    grid = (n, triton.cdiv(h * w, _GEMM_BLOCK_P),
-            triton.cdiv(channels, block_c))
-    _fuse_pointwise_kernel[grid](
-        gwc_out, x_up, x_low,
-        *[t.detach().flatten(1).float().contiguous()
-          for t in (pwc_up_weight, pwc_low_weight)], sums, scale, shift, out,
-        channels, c_up, c_low, c_p, h * w, 1.0 / (h * w),
-        *[s for t in (gwc_out, x_up, x_low, out) for s in strides(t)],
-        HAS_AFFINE=out_affine is not None,
-        **dot_options(dtype or x_up.dtype, x_up.device),
-        BLOCK_P=_GEMM_BLOCK_P, BLOCK_C=block_c,
-        BLOCK_K=max(16, min(64, next_power_of_2(max(c_up, c_low)))),
-        # Two (pixels x block_c) fp32 accumulators.
-        num_warps=8 if block_c >= 64 else 4)
-    return out
 
 
 @triton.jit

@@ -1,0 +1,313 @@
+"""The whole CRU after its squeeze convolutions, at inference, in two Triton
+launches and no convolution call.
+
+From the squeezed ``X_up`` and ``X_low`` (full resolution):
+
+* :func:`pooled_sums` reads both once and adds up what the pooled
+  statistics ``S1 = GAP(Y1)`` and ``S2 = GAP(Y2)`` need. Both are linear in
+  the inputs: ``GAP(PWC(X)) = W GAP(X)`` for a 1x1 convolution without bias,
+  and ``sum(GWC(X_up))[o] = sum_{c, tap} W[o, c, tap] T[c, tap]`` where
+  ``T[c, tap]`` sums ``X_up[c]`` over the input pixels that tap reads (a
+  lattice set by the stride, the dilation and the padding). So no
+  convolution output is needed for them, and the sums of the pooled
+  (strided) pointwise inputs come from the full-resolution ones, each pixel
+  weighted by one over the size of its pooling window.
+* :func:`cru_forward` computes, tile by tile of output pixels and channels,
+  ``Y1 = GWC(X_up) + PWC1(pool(X_up))`` (the grouped convolution as an
+  implicit GEMM over its taps), ``Y2 = cat(PWC2(pool(X_low)), pool(X_low))``
+  and writes ``Y = Y2 + beta1 (Y1 - Y2)``, with a folded BatchNorm's scale
+  and shift if any. ``pool`` is :meth:`CRU.downsample` (a ``stride x
+  stride`` mean, ceil mode, padding excluded) taken on the fly.
+
+Against cuDNN's convolutions and the fuse kernels this writes only the
+output: no ``GWC``/``PWC`` output, no pooled tensor and no ``Y1`` goes
+through memory, and one layer's CRU is two launches instead of six.
+"""
+import torch
+import triton
+import triton.language as tl
+
+from ._layout import dense, empty_like_layout, next_power_of_2, strides
+from ._tiles import dot_options, load_tile, program_tile, store_tile
+
+_SUMS_BLOCK_P = 32
+_BLOCK_P = 64
+_MAX_BLOCK_C = 128
+
+
+@triton.jit
+def _pool_weight(h, size, STRIDE: tl.constexpr):
+    """One over the rows (or columns) of the pooling window of row ``h``
+    (1 past the input, where nothing is loaded)."""
+    rows = tl.minimum(STRIDE, size - (h // STRIDE) * STRIDE)
+    return 1.0 / tl.maximum(rows, 1).to(tl.float32)
+
+
+@triton.jit
+def _on_lattice(h, out_size, offset, STRIDE: tl.constexpr):
+    """Whether some output row ``r < out_size`` reads input row ``h`` through
+    a tap at ``offset``: ``h = r * STRIDE + offset``."""
+    t = h - offset
+    return (t >= 0) & (t % STRIDE == 0) & (t // STRIDE < out_size)
+
+
+@triton.jit
+def _pooled_sums_kernel(up_ptr, low_ptr, taps_ptr, pooled_ptr, C_up, C_low,
+                        H, W, Ho, Wo, pad, dilation, up_sn, up_sc, up_sp,
+                        low_sn, low_sc, low_sp, KERNEL: tl.constexpr,
+                        STRIDE: tl.constexpr, BLOCK_P: tl.constexpr,
+                        BLOCK_C: tl.constexpr):
+    """Axis 2 walks ``X_up``'s channel blocks (tap and pooled sums), then
+    ``X_low``'s (pooled sums)."""
+    n = tl.program_id(0)
+    p = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
+    h = p // W
+    w = p % W
+    weight = _pool_weight(h, H, STRIDE) * _pool_weight(w, W, STRIDE)
+    up_blocks = tl.cdiv(C_up, BLOCK_C)
+    pooled_row = pooled_ptr + n * (C_up + C_low)
+    c_block = tl.program_id(2)
+    if c_block < up_blocks:
+        c = c_block * BLOCK_C + tl.arange(0, BLOCK_C)
+        c_mask = c < C_up
+        x = load_tile(up_ptr, n, p, c, (p < H * W)[:, None] & c_mask[None, :],
+                      up_sn, up_sc, up_sp)
+        tl.atomic_add(pooled_row + c, tl.sum(x * weight[:, None], axis=0),
+                      mask=c_mask)
+        for i in tl.static_range(KERNEL):
+            rows = _on_lattice(h, Ho, i * dilation - pad, STRIDE)
+            for j in tl.static_range(KERNEL):
+                read = rows & _on_lattice(w, Wo, j * dilation - pad, STRIDE)
+                tl.atomic_add(
+                    taps_ptr + (n * C_up + c) * (KERNEL * KERNEL) +
+                    i * KERNEL + j,
+                    tl.sum(tl.where(read[:, None], x, 0.0), axis=0),
+                    mask=c_mask)
+    else:
+        c = (c_block - up_blocks) * BLOCK_C + tl.arange(0, BLOCK_C)
+        c_mask = c < C_low
+        x = load_tile(low_ptr, n, p, c, (p < H * W)[:, None] &
+                      c_mask[None, :], low_sn, low_sc, low_sp)
+        tl.atomic_add(pooled_row + C_up + c,
+                      tl.sum(x * weight[:, None], axis=0), mask=c_mask)
+
+
+@triton.jit
+def _pooled_tile(ptr, n, ho, wo, p_mask, c, c_mask, H, W, stride_n, stride_c,
+                 stride_p, STRIDE: tl.constexpr):
+    """``pool(X)`` at output pixels ``(ho, wo)``: the mean of the
+    ``STRIDE x STRIDE`` window inside the input (fp32)."""
+    if STRIDE == 1:
+        pooled = load_tile(ptr, n, ho * W + wo, c,
+                           p_mask[:, None] & c_mask[None, :], stride_n,
+                           stride_c, stride_p)
+    else:
+        total = tl.zeros((ho.shape[0], c.shape[0]), tl.float32)
+        for di in tl.static_range(STRIDE):
+            for dj in tl.static_range(STRIDE):
+                h = ho * STRIDE + di
+                w = wo * STRIDE + dj
+                inside = p_mask & (h < H) & (w < W)
+                total += load_tile(ptr, n, h * W + w, c,
+                                   inside[:, None] & c_mask[None, :],
+                                   stride_n, stride_c, stride_p)
+        pooled = total * (_pool_weight(ho * STRIDE, H, STRIDE) *
+                          _pool_weight(wo * STRIDE, W, STRIDE))[:, None]
+    return pooled
+
+
+@triton.jit
+def _pointwise(x_ptr, w_ptr, sums_ptr, n, ho, wo, p_mask, o, o_mask, K, H, W,
+               x_sn, x_sc, x_sp, acc, s, STRIDE: tl.constexpr,
+               DOT_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
+               BLOCK_K: tl.constexpr):
+    """A 1x1 convolution of ``pool(X)``, tile and pooled sums: ``acc +=
+    pool(X)[n, p, :] @ W[o, :]^T`` and ``s += W[o, :] @ sums`` (``W`` is
+    ``(outputs, K)``, ``sums`` the pixel sums of ``pool(X)``)."""
+    for start in range(0, K, BLOCK_K):
+        k = start + tl.arange(0, BLOCK_K)
+        k_mask = k < K
+        x = _pooled_tile(x_ptr, n, ho, wo, p_mask, k, k_mask, H, W, x_sn,
+                         x_sc, x_sp, STRIDE)
+        w = tl.load(w_ptr + o[None, :] * K + k[:, None],
+                    mask=k_mask[:, None] & o_mask[None, :], other=0.0)
+        acc = tl.dot(x.to(DOT_DTYPE), w.to(DOT_DTYPE), acc,
+                     input_precision=PRECISION)
+        total = tl.load(sums_ptr + k, mask=k_mask, other=0.0)
+        s += tl.sum(w * total[:, None], axis=0)
+    return acc, s
+
+
+@triton.jit
+def _grouped_conv(x_ptr, w_ptr, taps_ptr, n, ho, wo, p_mask, o, o_mask, C,
+                  C_in, H, W, pad, dilation, groups, x_sn, x_sc, x_sp, acc, s,
+                  KERNEL: tl.constexpr, STRIDE: tl.constexpr,
+                  DOT_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
+                  BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr):
+    """The grouped ``KERNEL x KERNEL`` convolution's tile as an implicit
+    GEMM, and its pixel sums: ``s += sum_{c, tap} W[o, c, tap] T[c, tap]``.
+    Each tap multiplies the shifted input by a block-diagonal weight; only
+    the input channels of the groups of this program's outputs are read."""
+    group_in = C_in // groups
+    group_out = C // groups
+    first_out = tl.program_id(2) * BLOCK_C
+    last_out = tl.minimum(C, first_out + BLOCK_C) - 1
+    k_start = (first_out // group_out) * group_in
+    k_end = (last_out // group_out + 1) * group_in
+    group = o // group_out
+    taps = KERNEL * KERNEL
+    for tap in range(taps):
+        h = ho * STRIDE + (tap // KERNEL) * dilation - pad
+        w = wo * STRIDE + (tap % KERNEL) * dilation - pad
+        inside = p_mask & (h >= 0) & (h < H) & (w >= 0) & (w < W)
+        for start in range(k_start, k_end, BLOCK_K):
+            k = start + tl.arange(0, BLOCK_K)
+            k_mask = k < k_end
+            x = load_tile(x_ptr, n, h * W + w, k,
+                          inside[:, None] & k_mask[None, :], x_sn, x_sc,
+                          x_sp)
+            in_group = (k[:, None] // group_in) == group[None, :]
+            weight = tl.load(
+                w_ptr + (o[None, :] * group_in + k[:, None] -
+                         group[None, :] * group_in) * taps + tap,
+                mask=in_group & k_mask[:, None] & o_mask[None, :], other=0.0)
+            acc = tl.dot(x.to(DOT_DTYPE), weight.to(DOT_DTYPE), acc,
+                         input_precision=PRECISION)
+            total = tl.load(taps_ptr + (n * C_in + k) * taps + tap,
+                            mask=k_mask, other=0.0)
+            s += tl.sum(weight * total[:, None], axis=0)
+    return acc, s
+
+
+@triton.jit
+def _cru_kernel(up_ptr, low_ptr, w_gwc_ptr, w_up_ptr, w_low_ptr, taps_ptr,
+                pooled_ptr, scale_ptr, shift_ptr, out_ptr, C, C_up, C_low,
+                C_p, H, W, Wo, HWo, pad, dilation, groups, up_sn, up_sc,
+                up_sp, low_sn, low_sc, low_sp, out_sn, out_sc, out_sp,
+                KERNEL: tl.constexpr, STRIDE: tl.constexpr,
+                HAS_AFFINE: tl.constexpr, DOT_DTYPE: tl.constexpr,
+                PRECISION: tl.constexpr, BLOCK_P: tl.constexpr,
+                BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr):
+    n, p, c, mask = program_tile(HWo, C, BLOCK_P, BLOCK_C)
+    p_mask = p < HWo
+    c_mask = c < C
+    in_p = c < C_p
+    ho = p // Wo
+    wo = p % Wo
+    zeros = tl.zeros((BLOCK_P, BLOCK_C), tl.float32)
+    pooled_row = pooled_ptr + n * (C_up + C_low)
+    # Y1 = GWC(X_up) + PWC1(pool(X_up)), and its pixel sums S1.
+    y1, s1 = _grouped_conv(up_ptr, w_gwc_ptr, taps_ptr, n, ho, wo, p_mask, c,
+                           c_mask, C, C_up, H, W, pad, dilation, groups,
+                           up_sn, up_sc, up_sp, zeros,
+                           tl.zeros((BLOCK_C, ), tl.float32), KERNEL, STRIDE,
+                           DOT_DTYPE, PRECISION, BLOCK_C, BLOCK_K)
+    y1, s1 = _pointwise(up_ptr, w_up_ptr, pooled_row, n, ho, wo, p_mask, c,
+                        c_mask, C_up, H, W, up_sn, up_sc, up_sp, y1, s1,
+                        STRIDE, DOT_DTYPE, PRECISION, BLOCK_K)
+    # Y2 = cat(PWC2(pool(X_low)), pool(X_low)), and S2, branch by branch.
+    low_sums = pooled_row + C_up
+    y2, s2 = _pointwise(low_ptr, w_low_ptr, low_sums, n, ho, wo, p_mask, c,
+                        c_mask & in_p, C_low, H, W, low_sn, low_sc, low_sp,
+                        zeros,
+                        tl.load(low_sums + c - C_p, mask=c_mask & ~in_p,
+                                other=0.0), STRIDE, DOT_DTYPE, PRECISION,
+                        BLOCK_K)
+    y2 += _pooled_tile(low_ptr, n, ho, wo, p_mask, c - C_p, c_mask & ~in_p, H,
+                       W, low_sn, low_sc, low_sp, STRIDE)
+    beta1 = tl.sigmoid((s1 - s2) / HWo)
+    y = y2 + beta1[None, :] * (y1 - y2)
+    if HAS_AFFINE:
+        scale = tl.load(scale_ptr + c, mask=c_mask, other=0.0)
+        shift = tl.load(shift_ptr + c, mask=c_mask, other=0.0)
+        y = y * scale[None, :] + shift[None, :]
+    store_tile(out_ptr, y, n, p, c, mask, out_sn, out_sc, out_sp)
+
+
+def _block(channels, limit=_MAX_BLOCK_C):
+    return max(16, min(next_power_of_2(channels), limit))
+
+
+def output_size(size: int, stride: int) -> int:
+    """A same-padded convolution's (and ``CRU.downsample``'s) output size."""
+    return (size - 1) // stride + 1
+
+
+def pooled_sums(x_up, x_low, kernel_size, stride, dilation):
+    """What the CRU's pooled statistics need, fp32, from one read of each
+    squeezed input.
+
+    Returns:
+        tuple[Tensor, Tensor]: ``T``, ``(N, C_up, kernel_size**2)``: per
+        channel and tap, the sum of ``X_up`` over the input pixels that tap
+        of the grouped convolution reads; and ``(N, C_up + C_low)``: the
+        pixel sums of ``pool(X_up)`` and ``pool(X_low)``.
+    """
+    n, c_up, h, w = x_up.shape
+    c_low = x_low.shape[1]
+    taps = torch.zeros((n, c_up, kernel_size**2), dtype=torch.float32,
+                       device=x_up.device)
+    pooled = torch.zeros((n, c_up + c_low), dtype=torch.float32,
+                         device=x_up.device)
+    block_c = _block(max(c_up, c_low), 64)
+    grid = (n, triton.cdiv(h * w, _SUMS_BLOCK_P),
+            triton.cdiv(c_up, block_c) + triton.cdiv(c_low, block_c))
+    _pooled_sums_kernel[grid](
+        x_up, x_low, taps, pooled, c_up, c_low, h, w, output_size(h, stride),
+        output_size(w, stride), dilation * (kernel_size // 2), dilation,
+        *strides(x_up), *strides(x_low), KERNEL=kernel_size, STRIDE=stride,
+        BLOCK_P=_SUMS_BLOCK_P, BLOCK_C=block_c)
+    return taps, pooled
+
+
+def cru_forward(x_up, x_low, gwc_weight, pwc_up_weight, pwc_low_weight,
+                stride, dilation, groups, out_affine=None, dtype=None):
+    """:class:`CRU` from its squeezed inputs (Eq. 6-10), for inference.
+
+    Args:
+        x_up, x_low (Tensor): ``squeeze_up`` and ``squeeze_low`` outputs,
+            full resolution, same layout.
+        gwc_weight (Tensor): ``(C, C_up / groups, k, k)``.
+        pwc_up_weight (Tensor): ``(C, C_up, 1, 1)``.
+        pwc_low_weight (Tensor): ``(C - C_low, C_low, 1, 1)``.
+        stride (int), dilation (int), groups (int): The CRU's; the grouped
+            convolution pads ``dilation * (k // 2)``.
+        out_affine (tuple[Tensor, Tensor], optional): A folded BatchNorm's
+            per-channel ``(scale, shift)``.
+        dtype (torch.dtype, optional): The convolutions' dtype (autocast's):
+            operands are rounded to it, accumulation is fp32. Default:
+            ``x_up.dtype``.
+
+    Returns:
+        Tensor: ``(N, C, ceil(H / stride), ceil(W / stride))`` in ``x_up``'s
+        layout and ``dtype``.
+    """
+    x_up, x_low = dense(x_up), dense(x_low)
+    dtype = dtype or x_up.dtype
+    n, c_up, h, w = x_up.shape
+    channels, _, kernel_size, _ = gwc_weight.shape
+    c_low, c_p = x_low.shape[1], pwc_low_weight.shape[0]
+    taps, pooled = pooled_sums(x_up, x_low, kernel_size, stride, dilation)
+    ho, wo = output_size(h, stride), output_size(w, stride)
+    out = empty_like_layout(x_up, channels, dtype, size=(ho, wo))
+    scale, shift = ((t.detach().float().contiguous() for t in out_affine)
+                    if out_affine is not None else (taps, taps))
+    # A block inside one group of the grouped convolution reads only that
+    # group's input channels.
+    group_out = channels // groups
+    block_c = _block(channels)
+    if group_out % 16 == 0 and next_power_of_2(group_out) == group_out:
+        block_c = min(block_c, group_out)
+    weights = [t.detach().flatten(1).float().contiguous()
+               for t in (gwc_weight, pwc_up_weight, pwc_low_weight)]
+    grid = (n, triton.cdiv(ho * wo, _BLOCK_P), triton.cdiv(channels, block_c))
+    _cru_kernel[grid](
+        x_up, x_low, *weights, taps, pooled, scale, shift, out, channels,
+        c_up, c_low, c_p, h, w, wo, ho * wo, dilation * (kernel_size // 2),
+        dilation, groups, *strides(x_up), *strides(x_low), *strides(out),
+        KERNEL=kernel_size, STRIDE=stride, HAS_AFFINE=out_affine is not None,
+        **dot_options(dtype, x_up.device), BLOCK_P=_BLOCK_P, BLOCK_C=block_c,
+        BLOCK_K=_block(max(c_up // groups, c_low), 64),
+        # Two (pixels x block_c) fp32 accumulators.
+        num_warps=8 if block_c >= 64 else 4)
+    return out
