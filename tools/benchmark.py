@@ -1,7 +1,10 @@
 """Time SCConv-ResNet against ResNet side by side (A B A B ...).
 
 Prints a table of medians and ratios, writes JSON and a PNG bar chart.
-``--scope trunk`` needs only torch (and matplotlib for the chart).
+``--scope trunk`` and ``--scope layers`` need only torch (and matplotlib
+for the chart); ``--scope layers`` times each distinct SCConv of the trunk
+(with its BatchNorm) against the 3x3 convolution and BatchNorm it replaces,
+to show which stage the trunk's gap comes from.
 
 Examples:
     # CPU, 2 cores, fp32, trunk, 1x3x512x768 (the CPU target)
@@ -9,6 +12,9 @@ Examples:
     # GPU: bf16 autocast, channels-last, trunk, 2x3x800x1216 (the GPU target)
     python tools/benchmark.py --device cuda --dtypes bf16 fp32 \
         --channels-last on
+    # GPU, layer by layer, CUDA graphs (no launch cost)
+    python tools/benchmark.py --device cuda --scope layers --dtypes bf16 \
+        --channels-last on --cuda-graph
 """
 import argparse
 import os
@@ -26,7 +32,7 @@ DEFAULT_SHAPES = {'cpu': (1, 512, 768), 'cuda': (2, 800, 1216)}
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--scope', choices=['trunk', 'detector'],
+    parser.add_argument('--scope', choices=['trunk', 'detector', 'layers'],
                         default='trunk')
     parser.add_argument('--depth', type=int, choices=[50, 101], default=50)
     parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')

@@ -6,11 +6,15 @@ import torch
 import torch.nn as nn
 
 from ..layers import set_scconv_impl
-from .trunk import ResNetTrunk
+from .trunk import ConvNorm, ResNetTrunk, scconv_layer_shapes
 
 
 def trunk_loss(model, batch):
     return sum(out.float().mean() for out in model(batch))
+
+
+def layer_loss(model, batch):
+    return model(batch).float().mean()
 
 
 def scconv_variants(scconv, depth, impls, backbone_of=lambda m: m):
@@ -34,6 +38,24 @@ def trunk_models(depth, impls):
         f'resnet{depth}': ResNetTrunk(depth),
         **scconv_variants(ResNetTrunk(depth, scconv_cfg={}), depth, impls)
     }
+
+
+def layer_suites(depth, impls, batch, height, width, device):
+    """For each distinct SCConv input of the trunk (``scconv_layer_shapes``):
+    a label, ``conv3x3`` (the 3x3 convolution and BatchNorm that SCConv
+    replaces) and the SCConv variants (each with its BatchNorm), and an
+    input batch."""
+    suites = []
+    for stage, channels, h, w, stride, count in scconv_layer_shapes(
+            depth, height, width):
+        label = (f'stage{stage} {channels}x{h}x{w}'
+                 f'{" s2" if stride == 2 else ""} (x{count})')
+        models = {'conv3x3': ConvNorm(channels, stride),
+                  **scconv_variants(ConvNorm(channels, stride, {}), depth,
+                                    impls)}
+        suites.append((label, models,
+                       torch.randn(batch, channels, h, w, device=device)))
+    return suites
 
 
 class DetectorStep(nn.Module):

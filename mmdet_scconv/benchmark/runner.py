@@ -17,8 +17,10 @@ class BenchmarkConfig:
     """What to measure.
 
     Args:
-        scope (str): ``'trunk'`` (backbone alone, torch only) or
-            ``'detector'`` (RetinaNet, needs mmdet).
+        scope (str): ``'trunk'`` (backbone alone, torch only),
+            ``'detector'`` (RetinaNet, needs mmdet) or ``'layers'`` (each
+            distinct SCConv of the trunk with its BatchNorm against the 3x3
+            convolution and BatchNorm it replaces, torch only).
         depth (int): 50 or 101.
         device (str): ``'cpu'`` or ``'cuda'``.
         batch (int): Images per step.
@@ -62,15 +64,24 @@ def environment(cfg):
     return env
 
 
-def _build(cfg, device):
+def _suites(cfg, device):
+    """``(label, models, batch, loss_fn, baseline)`` per group of models
+    compared side by side: one for the trunk or detector scope, one per
+    distinct SCConv shape for the layers scope."""
+    if cfg.scope == 'layers':
+        return [(label, models, batch, model_zoo.layer_loss, 'conv3x3')
+                for label, models, batch in model_zoo.layer_suites(
+                    cfg.depth, cfg.impls, cfg.batch, cfg.height, cfg.width,
+                    device)]
+    baseline = f'resnet{cfg.depth}'
     if cfg.scope == 'trunk':
         models = model_zoo.trunk_models(cfg.depth, cfg.impls)
         batch = torch.randn(cfg.batch, 3, cfg.height, cfg.width,
                             device=device)
-        return models, batch, model_zoo.trunk_loss
+        return [('', models, batch, model_zoo.trunk_loss, baseline)]
     models = model_zoo.detector_models(cfg.depth, cfg.impls, cfg.config_dir)
     batch = model_zoo.detector_batch(cfg.batch, cfg.height, cfg.width, device)
-    return models, batch, model_zoo.detector_loss
+    return [('', models, batch, model_zoo.detector_loss, baseline)]
 
 
 def _prepared(model, train, channels_last, compile_model, device):
@@ -88,14 +99,14 @@ def run_benchmark(cfg: BenchmarkConfig, log=print) -> dict:
     device = torch.device(cfg.device)
     # Every model gets cuDNN's fastest algorithms for the one input shape.
     torch.backends.cudnn.benchmark = device.type == 'cuda'
-    models, batch, loss_fn = _build(cfg, device)
-    baseline = f'resnet{cfg.depth}'
     results = []
-    for mode, dtype, channels_last in itertools.product(
-            cfg.modes, cfg.dtypes, cfg.channels_last):
+    for (label, models, batch, loss_fn, baseline), mode, dtype, \
+            channels_last in itertools.product(
+                _suites(cfg, device), cfg.modes, cfg.dtypes,
+                cfg.channels_last):
         train = mode == 'train'
-        case = ' '.join([cfg.scope, mode, dtype] +
-                        ['channels-last'] * channels_last +
+        case = ' '.join([cfg.scope] + [label] * bool(label) +
+                        [mode, dtype] + ['channels-last'] * channels_last +
                         ['cuda-graph'] * cfg.cuda_graph +
                         ['compiled'] * cfg.compile)
         inputs = batch
@@ -104,6 +115,9 @@ def run_benchmark(cfg: BenchmarkConfig, log=print) -> dict:
         elif channels_last:
             inputs = dict(batch, inputs=batch['inputs'].contiguous(
                 memory_format=torch.channels_last))
+        if train and cfg.scope == 'layers':
+            # Inside a trunk a layer's input gradient is computed too.
+            inputs = inputs.detach().requires_grad_()
         prepared = {name: _prepared(m, train, channels_last, cfg.compile,
                                     device)
                     for name, m in models.items()

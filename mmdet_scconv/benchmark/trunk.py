@@ -4,8 +4,40 @@ bottleneck 3x3 convs are plain or SCConv; the same layout as mmdet's ResNet
 import torch.nn as nn
 
 from ..layers import SCConv
+from ..layers.cru import strided_size
 
 STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
+
+
+class ConvNorm(nn.Module):
+    """A 3x3 convolution (or SCConv) and its BatchNorm: what SCConv replaces
+    in a bottleneck.
+
+    Args:
+        channels (int): Input and output channels.
+        stride (int): Stride.
+        scconv_cfg (dict, optional): SCConv options; None for the plain
+            3x3 convolution. Default: None.
+    """
+
+    def __init__(self, channels, stride, scconv_cfg=None):
+        super().__init__()
+        if scconv_cfg is None:
+            self.conv = nn.Conv2d(channels, channels, 3, stride, 1,
+                                  bias=False)
+        else:
+            self.conv = SCConv(channels, channels, 3, stride, **scconv_cfg)
+        self.bn = nn.BatchNorm2d(channels)
+
+    def switch_to_deploy(self):
+        """Fold the BatchNorm into an SCConv (inference only)."""
+        if isinstance(self.conv, SCConv):
+            self.conv.fuse_norm(self.bn)
+            self.bn = nn.Identity()
+        return self
+
+    def forward(self, x):
+        return self.bn(self.conv(x))
 
 
 class Bottleneck(nn.Module):
@@ -17,11 +49,7 @@ class Bottleneck(nn.Module):
         out = planes * self.expansion
         self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
-        if scconv_cfg is None:
-            self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
-        else:
-            self.conv2 = SCConv(planes, planes, 3, stride, **scconv_cfg)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = ConvNorm(planes, stride, scconv_cfg)
         self.conv3 = nn.Conv2d(planes, out, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(out)
         self.relu = nn.ReLU(inplace=True)
@@ -31,17 +59,29 @@ class Bottleneck(nn.Module):
                 nn.Conv2d(inplanes, out, 1, stride, bias=False),
                 nn.BatchNorm2d(out))
 
-    def switch_to_deploy(self):
-        """Fold ``bn2`` into an SCConv ``conv2`` (inference only)."""
-        if isinstance(self.conv2, SCConv):
-            self.conv2.fuse_norm(self.bn2)
-            self.bn2 = nn.Identity()
-
     def forward(self, x):
         identity = x if self.downsample is None else self.downsample(x)
         y = self.relu(self.bn1(self.conv1(x)))
-        y = self.relu(self.bn2(self.conv2(y)))
+        y = self.relu(self.conv2(y))
         return self.relu(self.bn3(self.conv3(y)) + identity)
+
+
+def scconv_layer_shapes(depth, height, width):
+    """Each distinct input of the trunk's SCConvs for a ``height x width``
+    image: ``(stage, channels, h, w, stride, count)``, ``count`` being how
+    many of the trunk's SCConvs see it."""
+    h, w = height, width
+    for _ in range(2):  # the stem's strided 7x7 convolution and max pool
+        h, w = strided_size(h, 2), strided_size(w, 2)
+    shapes = []
+    for i, blocks in enumerate(STAGE_BLOCKS[depth]):
+        channels = 64 * 2**i
+        if i > 0:
+            shapes.append((i + 1, channels, h, w, 2, 1))
+            h, w = strided_size(h, 2), strided_size(w, 2)
+            blocks -= 1
+        shapes.append((i + 1, channels, h, w, 1, blocks))
+    return shapes
 
 
 class ResNetTrunk(nn.Module):
@@ -71,9 +111,9 @@ class ResNetTrunk(nn.Module):
 
     def switch_to_deploy(self):
         """Inference form: every SCConv absorbs the BatchNorm after it."""
-        for stage in self.stages:
-            for block in stage:
-                block.switch_to_deploy()
+        for module in self.modules():
+            if isinstance(module, ConvNorm):
+                module.switch_to_deploy()
         return self
 
     def forward(self, x):

@@ -13,6 +13,12 @@ def split_channels(in_channels: int, alpha: float):
     return upper, in_channels - upper
 
 
+def strided_size(size: int, stride: int) -> int:
+    """``ceil(size / stride)``: the CRU's output size, that of the
+    same-padded convolution it replaces."""
+    return (size - 1) // stride + 1
+
+
 def check_cru_args(in_channels, out_channels, kernel_size, stride, dilation,
                    alpha, squeeze_ratio, groups) -> None:
     """Validate the CRU arguments; raise ``ValueError`` naming the fix."""

@@ -27,6 +27,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ..cru import strided_size
 from ._layout import dense, empty_like_layout, next_power_of_2, strides
 from ._tiles import dot_options, load_tile, program_tile, store_tile
 
@@ -228,11 +229,6 @@ def _block(channels, limit=_MAX_BLOCK_C):
     return max(16, min(next_power_of_2(channels), limit))
 
 
-def output_size(size: int, stride: int) -> int:
-    """A same-padded convolution's (and ``CRU.downsample``'s) output size."""
-    return (size - 1) // stride + 1
-
-
 def pooled_sums(x_up, x_low, kernel_size, stride, dilation):
     """What the CRU's pooled statistics need, fp32, from one read of each
     squeezed input.
@@ -253,8 +249,9 @@ def pooled_sums(x_up, x_low, kernel_size, stride, dilation):
     grid = (n, triton.cdiv(h * w, _SUMS_BLOCK_P),
             triton.cdiv(c_up, block_c) + triton.cdiv(c_low, block_c))
     _pooled_sums_kernel[grid](
-        x_up, x_low, taps, pooled, c_up, c_low, h, w, output_size(h, stride),
-        output_size(w, stride), dilation * (kernel_size // 2), dilation,
+        x_up, x_low, taps, pooled, c_up, c_low, h, w,
+        strided_size(h, stride), strided_size(w, stride),
+        dilation * (kernel_size // 2), dilation,
         *strides(x_up), *strides(x_low), KERNEL=kernel_size, STRIDE=stride,
         BLOCK_P=_SUMS_BLOCK_P, BLOCK_C=block_c)
     return taps, pooled
@@ -288,7 +285,7 @@ def cru_forward(x_up, x_low, gwc_weight, pwc_up_weight, pwc_low_weight,
     channels, _, kernel_size, _ = gwc_weight.shape
     c_low, c_p = x_low.shape[1], pwc_low_weight.shape[0]
     taps, pooled = pooled_sums(x_up, x_low, kernel_size, stride, dilation)
-    ho, wo = output_size(h, stride), output_size(w, stride)
+    ho, wo = strided_size(h, stride), strided_size(w, stride)
     out = empty_like_layout(x_up, channels, dtype, size=(ho, wo))
     scale, shift = ((t.detach().float().contiguous() for t in out_affine)
                     if out_affine is not None else (taps, taps))
