@@ -21,7 +21,9 @@ From the squeezed ``X_up`` and ``X_low`` (full resolution):
 
 Against cuDNN's convolutions and the fuse kernels this writes only the
 output: no ``GWC``/``PWC`` output, no pooled tensor and no ``Y1`` goes
-through memory, and one layer's CRU is two launches instead of six.
+through memory, and one layer's CRU after the squeeze is two kernels (and
+the zeroing of their small sums buffer) instead of three convolutions,
+their weight casts, a sum and two fuse kernels.
 """
 import torch
 import triton
@@ -53,20 +55,21 @@ def _on_lattice(h, out_size, offset, STRIDE: tl.constexpr):
 
 
 @triton.jit
-def _pooled_sums_kernel(up_ptr, low_ptr, taps_ptr, pooled_ptr, C_up, C_low,
-                        H, W, Ho, Wo, pad, dilation, up_sn, up_sc, up_sp,
-                        low_sn, low_sc, low_sp, KERNEL: tl.constexpr,
-                        STRIDE: tl.constexpr, BLOCK_P: tl.constexpr,
-                        BLOCK_C: tl.constexpr):
+def _pooled_sums_kernel(up_ptr, low_ptr, sums_ptr, C_up, C_low, H, W, Ho, Wo,
+                        pad, dilation, up_sn, up_sc, up_sp, low_sn, low_sc,
+                        low_sp, KERNEL: tl.constexpr, STRIDE: tl.constexpr,
+                        BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
     """Axis 2 walks ``X_up``'s channel blocks (tap and pooled sums), then
-    ``X_low``'s (pooled sums)."""
+    ``X_low``'s (pooled sums); see :func:`pooled_sums` for the layout."""
     n = tl.program_id(0)
     p = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
     h = p // W
     w = p % W
     weight = _pool_weight(h, H, STRIDE) * _pool_weight(w, W, STRIDE)
     up_blocks = tl.cdiv(C_up, BLOCK_C)
-    pooled_row = pooled_ptr + n * (C_up + C_low)
+    taps = KERNEL * KERNEL
+    taps_row = sums_ptr + n * (C_up * (taps + 1) + C_low)
+    pooled_row = taps_row + C_up * taps
     c_block = tl.program_id(2)
     if c_block < up_blocks:
         c = c_block * BLOCK_C + tl.arange(0, BLOCK_C)
@@ -79,11 +82,9 @@ def _pooled_sums_kernel(up_ptr, low_ptr, taps_ptr, pooled_ptr, C_up, C_low,
             rows = _on_lattice(h, Ho, i * dilation - pad, STRIDE)
             for j in tl.static_range(KERNEL):
                 read = rows & _on_lattice(w, Wo, j * dilation - pad, STRIDE)
-                tl.atomic_add(
-                    taps_ptr + (n * C_up + c) * (KERNEL * KERNEL) +
-                    i * KERNEL + j,
-                    tl.sum(tl.where(read[:, None], x, 0.0), axis=0),
-                    mask=c_mask)
+                tl.atomic_add(taps_row + c * taps + i * KERNEL + j,
+                              tl.sum(tl.where(read[:, None], x, 0.0), axis=0),
+                              mask=c_mask)
     else:
         c = (c_block - up_blocks) * BLOCK_C + tl.arange(0, BLOCK_C)
         c_mask = c < C_low
@@ -140,13 +141,14 @@ def _pointwise(x_ptr, w_ptr, sums_ptr, n, ho, wo, p_mask, o, o_mask, K, H, W,
 
 
 @triton.jit
-def _grouped_conv(x_ptr, w_ptr, taps_ptr, n, ho, wo, p_mask, o, o_mask, C,
+def _grouped_conv(x_ptr, w_ptr, taps_row, n, ho, wo, p_mask, o, o_mask, C,
                   C_in, H, W, pad, dilation, groups, x_sn, x_sc, x_sp, acc, s,
                   KERNEL: tl.constexpr, STRIDE: tl.constexpr,
                   DOT_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
                   BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr):
     """The grouped ``KERNEL x KERNEL`` convolution's tile as an implicit
-    GEMM, and its pixel sums: ``s += sum_{c, tap} W[o, c, tap] T[c, tap]``.
+    GEMM, and its pixel sums: ``s += sum_{c, tap} W[o, c, tap] T[c, tap]``
+    (``T`` at ``taps_row``, see :func:`pooled_sums`).
     Each tap multiplies the shifted input by a block-diagonal weight; only
     the input channels of the groups of this program's outputs are read."""
     group_in = C_in // groups
@@ -174,15 +176,15 @@ def _grouped_conv(x_ptr, w_ptr, taps_ptr, n, ho, wo, p_mask, o, o_mask, C,
                 mask=in_group & k_mask[:, None] & o_mask[None, :], other=0.0)
             acc = tl.dot(x.to(DOT_DTYPE), weight.to(DOT_DTYPE), acc,
                          input_precision=PRECISION)
-            total = tl.load(taps_ptr + (n * C_in + k) * taps + tap,
-                            mask=k_mask, other=0.0)
+            total = tl.load(taps_row + k * taps + tap, mask=k_mask,
+                            other=0.0)
             s += tl.sum(weight * total[:, None], axis=0)
     return acc, s
 
 
 @triton.jit
-def _cru_kernel(up_ptr, low_ptr, w_gwc_ptr, w_up_ptr, w_low_ptr, taps_ptr,
-                pooled_ptr, scale_ptr, shift_ptr, out_ptr, C, C_up, C_low,
+def _cru_kernel(up_ptr, low_ptr, w_gwc_ptr, w_up_ptr, w_low_ptr, sums_ptr,
+                scale_ptr, shift_ptr, out_ptr, C, C_up, C_low,
                 C_p, H, W, Wo, HWo, pad, dilation, groups, up_sn, up_sc,
                 up_sp, low_sn, low_sc, low_sp, out_sn, out_sc, out_sp,
                 KERNEL: tl.constexpr, STRIDE: tl.constexpr,
@@ -196,9 +198,10 @@ def _cru_kernel(up_ptr, low_ptr, w_gwc_ptr, w_up_ptr, w_low_ptr, taps_ptr,
     ho = p // Wo
     wo = p % Wo
     zeros = tl.zeros((BLOCK_P, BLOCK_C), tl.float32)
-    pooled_row = pooled_ptr + n * (C_up + C_low)
+    taps_row = sums_ptr + n * (C_up * (KERNEL * KERNEL + 1) + C_low)
+    pooled_row = taps_row + C_up * KERNEL * KERNEL
     # Y1 = GWC(X_up) + PWC1(pool(X_up)), and its pixel sums S1.
-    y1, s1 = _grouped_conv(up_ptr, w_gwc_ptr, taps_ptr, n, ho, wo, p_mask, c,
+    y1, s1 = _grouped_conv(up_ptr, w_gwc_ptr, taps_row, n, ho, wo, p_mask, c,
                            c_mask, C, C_up, H, W, pad, dilation, groups,
                            up_sn, up_sc, up_sp, zeros,
                            tl.zeros((BLOCK_C, ), tl.float32), KERNEL, STRIDE,
@@ -234,27 +237,24 @@ def pooled_sums(x_up, x_low, kernel_size, stride, dilation):
     squeezed input.
 
     Returns:
-        tuple[Tensor, Tensor]: ``T``, ``(N, C_up, kernel_size**2)``: per
-        channel and tap, the sum of ``X_up`` over the input pixels that tap
-        of the grouped convolution reads; and ``(N, C_up + C_low)``: the
+        Tensor: Per sample ``N``, a row of ``T``, ``C_up x kernel_size**2``
+        sums: per channel and tap, ``X_up`` summed over the input pixels that
+        tap of the grouped convolution reads; then the ``C_up + C_low``
         pixel sums of ``pool(X_up)`` and ``pool(X_low)``.
     """
     n, c_up, h, w = x_up.shape
     c_low = x_low.shape[1]
-    taps = torch.zeros((n, c_up, kernel_size**2), dtype=torch.float32,
-                       device=x_up.device)
-    pooled = torch.zeros((n, c_up + c_low), dtype=torch.float32,
-                         device=x_up.device)
+    sums = torch.zeros((n, c_up * (kernel_size**2 + 1) + c_low),
+                       dtype=torch.float32, device=x_up.device)
     block_c = _block(max(c_up, c_low), 64)
     grid = (n, triton.cdiv(h * w, _SUMS_BLOCK_P),
             triton.cdiv(c_up, block_c) + triton.cdiv(c_low, block_c))
     _pooled_sums_kernel[grid](
-        x_up, x_low, taps, pooled, c_up, c_low, h, w,
-        strided_size(h, stride), strided_size(w, stride),
-        dilation * (kernel_size // 2), dilation,
+        x_up, x_low, sums, c_up, c_low, h, w, strided_size(h, stride),
+        strided_size(w, stride), dilation * (kernel_size // 2), dilation,
         *strides(x_up), *strides(x_low), KERNEL=kernel_size, STRIDE=stride,
         BLOCK_P=_SUMS_BLOCK_P, BLOCK_C=block_c)
-    return taps, pooled
+    return sums
 
 
 def cru_forward(x_up, x_low, gwc_weight, pwc_up_weight, pwc_low_weight,
@@ -284,11 +284,11 @@ def cru_forward(x_up, x_low, gwc_weight, pwc_up_weight, pwc_low_weight,
     n, c_up, h, w = x_up.shape
     channels, _, kernel_size, _ = gwc_weight.shape
     c_low, c_p = x_low.shape[1], pwc_low_weight.shape[0]
-    taps, pooled = pooled_sums(x_up, x_low, kernel_size, stride, dilation)
+    sums = pooled_sums(x_up, x_low, kernel_size, stride, dilation)
     ho, wo = strided_size(h, stride), strided_size(w, stride)
     out = empty_like_layout(x_up, channels, dtype, size=(ho, wo))
     scale, shift = ((t.detach().float().contiguous() for t in out_affine)
-                    if out_affine is not None else (taps, taps))
+                    if out_affine is not None else (sums, sums))
     # A block inside one group of the grouped convolution reads only that
     # group's input channels.
     group_out = channels // groups
@@ -299,7 +299,7 @@ def cru_forward(x_up, x_low, gwc_weight, pwc_up_weight, pwc_low_weight,
                for t in (gwc_weight, pwc_up_weight, pwc_low_weight)]
     grid = (n, triton.cdiv(ho * wo, _BLOCK_P), triton.cdiv(channels, block_c))
     _cru_kernel[grid](
-        x_up, x_low, *weights, taps, pooled, scale, shift, out, channels,
+        x_up, x_low, *weights, sums, scale, shift, out, channels,
         c_up, c_low, c_p, h, w, wo, ho * wo, dilation * (kernel_size // 2),
         dilation, groups, *strides(x_up), *strides(x_low), *strides(out),
         KERNEL=kernel_size, STRIDE=stride, HAS_AFFINE=out_affine is not None,
