@@ -12,6 +12,7 @@ import torch
 pytest.importorskip(
     'triton', reason="the kernels need triton: pip install -e '.[triton]'")
 
+from mmdet_scconv.benchmark.tuning import format_tuned, tune_trunk  # noqa: E402
 from mmdet_scconv.benchmark.exactness import (check_paths,  # noqa: E402
                                               format_checks)
 from mmdet_scconv.layers import CRU, SCConv, fast, set_scconv_impl  # noqa: E402
@@ -294,3 +295,25 @@ def test_impl_selection(monkeypatch):
         fast.uses_kernels('triton', x)
     with pytest.raises(RuntimeError, match="runs on CUDA tensors"):
         SCConv(16, 16, gn_groups=4, impl='triton')(x)
+
+
+def test_tuning_sweep_checks_and_times_every_setting():
+    """The launch-settings sweep runs every setting of a small space on a
+    real layer, checks it against the defaults and reports the best; a
+    setting the kernel cannot take is reported, not hidden."""
+    spaces = dict(sru_squeeze=dict(BLOCK_P=(16, 32), BLOCK_K=(16, )),
+                  cru=dict(BLOCK_P=(16, ), BLOCK_C=(16, 24)))
+    rows = tune_trunk(50, 1, 32, 32, 'fp32', DEVICE, stages=(2, ),
+                      spaces=spaces)
+    assert [(r.kernel, r.layer) for r in rows] == [
+        ('sru_squeeze', 'stage2 128x8x8 s2 (x1)'),
+        ('cru', 'stage2 128x8x8 s2 (x1)'),
+        ('sru_squeeze', 'stage2 128x4x4 (x3)'), ('cru', 'stage2 128x4x4 (x3)')
+    ]
+    for row in rows:
+        assert 0 < row.best_ms <= row.default_ms
+    # Blocks must be powers of two: BLOCK_C=24 fails, loudly.
+    assert all(len(r.failed) == 1 and 'BLOCK_C' in r.failed[0]
+               for r in rows if r.kernel == 'cru')
+    assert all(not r.failed for r in rows if r.kernel == 'sru_squeeze')
+    assert 'trunk total' in format_tuned(rows)

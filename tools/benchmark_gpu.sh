@@ -23,6 +23,12 @@ run $py tools/check_exactness.py --device cuda --impls fast torch --dtypes fp32 
 bench --dtypes bf16 --impls fast deploy torch reference | tee "$out/bf16.log"
 bench --dtypes bf16 --impls fast deploy torch --cuda-graph \
     | tee "$out/bf16_graph.log"
+# Layer by layer: which stage the gap comes from (graphs: GPU time only).
+bench --scope layers --dtypes bf16 --impls fast deploy torch --cuda-graph \
+    | tee "$out/layers_bf16_graph.log"
+# The inference kernels' launch settings, swept per layer shape.
+timeout ${TUNE_TIMEOUT:-240} $py tools/analysis_tools/tune_kernels.py \
+    --dtype bf16 2>&1 | tee "$out/tune_bf16.log"
 bench --dtypes fp32 --impls fast deploy | tee "$out/fp32.log"
 bench --dtypes fp32 --impls fast deploy --cuda-graph | tee "$out/fp32_graph.log"
 # Where the inference time goes.
@@ -34,4 +40,4 @@ timeout ${COMPILE_TIMEOUT:-150} $py tools/benchmark.py --device cuda \
     --dtypes bf16 --modes infer --impls fast --compile 2>&1 \
     | grep -v '^STAGE\|^USDT' | tee "$out/bf16_compiled.log"
 grep -h '^|' "$out"/bf16.log "$out"/bf16_graph.log "$out"/fp32*.log \
-    "$out"/bf16_compiled.log
+    "$out"/bf16_compiled.log "$out"/layers_bf16_graph.log

@@ -257,8 +257,23 @@ def pooled_sums(x_up, x_low, kernel_size, stride, dilation):
     return sums
 
 
+def cru_launch(channels, c_up, c_low, groups) -> dict:
+    """Default launch settings of :func:`cru_forward`'s kernel."""
+    block_c = _block(channels)
+    # A block inside one group of the grouped convolution reads only that
+    # group's input channels.
+    group_out = channels // groups
+    if group_out % 16 == 0 and next_power_of_2(group_out) == group_out:
+        block_c = min(block_c, group_out)
+    return dict(BLOCK_P=_BLOCK_P, BLOCK_C=block_c,
+                BLOCK_K=_block(max(c_up // groups, c_low), 64),
+                # Two (pixels x block_c) fp32 accumulators.
+                num_warps=8 if block_c >= 64 else 4)
+
+
 def cru_forward(x_up, x_low, gwc_weight, pwc_up_weight, pwc_low_weight,
-                stride, dilation, groups, out_affine=None, dtype=None):
+                stride, dilation, groups, out_affine=None, dtype=None,
+                launch=None):
     """:class:`CRU` from its squeezed inputs (Eq. 6-10), for inference.
 
     Args:
@@ -274,6 +289,10 @@ def cru_forward(x_up, x_low, gwc_weight, pwc_up_weight, pwc_low_weight,
         dtype (torch.dtype, optional): The convolutions' dtype (autocast's):
             operands are rounded to it, accumulation is fp32. Default:
             ``x_up.dtype``.
+        launch (dict, optional): Launch settings over those of
+            :func:`cru_launch` (``BLOCK_P``, ``BLOCK_C``, ``BLOCK_K`` of
+            at least 16, ``num_warps``, ``num_stages``), for tuning
+            (``tools/analysis_tools/tune_kernels.py``).
 
     Returns:
         Tensor: ``(N, C, ceil(H / stride), ceil(W / stride))`` in ``x_up``'s
@@ -289,22 +308,15 @@ def cru_forward(x_up, x_low, gwc_weight, pwc_up_weight, pwc_low_weight,
     out = empty_like_layout(x_up, channels, dtype, size=(ho, wo))
     scale, shift = ((t.detach().float().contiguous() for t in out_affine)
                     if out_affine is not None else (sums, sums))
-    # A block inside one group of the grouped convolution reads only that
-    # group's input channels.
-    group_out = channels // groups
-    block_c = _block(channels)
-    if group_out % 16 == 0 and next_power_of_2(group_out) == group_out:
-        block_c = min(block_c, group_out)
+    settings = dict(cru_launch(channels, c_up, c_low, groups), **launch or {})
     weights = [t.detach().flatten(1).float().contiguous()
                for t in (gwc_weight, pwc_up_weight, pwc_low_weight)]
-    grid = (n, triton.cdiv(ho * wo, _BLOCK_P), triton.cdiv(channels, block_c))
+    grid = (n, triton.cdiv(ho * wo, settings['BLOCK_P']),
+            triton.cdiv(channels, settings['BLOCK_C']))
     _cru_kernel[grid](
         x_up, x_low, *weights, sums, scale, shift, out, channels,
         c_up, c_low, c_p, h, w, wo, ho * wo, dilation * (kernel_size // 2),
         dilation, groups, *strides(x_up), *strides(x_low), *strides(out),
         KERNEL=kernel_size, STRIDE=stride, HAS_AFFINE=out_affine is not None,
-        **dot_options(dtype, x_up.device), BLOCK_P=_BLOCK_P, BLOCK_C=block_c,
-        BLOCK_K=_block(max(c_up // groups, c_low), 64),
-        # Two (pixels x block_c) fp32 accumulators.
-        num_warps=8 if block_c >= 64 else 4)
+        **dot_options(dtype, x_up.device), **settings)
     return out

@@ -74,8 +74,19 @@ def _sru_squeeze_kernel(x_ptr, w_up_ptr, w_low_ptr, up_ptr, low_ptr,
     store_tile(low_ptr, acc_low, n, p, o, out_mask, out_sn, out_sc, out_sp)
 
 
+def squeeze_launch(half, out_channels) -> dict:
+    """Default launch settings of :func:`sru_squeeze`'s GEMM kernel for
+    ``half`` input channels per half and ``out_channels`` per squeeze."""
+    return dict(BLOCK_P=_BLOCK_P,
+                BLOCK_K=max(16, min(64, next_power_of_2(half))),
+                # Two (pixels x outputs) fp32 accumulators: more warps hold
+                # them in registers once they are wide (stage 3/4 of a
+                # ResNet).
+                num_warps=8 if out_channels > 32 else 4)
+
+
 def sru_squeeze(x, weight, bias, w_up, w_low, groups, eps, threshold, gate,
-                dtype=None, normalise=False):
+                dtype=None, normalise=False, launch=None):
     """``(squeeze_up(upper), squeeze_low(lower))`` of the SRU output of
     ``x``, and the GroupNorm statistics. No autograd (training wraps it in
     ``fast.SRUSqueezeFunction``).
@@ -92,6 +103,10 @@ def sru_squeeze(x, weight, bias, w_up, w_low, groups, eps, threshold, gate,
             default ``x.dtype``. fp32 products use TF32 where
             ``torch.backends.cudnn.allow_tf32`` lets cuDNN do so.
         normalise (bool): See ``weight``. Default: False.
+        launch (dict, optional): Launch settings over those of
+            :func:`squeeze_launch` (``BLOCK_P``, ``BLOCK_K`` of at least 16,
+            ``num_warps``, ``num_stages``), for tuning
+            (``tools/analysis_tools/tune_kernels.py``).
 
     Returns:
         tuple[Tensor, Tensor, Tensor, Tensor]: Both squeezed tensors in
@@ -104,17 +119,14 @@ def sru_squeeze(x, weight, bias, w_up, w_low, groups, eps, threshold, gate,
     mean, rstd = group_stats(x, groups, eps)
     up = empty_like_layout(x, out_channels, dtype)
     low = empty_like_layout(x, out_channels, dtype)
-    block_n = max(16, next_power_of_2(out_channels))
-    _sru_squeeze_kernel[(n, triton.cdiv(h * w, _BLOCK_P))](
+    settings = dict(squeeze_launch(half, out_channels), **launch or {})
+    _sru_squeeze_kernel[(n, triton.cdiv(h * w, settings['BLOCK_P']))](
         x, w_up.detach().flatten(1).contiguous(),
         w_low.detach().flatten(1).contiguous(), up, low,
         weight.detach().contiguous(), bias.detach().contiguous(), mean, rstd,
         half, out_channels, h * w, groups, *strides(x), *strides(up),
         threshold, GAMMA_SUM_EPS, SOFT=gate == 'soft', NORMALISE=normalise,
         **dot_options(dtype, x.device),
-        BLOCK_P=_BLOCK_P, BLOCK_K=max(16, min(64, next_power_of_2(half))),
-        BLOCK_N=block_n, BLOCK_ALL_C=next_power_of_2(c),
-        # Two (pixels x block_n) fp32 accumulators: more warps hold them
-        # in registers once block_n is large (stage 3/4 of a ResNet).
-        num_warps=8 if block_n >= 64 else 4)
+        BLOCK_N=max(16, next_power_of_2(out_channels)),
+        BLOCK_ALL_C=next_power_of_2(c), **settings)
     return up, low, mean, rstd
