@@ -12,10 +12,12 @@ import torch
 pytest.importorskip(
     'triton', reason="the kernels need triton: pip install -e '.[triton]'")
 
-from mmdet_scconv.benchmark.tuning import format_tuned, tune_trunk  # noqa: E402
+from mmdet_scconv.benchmark.tuning import (format_tuned,  # noqa: E402
+                                           tune_trunk)
 from mmdet_scconv.benchmark.exactness import (check_paths,  # noqa: E402
                                               format_checks)
-from mmdet_scconv.layers import CRU, SCConv, fast, set_scconv_impl  # noqa: E402
+from mmdet_scconv.layers import (CRU, SCConv, fast,  # noqa: E402
+                                 set_scconv_impl)
 from mmdet_scconv.layers.fast import apply_affine  # noqa: E402
 from mmdet_scconv.layers.kernels import cru as triton_cru  # noqa: E402
 from mmdet_scconv.layers.kernels import sru as triton_sru  # noqa: E402

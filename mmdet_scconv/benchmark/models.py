@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 from ..layers import set_scconv_impl
-from .trunk import ConvNorm, ResNetTrunk, scconv_layer_shapes
+from .trunk import ConvNorm, ResNetTrunk, layer_label, scconv_layer_shapes
 
 
 def trunk_loss(model, batch):
@@ -46,14 +46,12 @@ def layer_suites(depth, impls, batch, height, width, device):
     replaces) and the SCConv variants (each with its BatchNorm), and an
     input batch."""
     suites = []
-    for stage, channels, h, w, stride, count in scconv_layer_shapes(
-            depth, height, width):
-        label = (f'stage{stage} {channels}x{h}x{w}'
-                 f'{" s2" if stride == 2 else ""} (x{count})')
+    for shape in scconv_layer_shapes(depth, height, width):
+        _, channels, h, w, stride, _ = shape
         models = {'conv3x3': ConvNorm(channels, stride),
                   **scconv_variants(ConvNorm(channels, stride, {}), depth,
                                     impls)}
-        suites.append((label, models,
+        suites.append((layer_label(*shape), models,
                        torch.randn(batch, channels, h, w, device=device)))
     return suites
 

@@ -66,6 +66,13 @@ class Bottleneck(nn.Module):
         return self.relu(self.bn3(self.conv3(y)) + identity)
 
 
+def layer_label(stage, channels, h, w, stride, count) -> str:
+    """A :func:`scconv_layer_shapes` entry as text, e.g.
+    ``'stage2 128x100x152 s2 (x1)'``."""
+    return (f'stage{stage} {channels}x{h}x{w}'
+            f'{" s2" if stride == 2 else ""} (x{count})')
+
+
 def scconv_layer_shapes(depth, height, width):
     """Each distinct input of the trunk's SCConvs for a ``height x width``
     image: ``(stage, channels, h, w, stride, count)``, ``count`` being how

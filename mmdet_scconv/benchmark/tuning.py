@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..layers import SCConv
-from .trunk import scconv_layer_shapes
+from .trunk import layer_label, scconv_layer_shapes
 
 #: The settings tried, per kernel (each combination once).
 SPACES = {
@@ -149,13 +149,12 @@ def tune_trunk(depth=50, batch=2, height=800, width=1216, dtype='bf16',
     device = torch.device(device)
     timer = timer or (cuda_timer if device.type == 'cuda' else host_timer)
     rows = []
-    for stage, channels, h, w, stride, count in scconv_layer_shapes(
-            depth, height, width):
+    for shape in scconv_layer_shapes(depth, height, width):
+        stage, channels, h, w, stride, count = shape
         if stage in stages:
-            label = (f'stage{stage} {channels}x{h}x{w}'
-                     f'{" s2" if stride == 2 else ""} (x{count})')
-            rows += tune_layer(channels, h, w, stride, count, label, batch,
-                               dtype, device, timer, spaces)
+            rows += tune_layer(channels, h, w, stride, count,
+                               layer_label(*shape), batch, dtype, device,
+                               timer, spaces)
     return rows
 
 

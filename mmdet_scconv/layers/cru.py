@@ -49,7 +49,7 @@ def check_cru_args(in_channels, out_channels, kernel_size, stride, dilation,
             'choose a squeeze_ratio that divides both split sizes, or '
             'another alpha')
     squeezed_upper = upper // squeeze_ratio
-    check_divides('groups', groups, 'the squeezed upper channels', 
+    check_divides('groups', groups, 'the squeezed upper channels',
                   squeezed_upper,
                   'choose groups dividing int(alpha*in_channels)/squeeze_ratio')
     check_divides('groups', groups, 'out_channels', out_channels,
