@@ -17,6 +17,17 @@ def dense(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous()
 
 
+def kernel_arg(t: torch.Tensor, dtype=None) -> torch.Tensor:
+    """``t`` as a kernel argument: contiguous (and of ``dtype``, if given).
+    ``t`` itself when it already is, without a dispatcher call: this runs
+    for every weight of every layer at every step, where eager inference is
+    bound by the host's per-call cost. Kernels read the data only, so
+    autograd state needs no detaching."""
+    if t.is_contiguous() and (dtype is None or t.dtype == dtype):
+        return t
+    return t.detach().to(dtype or t.dtype).contiguous()
+
+
 def strides(x: torch.Tensor):
     """``(stride_n, stride_c, stride_p)`` of a :func:`dense` tensor."""
     n, c, h, w = x.shape

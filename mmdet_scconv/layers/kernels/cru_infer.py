@@ -30,7 +30,8 @@ import triton
 import triton.language as tl
 
 from ..cru import strided_size
-from ._layout import dense, empty_like_layout, next_power_of_2, strides
+from ._layout import (dense, empty_like_layout, kernel_arg, next_power_of_2,
+                      strides)
 from ._tiles import dot_options, load_tile, program_tile, store_tile
 
 _SUMS_BLOCK_P = 32
@@ -306,10 +307,10 @@ def cru_forward(x_up, x_low, gwc_weight, pwc_up_weight, pwc_low_weight,
     sums = pooled_sums(x_up, x_low, kernel_size, stride, dilation)
     ho, wo = strided_size(h, stride), strided_size(w, stride)
     out = empty_like_layout(x_up, channels, dtype, size=(ho, wo))
-    scale, shift = ((t.detach().float().contiguous() for t in out_affine)
+    scale, shift = ((kernel_arg(t, torch.float32) for t in out_affine)
                     if out_affine is not None else (sums, sums))
     settings = dict(cru_launch(channels, c_up, c_low, groups), **launch or {})
-    weights = [t.detach().flatten(1).float().contiguous()
+    weights = [kernel_arg(t, torch.float32)
                for t in (gwc_weight, pwc_up_weight, pwc_low_weight)]
     grid = (n, triton.cdiv(ho * wo, settings['BLOCK_P']),
             triton.cdiv(channels, settings['BLOCK_C']))

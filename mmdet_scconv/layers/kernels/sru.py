@@ -18,8 +18,8 @@ import triton
 import triton.language as tl
 
 from ..sru import GAMMA_SUM_EPS
-from ._layout import (dense, empty_like_layout, next_power_of_2, pixel_block,
-                      strides)
+from ._layout import (dense, empty_like_layout, kernel_arg, next_power_of_2,
+                      pixel_block, strides)
 from ._tiles import load_tile, program_tile, store_tile
 
 _TILE = 4096  # values per program tile
@@ -284,10 +284,6 @@ def _grid(x, block_p):
     return x.shape[0], triton.cdiv(x.shape[2] * x.shape[3], block_p)
 
 
-def _f32(t):
-    return t.detach().float().contiguous()
-
-
 def group_stats(x, groups, eps):
     """GroupNorm mean and rstd of ``x``, shape ``(N, groups)``, fp32."""
     n, c, h, w = x.shape
@@ -320,7 +316,8 @@ def halves(x, weight, bias, mean, rstd, groups, threshold, gate,
     block_c = next_power_of_2(half)
     block_p = pixel_block(block_c, _TILE // 2)
     _apply_kernel[_grid(x, block_p)](
-        x, upper, lower, _f32(weight), _f32(bias), mean, rstd, half,
+        x, upper, lower, kernel_arg(weight, torch.float32),
+        kernel_arg(bias, torch.float32), mean, rstd, half,
         x.shape[2] * x.shape[3], groups, *strides(x), *strides(upper),
         threshold, GAMMA_SUM_EPS, SOFT=gate == 'soft', NORMALISE=normalise,
         BLOCK_P=block_p, BLOCK_C=block_c,
@@ -352,7 +349,7 @@ def backward(x, weight, bias, mean, rstd, groups, threshold, gate,
     ``needs_affine_grad`` says so)."""
     x, grad_upper, grad_lower = dense(x), dense(grad_upper), dense(grad_lower)
     n, c, h, w = x.shape
-    weight, bias = _f32(weight), _f32(bias)
+    weight, bias = (kernel_arg(t, torch.float32) for t in (weight, bias))
     block_c = next_power_of_2(c // 2)
     block_p = pixel_block(block_c, _TILE // 4)
     grid = _grid(x, block_p)

@@ -20,7 +20,8 @@ import triton
 import triton.language as tl
 
 from ..sru import GAMMA_SUM_EPS
-from ._layout import dense, empty_like_layout, next_power_of_2, strides
+from ._layout import (dense, empty_like_layout, kernel_arg, next_power_of_2,
+                      strides)
 from ._tiles import dot_options, store_tile
 from .sru import group_stats, inv_gamma_sum, sru_tile
 
@@ -121,9 +122,8 @@ def sru_squeeze(x, weight, bias, w_up, w_low, groups, eps, threshold, gate,
     low = empty_like_layout(x, out_channels, dtype)
     settings = dict(squeeze_launch(half, out_channels), **launch or {})
     _sru_squeeze_kernel[(n, triton.cdiv(h * w, settings['BLOCK_P']))](
-        x, w_up.detach().flatten(1).contiguous(),
-        w_low.detach().flatten(1).contiguous(), up, low,
-        weight.detach().contiguous(), bias.detach().contiguous(), mean, rstd,
+        x, kernel_arg(w_up), kernel_arg(w_low), up, low, kernel_arg(weight),
+        kernel_arg(bias), mean, rstd,
         half, out_channels, h * w, groups, *strides(x), *strides(up),
         threshold, GAMMA_SUM_EPS, SOFT=gate == 'soft', NORMALISE=normalise,
         **dot_options(dtype, x.device),
