@@ -21,6 +21,7 @@ from mmdet_scconv.layers import (CRU, SCConv, fast,  # noqa: E402
 from mmdet_scconv.layers.fast import apply_affine  # noqa: E402
 from mmdet_scconv.layers.kernels import cru as triton_cru  # noqa: E402
 from mmdet_scconv.layers.kernels import sru as triton_sru  # noqa: E402
+from mmdet_scconv.layers.kernels import cru_infer  # noqa: E402
 from mmdet_scconv.layers.kernels.cru_infer import cru_forward  # noqa: E402
 from mmdet_scconv.layers.kernels.sru_squeeze import sru_squeeze  # noqa: E402
 from test_fast import assert_relative_error  # noqa: E402
@@ -222,14 +223,37 @@ def test_fused_sru_squeeze_matches_sru_then_convolutions(
         assert_relative_error(a, e, tolerance, 'squeezed')
 
 
+@pytest.mark.parametrize('stride,dilation,channels_last',
+                         [(1, 1, True), (2, 1, False), (2, 2, True)])
+def test_squeeze_gemm_adds_up_the_cru_sums(stride, dilation, channels_last):
+    """The deploy form's GEMM adds up the CRU's pooled statistics of its
+    outputs as it stores them: the same as the separate sums pass."""
+    scconv = randomise(SCConv(32, 32, gn_groups=8)).to(DEVICE)
+    x = layout(torch.randn(2, 32, 9, 7, device=DEVICE), channels_last)
+    sru, cru = scconv.sru, scconv.cru
+    sums = cru_infer.sums_buffer(2, 8, 8, 3, DEVICE)
+    with torch.no_grad():
+        up, low, _, _ = sru_squeeze(
+            x, sru.gn.weight, sru.gn.bias, cru.squeeze_up.weight,
+            cru.squeeze_low.weight, 8, 1e-5, 0.5, 'soft', normalise=True,
+            add_sums=(sums, 3, stride, dilation))
+    expected = cru_infer.pooled_sums(up, low, 3, stride, dilation)
+    assert_relative_error(sums, expected, 1e-6, 'sums')
+
+
 def test_deploy_form_never_writes_the_sru_output(monkeypatch):
     """On the kernels, the deploy form computes the SRU output inside the
-    squeeze GEMM: the kernel that writes the halves must not run."""
+    squeeze GEMM, which also adds up the CRU's sums: neither the kernel that
+    writes the halves nor the separate sums pass may run."""
 
     def no_halves(*args, **kwargs):
         raise AssertionError('the SRU halves were materialised')
 
+    def no_sums_pass(*args, **kwargs):
+        raise AssertionError('the squeezed tensors were read for the sums')
+
     monkeypatch.setattr(triton_sru, 'halves', no_halves)
+    monkeypatch.setattr(cru_infer, 'pooled_sums', no_sums_pass)
     scconv = randomise(SCConv(32, 32, gn_groups=8, impl='triton')).to(DEVICE)
     bn = torch.nn.BatchNorm2d(32).to(DEVICE).eval()
     x = torch.randn(1, 32, 5, 5, device=DEVICE)

@@ -423,15 +423,13 @@ def scconv_fast(scconv, x: torch.Tensor) -> torch.Tensor:
     the CRU splits at the half (``alpha=0.5``), with no concatenation; a
     BatchNorm folded in by :meth:`SCConv.fuse_norm` rides on the final
     combine. The deploy form on the kernels goes further: the SRU output is
-    never written (:func:`sru_squeeze_fused`)."""
+    never written (:func:`deploy_on_kernels`)."""
     inplace = not _needs_autograd(scconv, x)
     kernels = uses_kernels(scconv.impl, x)
     sru, cru, affine = scconv.sru, scconv.cru, scconv.out_affine
     splits_at_half = cru.up_channels * 2 == x.shape[1]
     if splits_at_half and inplace and kernels and affine is not None:
-        # Deploy form: the SRU and both squeezes as one GEMM kernel.
-        return cru_from_squeezed(cru, *sru_squeeze_fused(sru, cru, x), affine,
-                                 use_kernels=True)
+        return deploy_on_kernels(sru, cru, x, affine)
     if splits_at_half and not inplace:
         return cru_from_squeezed(cru, *sru_squeeze(sru, cru, x, kernels),
                                  affine, kernels)
@@ -449,14 +447,27 @@ def _conv_dtype(x: torch.Tensor) -> torch.dtype:
     return x.dtype
 
 
-def sru_squeeze_fused(sru, cru, x: torch.Tensor):
-    """The squeezed upper and lower tensors from one Triton GEMM whose
-    operand is the SRU output, computed on the fly (inference)."""
-    up, low, _, _ = triton_backend().squeeze(
+def deploy_on_kernels(sru, cru, x: torch.Tensor, out_affine):
+    """The deploy form on the Triton kernels (``alpha=0.5``): one GEMM
+    computes the SRU output on the fly, multiplies it into both squeeze
+    convolutions and adds up the CRU's pooled statistics of their outputs;
+    one more kernel is the rest of the CRU with the folded BatchNorm. The
+    SRU output, the convolution outputs and ``Y1`` never go through memory.
+    """
+    from .kernels import cru_infer, sru_squeeze
+    dilation, groups = cru.gwc.dilation[0], cru.gwc.groups
+    kernel_size = cru.gwc.kernel_size[0]
+    squeezed = cru.squeeze_up.out_channels
+    sums = cru_infer.sums_buffer(x.shape[0], squeezed, squeezed, kernel_size,
+                                 x.device)
+    up, low, _, _ = sru_squeeze.sru_squeeze(
         x, sru.gn.weight, sru.gn.bias, cru.squeeze_up.weight,
         cru.squeeze_low.weight, sru.gn.num_groups, sru.gn.eps,
-        sru.gate_threshold, sru.gate, _conv_dtype(x), normalise=True)
-    return up, low
+        sru.gate_threshold, sru.gate, _conv_dtype(x), normalise=True,
+        add_sums=(sums, kernel_size, cru.stride, dilation))
+    return cru_infer.cru_forward(
+        up, low, cru.gwc.weight, cru.pwc_up.weight, cru.pwc_low.weight,
+        cru.stride, dilation, groups, out_affine, _conv_dtype(x), sums=sums)
 
 
 def sru_squeeze(sru, cru, x: torch.Tensor, use_kernels=False):

@@ -56,43 +56,64 @@ def _on_lattice(h, out_size, offset, STRIDE: tl.constexpr):
 
 
 @triton.jit
+def sums_rows(sums_ptr, n, C_up, C_low, KERNEL: tl.constexpr):
+    """Sample ``n``'s tap sums and pooled sums in a :func:`pooled_sums`
+    buffer."""
+    taps_row = sums_ptr + n * (C_up * (KERNEL * KERNEL + 1) + C_low)
+    return taps_row, taps_row + C_up * KERNEL * KERNEL
+
+
+@triton.jit
+def add_tile_sums(x, p, c, c_mask, taps_row, pooled_row, H, W, Ho, Wo, pad,
+                  dilation, TAPS: tl.constexpr, KERNEL: tl.constexpr,
+                  STRIDE: tl.constexpr):
+    """Add a tile's share of :func:`pooled_sums` (``x``: pixels ``p`` of the
+    full-resolution input, zero where out of range; channels ``c``): the
+    pooled sums at ``pooled_row``, and with ``TAPS`` the tap sums at
+    ``taps_row``."""
+    h = p // W
+    w = p % W
+    weight = _pool_weight(h, H, STRIDE) * _pool_weight(w, W, STRIDE)
+    tl.atomic_add(pooled_row + c, tl.sum(x * weight[:, None], axis=0),
+                  mask=c_mask)
+    if TAPS:
+        for i in tl.static_range(KERNEL):
+            rows = _on_lattice(h, Ho, i * dilation - pad, STRIDE)
+            for j in tl.static_range(KERNEL):
+                read = rows & _on_lattice(w, Wo, j * dilation - pad, STRIDE)
+                tl.atomic_add(taps_row + c * (KERNEL * KERNEL) +
+                              i * KERNEL + j,
+                              tl.sum(tl.where(read[:, None], x, 0.0), axis=0),
+                              mask=c_mask)
+
+
+@triton.jit
 def _pooled_sums_kernel(up_ptr, low_ptr, sums_ptr, C_up, C_low, H, W, Ho, Wo,
                         pad, dilation, up_sn, up_sc, up_sp, low_sn, low_sc,
                         low_sp, KERNEL: tl.constexpr, STRIDE: tl.constexpr,
                         BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
     """Axis 2 walks ``X_up``'s channel blocks (tap and pooled sums), then
-    ``X_low``'s (pooled sums); see :func:`pooled_sums` for the layout."""
+    ``X_low``'s (pooled sums)."""
     n = tl.program_id(0)
     p = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
-    h = p // W
-    w = p % W
-    weight = _pool_weight(h, H, STRIDE) * _pool_weight(w, W, STRIDE)
+    p_mask = (p < H * W)[:, None]
+    taps_row, pooled_row = sums_rows(sums_ptr, n, C_up, C_low, KERNEL)
     up_blocks = tl.cdiv(C_up, BLOCK_C)
-    taps = KERNEL * KERNEL
-    taps_row = sums_ptr + n * (C_up * (taps + 1) + C_low)
-    pooled_row = taps_row + C_up * taps
     c_block = tl.program_id(2)
     if c_block < up_blocks:
         c = c_block * BLOCK_C + tl.arange(0, BLOCK_C)
         c_mask = c < C_up
-        x = load_tile(up_ptr, n, p, c, (p < H * W)[:, None] & c_mask[None, :],
-                      up_sn, up_sc, up_sp)
-        tl.atomic_add(pooled_row + c, tl.sum(x * weight[:, None], axis=0),
-                      mask=c_mask)
-        for i in tl.static_range(KERNEL):
-            rows = _on_lattice(h, Ho, i * dilation - pad, STRIDE)
-            for j in tl.static_range(KERNEL):
-                read = rows & _on_lattice(w, Wo, j * dilation - pad, STRIDE)
-                tl.atomic_add(taps_row + c * taps + i * KERNEL + j,
-                              tl.sum(tl.where(read[:, None], x, 0.0), axis=0),
-                              mask=c_mask)
+        x = load_tile(up_ptr, n, p, c, p_mask & c_mask[None, :], up_sn,
+                      up_sc, up_sp)
+        add_tile_sums(x, p, c, c_mask, taps_row, pooled_row, H, W, Ho, Wo,
+                      pad, dilation, True, KERNEL, STRIDE)
     else:
         c = (c_block - up_blocks) * BLOCK_C + tl.arange(0, BLOCK_C)
         c_mask = c < C_low
-        x = load_tile(low_ptr, n, p, c, (p < H * W)[:, None] &
-                      c_mask[None, :], low_sn, low_sc, low_sp)
-        tl.atomic_add(pooled_row + C_up + c,
-                      tl.sum(x * weight[:, None], axis=0), mask=c_mask)
+        x = load_tile(low_ptr, n, p, c, p_mask & c_mask[None, :], low_sn,
+                      low_sc, low_sp)
+        add_tile_sums(x, p, c, c_mask, taps_row, pooled_row + C_up, H, W, Ho,
+                      Wo, pad, dilation, False, KERNEL, STRIDE)
 
 
 @triton.jit
@@ -199,8 +220,7 @@ def _cru_kernel(up_ptr, low_ptr, w_gwc_ptr, w_up_ptr, w_low_ptr, sums_ptr,
     ho = p // Wo
     wo = p % Wo
     zeros = tl.zeros((BLOCK_P, BLOCK_C), tl.float32)
-    taps_row = sums_ptr + n * (C_up * (KERNEL * KERNEL + 1) + C_low)
-    pooled_row = taps_row + C_up * KERNEL * KERNEL
+    taps_row, pooled_row = sums_rows(sums_ptr, n, C_up, C_low, KERNEL)
     # Y1 = GWC(X_up) + PWC1(pool(X_up)), and its pixel sums S1.
     y1, s1 = _grouped_conv(up_ptr, w_gwc_ptr, taps_row, n, ho, wo, p_mask, c,
                            c_mask, C, C_up, H, W, pad, dilation, groups,
@@ -233,29 +253,37 @@ def _block(channels, limit=_MAX_BLOCK_C):
     return max(16, min(next_power_of_2(channels), limit))
 
 
-def pooled_sums(x_up, x_low, kernel_size, stride, dilation):
-    """What the CRU's pooled statistics need, fp32, from one read of each
-    squeezed input.
-
-    Returns:
-        Tensor: Per sample ``N``, a row of ``T``, ``C_up x kernel_size**2``
-        sums: per channel and tap, ``X_up`` summed over the input pixels that
-        tap of the grouped convolution reads; then the ``C_up + C_low``
-        pixel sums of ``pool(X_up)`` and ``pool(X_low)``.
+def sums_buffer(n, c_up, c_low, kernel_size, device):
+    """A zeroed buffer for :func:`pooled_sums`: per sample a row of ``T``,
+    ``C_up x kernel_size**2`` sums (per channel and tap, ``X_up`` summed
+    over the input pixels that tap of the grouped convolution reads), then
+    the ``C_up + C_low`` pixel sums of ``pool(X_up)`` and ``pool(X_low)``.
     """
+    return torch.zeros((n, c_up * (kernel_size**2 + 1) + c_low),
+                       dtype=torch.float32, device=device)
+
+
+def pooled_sums(x_up, x_low, kernel_size, stride, dilation):
+    """What the CRU's pooled statistics need (:func:`sums_buffer`), fp32,
+    from one read of each squeezed input."""
     n, c_up, h, w = x_up.shape
     c_low = x_low.shape[1]
-    sums = torch.zeros((n, c_up * (kernel_size**2 + 1) + c_low),
-                       dtype=torch.float32, device=x_up.device)
+    sums = sums_buffer(n, c_up, c_low, kernel_size, x_up.device)
     block_c = _block(max(c_up, c_low), 64)
     grid = (n, triton.cdiv(h * w, _SUMS_BLOCK_P),
             triton.cdiv(c_up, block_c) + triton.cdiv(c_low, block_c))
     _pooled_sums_kernel[grid](
-        x_up, x_low, sums, c_up, c_low, h, w, strided_size(h, stride),
-        strided_size(w, stride), dilation * (kernel_size // 2), dilation,
+        x_up, x_low, sums, c_up, c_low, h, w, *geometry(h, w, kernel_size,
+                                                        stride, dilation),
         *strides(x_up), *strides(x_low), KERNEL=kernel_size, STRIDE=stride,
         BLOCK_P=_SUMS_BLOCK_P, BLOCK_C=block_c)
     return sums
+
+
+def geometry(h, w, kernel_size, stride, dilation):
+    """``(Ho, Wo, pad, dilation)`` of the grouped convolution."""
+    return (strided_size(h, stride), strided_size(w, stride),
+            dilation * (kernel_size // 2), dilation)
 
 
 def cru_launch(channels, c_up, c_low, groups) -> dict:
@@ -274,7 +302,7 @@ def cru_launch(channels, c_up, c_low, groups) -> dict:
 
 def cru_forward(x_up, x_low, gwc_weight, pwc_up_weight, pwc_low_weight,
                 stride, dilation, groups, out_affine=None, dtype=None,
-                launch=None):
+                launch=None, sums=None):
     """:class:`CRU` from its squeezed inputs (Eq. 6-10), for inference.
 
     Args:
@@ -294,6 +322,9 @@ def cru_forward(x_up, x_low, gwc_weight, pwc_up_weight, pwc_low_weight,
             :func:`cru_launch` (``BLOCK_P``, ``BLOCK_C``, ``BLOCK_K`` of
             at least 16, ``num_warps``, ``num_stages``), for tuning
             (``tools/analysis_tools/tune_kernels.py``).
+        sums (Tensor, optional): The inputs' :func:`pooled_sums`, if the
+            kernel that wrote them already added them up (the deploy form's
+            SRU+squeeze GEMM does).
 
     Returns:
         Tensor: ``(N, C, ceil(H / stride), ceil(W / stride))`` in ``x_up``'s
@@ -304,7 +335,8 @@ def cru_forward(x_up, x_low, gwc_weight, pwc_up_weight, pwc_low_weight,
     n, c_up, h, w = x_up.shape
     channels, _, kernel_size, _ = gwc_weight.shape
     c_low, c_p = x_low.shape[1], pwc_low_weight.shape[0]
-    sums = pooled_sums(x_up, x_low, kernel_size, stride, dilation)
+    if sums is None:
+        sums = pooled_sums(x_up, x_low, kernel_size, stride, dilation)
     ho, wo = strided_size(h, stride), strided_size(w, stride)
     out = empty_like_layout(x_up, channels, dtype, size=(ho, wo))
     scale, shift = ((kernel_arg(t, torch.float32) for t in out_affine)

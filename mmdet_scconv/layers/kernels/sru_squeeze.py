@@ -23,6 +23,7 @@ from ..sru import GAMMA_SUM_EPS
 from ._layout import (dense, empty_like_layout, kernel_arg, next_power_of_2,
                       strides)
 from ._tiles import dot_options, store_tile
+from .cru_infer import add_tile_sums, geometry, sums_rows
 from .sru import group_stats, inv_gamma_sum, sru_tile
 
 _BLOCK_P = 64
@@ -40,16 +41,18 @@ def _weight_tile(w_ptr, c, c_mask, out_channels, half, BLOCK_N: tl.constexpr):
 
 @triton.jit
 def _sru_squeeze_kernel(x_ptr, w_up_ptr, w_low_ptr, up_ptr, low_ptr,
-                        weight_ptr, bias_ptr, mean_ptr, rstd_ptr, half,
-                        out_channels, HW, G, stride_n, stride_c, stride_p,
-                        out_sn, out_sc, out_sp, threshold, gamma_eps,
-                        SOFT: tl.constexpr, NORMALISE: tl.constexpr,
-                        DOT_DTYPE: tl.constexpr,
-                        PRECISION: tl.constexpr, BLOCK_P: tl.constexpr,
-                        BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr,
-                        BLOCK_ALL_C: tl.constexpr):
+                        weight_ptr, bias_ptr, mean_ptr, rstd_ptr, sums_ptr,
+                        half, out_channels, H, W, G, Ho, Wo, pad, dilation,
+                        stride_n, stride_c, stride_p, out_sn, out_sc, out_sp,
+                        threshold, gamma_eps, SOFT: tl.constexpr,
+                        NORMALISE: tl.constexpr, ADD_SUMS: tl.constexpr,
+                        KERNEL: tl.constexpr, STRIDE: tl.constexpr,
+                        DOT_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
+                        BLOCK_P: tl.constexpr, BLOCK_K: tl.constexpr,
+                        BLOCK_N: tl.constexpr, BLOCK_ALL_C: tl.constexpr):
     n = tl.program_id(0)
     p = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
+    HW = H * W
     inv_sum = inv_gamma_sum(weight_ptr, 2 * half, gamma_eps, NORMALISE,
                             BLOCK_ALL_C)
     acc_up = tl.zeros((BLOCK_P, BLOCK_N), tl.float32)
@@ -73,6 +76,20 @@ def _sru_squeeze_kernel(x_ptr, w_up_ptr, w_low_ptr, up_ptr, low_ptr,
     out_mask = (p[:, None] < HW) & (o[None, :] < out_channels)
     store_tile(up_ptr, acc_up, n, p, o, out_mask, out_sn, out_sc, out_sp)
     store_tile(low_ptr, acc_low, n, p, o, out_mask, out_sn, out_sc, out_sp)
+    if ADD_SUMS:
+        # The CRU's pooled sums of what was stored (rounded to its dtype).
+        taps_row, pooled_row = sums_rows(sums_ptr, n, out_channels,
+                                         out_channels, KERNEL)
+        o_mask = o < out_channels
+        stored = tl.where(out_mask, acc_up.to(up_ptr.dtype.element_ty), 0.0)
+        add_tile_sums(stored.to(tl.float32), p, o, o_mask, taps_row,
+                      pooled_row, H, W, Ho, Wo, pad, dilation, True, KERNEL,
+                      STRIDE)
+        stored = tl.where(out_mask, acc_low.to(low_ptr.dtype.element_ty),
+                          0.0)
+        add_tile_sums(stored.to(tl.float32), p, o, o_mask, taps_row,
+                      pooled_row + out_channels, H, W, Ho, Wo, pad, dilation,
+                      False, KERNEL, STRIDE)
 
 
 def squeeze_launch(half, out_channels) -> dict:
@@ -87,7 +104,7 @@ def squeeze_launch(half, out_channels) -> dict:
 
 
 def sru_squeeze(x, weight, bias, w_up, w_low, groups, eps, threshold, gate,
-                dtype=None, normalise=False, launch=None):
+                dtype=None, normalise=False, launch=None, add_sums=None):
     """``(squeeze_up(upper), squeeze_low(lower))`` of the SRU output of
     ``x``, and the GroupNorm statistics. No autograd (training wraps it in
     ``fast.SRUSqueezeFunction``).
@@ -108,6 +125,11 @@ def sru_squeeze(x, weight, bias, w_up, w_low, groups, eps, threshold, gate,
             :func:`squeeze_launch` (``BLOCK_P``, ``BLOCK_K`` of at least 16,
             ``num_warps``, ``num_stages``), for tuning
             (``tools/analysis_tools/tune_kernels.py``).
+        add_sums (tuple, optional): ``(sums, kernel_size, stride,
+            dilation)``: also add up the CRU's pooled statistics of both
+            outputs into ``sums`` (a zeroed ``cru_infer.sums_buffer``) for
+            the CRU's grouped convolution of that geometry, so that
+            ``cru_infer.cru_forward`` needs no pass of its own for them.
 
     Returns:
         tuple[Tensor, Tensor, Tensor, Tensor]: Both squeezed tensors in
@@ -121,12 +143,15 @@ def sru_squeeze(x, weight, bias, w_up, w_low, groups, eps, threshold, gate,
     up = empty_like_layout(x, out_channels, dtype)
     low = empty_like_layout(x, out_channels, dtype)
     settings = dict(squeeze_launch(half, out_channels), **launch or {})
+    # Without add_sums the kernel never touches sums: any tensor stands in.
+    sums, kernel_size, stride, dilation = add_sums or (mean, 1, 1, 1)
     _sru_squeeze_kernel[(n, triton.cdiv(h * w, settings['BLOCK_P']))](
         x, kernel_arg(w_up), kernel_arg(w_low), up, low, kernel_arg(weight),
-        kernel_arg(bias), mean, rstd,
-        half, out_channels, h * w, groups, *strides(x), *strides(up),
-        threshold, GAMMA_SUM_EPS, SOFT=gate == 'soft', NORMALISE=normalise,
-        **dot_options(dtype, x.device),
+        kernel_arg(bias), mean, rstd, sums, half, out_channels, h, w, groups,
+        *geometry(h, w, kernel_size, stride, dilation), *strides(x),
+        *strides(up), threshold, GAMMA_SUM_EPS, SOFT=gate == 'soft',
+        NORMALISE=normalise, ADD_SUMS=add_sums is not None,
+        KERNEL=kernel_size, STRIDE=stride, **dot_options(dtype, x.device),
         BLOCK_N=max(16, next_power_of_2(out_channels)),
         BLOCK_ALL_C=next_power_of_2(c), **settings)
     return up, low, mean, rstd
