@@ -348,8 +348,9 @@ def cru_from_split(cru, x_up: torch.Tensor, x_low: torch.Tensor,
             ``(scale, shift)`` applied to the output: a following BatchNorm
             folded in by :meth:`SCConv.fuse_norm`. Without autograd it costs
             no pass of its own.
-        use_kernels (bool): Fuse with the Triton kernels
-            (:mod:`.kernels.cru`).
+        use_kernels (bool): Run the Triton kernels: at inference the whole
+            CRU after the squeeze as one kernel (:mod:`.kernels.cru_infer`),
+            in training the fuse (:mod:`.kernels.cru`).
     """
     return cru_from_squeezed(cru, cru.squeeze_up(x_up),
                              cru.squeeze_low(x_low), out_affine, use_kernels)
@@ -457,17 +458,17 @@ def deploy_on_kernels(sru, cru, x: torch.Tensor, out_affine):
     from .kernels import cru_infer, sru_squeeze
     dilation, groups = cru.gwc.dilation[0], cru.gwc.groups
     kernel_size = cru.gwc.kernel_size[0]
-    squeezed = cru.squeeze_up.out_channels
+    squeezed, dtype = cru.squeeze_up.out_channels, _conv_dtype(x)
     sums = cru_infer.sums_buffer(x.shape[0], squeezed, squeezed, kernel_size,
                                  x.device)
     up, low, _, _ = sru_squeeze.sru_squeeze(
         x, sru.gn.weight, sru.gn.bias, cru.squeeze_up.weight,
         cru.squeeze_low.weight, sru.gn.num_groups, sru.gn.eps,
-        sru.gate_threshold, sru.gate, _conv_dtype(x), normalise=True,
+        sru.gate_threshold, sru.gate, dtype, normalise=True,
         add_sums=(sums, kernel_size, cru.stride, dilation))
     return cru_infer.cru_forward(
         up, low, cru.gwc.weight, cru.pwc_up.weight, cru.pwc_low.weight,
-        cru.stride, dilation, groups, out_affine, _conv_dtype(x), sums=sums)
+        cru.stride, dilation, groups, out_affine, dtype, sums=sums)
 
 
 def sru_squeeze(sru, cru, x: torch.Tensor, use_kernels=False):
