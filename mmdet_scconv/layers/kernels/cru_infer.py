@@ -11,7 +11,9 @@ From the squeezed ``X_up`` and ``X_low`` (full resolution):
   lattice set by the stride, the dilation and the padding). So no
   convolution output is needed for them, and the sums of the pooled
   (strided) pointwise inputs come from the full-resolution ones, each pixel
-  weighted by one over the size of its pooling window.
+  weighted by one over the size of its pooling window. The deploy form's
+  squeeze GEMM adds them up itself as it stores ``X_up`` and ``X_low``
+  (:func:`add_tile_sums`), and this pass is skipped.
 * :func:`cru_forward` computes, tile by tile of output pixels and channels,
   ``Y1 = GWC(X_up) + PWC1(pool(X_up))`` (the grouped convolution as an
   implicit GEMM over its taps), ``Y2 = cat(PWC2(pool(X_low)), pool(X_low))``
