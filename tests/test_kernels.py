@@ -21,8 +21,6 @@ from mmdet_scconv.layers import (CRU, SCConv, fast,  # noqa: E402
 from mmdet_scconv.layers.fast import apply_affine  # noqa: E402
 from mmdet_scconv.layers.kernels import cru as triton_cru  # noqa: E402
 from mmdet_scconv.layers.kernels import sru as triton_sru  # noqa: E402
-from mmdet_scconv.layers.kernels import cru_infer  # noqa: E402
-from mmdet_scconv.layers.kernels.cru_infer import cru_forward  # noqa: E402
 from mmdet_scconv.layers.kernels.sru_squeeze import sru_squeeze  # noqa: E402
 from test_fast import assert_relative_error  # noqa: E402
 from test_layers import randomise  # noqa: E402
@@ -115,22 +113,6 @@ def test_sru_kernel_normalises_gamma_itself():
         assert_relative_error(a, e, 1e-6, 'half')
 
 
-def fuse_as_written(y1, projected, x_low, weight):
-    """Eq. 9-10 in plain PyTorch ops."""
-    s1 = y1.mean((2, 3))
-    low_mean = x_low.mean((2, 3))
-    s2 = torch.cat([low_mean @ weight.flatten(1).t(), low_mean], 1)
-    beta1 = torch.sigmoid(s1 - s2)[..., None, None]
-    return beta1 * y1 + (1 - beta1) * torch.cat([projected, x_low], 1)
-
-
-def fuse_inputs(channels_last, channels=(40, 40, 28, 12)):
-    tensors = [layout(torch.randn(2, c, 7, 5, device=DEVICE), channels_last)
-               for c in channels]
-    return tensors + [torch.randn(channels[2], channels[3], 1, 1,
-                                  device=DEVICE)]
-
-
 @pytest.mark.parametrize(
     'channels,out_channels,alpha,kernel_size,stride,dilation,groups,size,'
     'channels_last,with_affine', [
@@ -141,12 +123,14 @@ def fuse_inputs(channels_last, channels=(40, 40, 28, 12)):
         (16, 12, 0.5, 1, 1, 1, 2, (4, 3), False, False),  # k 1, tiny
         (256, 256, 0.5, 3, 1, 1, 2, (5, 4), True, True),  # K, C blocks
     ])
-def test_cru_inference_kernel_matches_the_module(
-        channels, out_channels, alpha, kernel_size, stride, dilation, groups,
-        size, channels_last, with_affine):
+def test_cru_kernel_matches_the_module(channels, out_channels, alpha,
+                                       kernel_size, stride, dilation, groups,
+                                       size, channels_last, with_affine):
     """The whole CRU after its squeeze convolutions (grouped convolution,
     pointwise convolutions, pooling, fuse, folded BatchNorm) as one kernel
-    equals the module's ops."""
+    equals the module's ops; trained through CRUFunction, so do the
+    gradients of the squeezed inputs and the three weights (against float64
+    autograd)."""
     cru = randomise(CRU(channels, out_channels, kernel_size, stride,
                         dilation, alpha, groups=groups)).to(DEVICE)
     x = layout(torch.randn(2, channels, *size, device=DEVICE), channels_last)
@@ -159,30 +143,29 @@ def test_cru_inference_kernel_matches_the_module(
         expected = cru(x)
         if with_affine:
             expected = apply_affine(expected, affine)
-        actual = cru_forward(x_up, x_low, cru.gwc.weight, cru.pwc_up.weight,
-                             cru.pwc_low.weight, stride, dilation, groups,
-                             affine)
+        weights = (cru.gwc.weight, cru.pwc_up.weight, cru.pwc_low.weight)
+        actual = triton_cru.cru_forward(x_up, x_low, *weights, stride,
+                                        dilation, groups, affine)
     assert actual.shape == expected.shape
     assert actual.is_contiguous(memory_format=torch.channels_last) == (
         channels_last)
     assert_relative_error(actual, expected, 1e-5, 'Y')
 
-
-@pytest.mark.parametrize('channels_last', [False, True])
-def test_cru_fuse_function_gradients_match_autograd(channels_last):
-    y1, _, projected, x_low, weight = fuse_inputs(channels_last,
-                                                  (24, 24, 16, 8))
-    inputs = [t.double().requires_grad_() for t in (y1, projected, x_low,
-                                                    weight)]
-    expected = fuse_as_written(*inputs)
+    cru64 = copy.deepcopy(cru).double()
+    inputs64 = [t.detach().double().requires_grad_() for t in (x_up, x_low)]
+    expected = cru64.transform_and_fuse(*inputs64)
     grad = torch.randn_like(expected)
-    expected_grads = torch.autograd.grad(expected, inputs, grad)
-    inputs = [t.detach().float().requires_grad_() for t in inputs]
-    actual = triton_cru.CRUFuseFunction.apply(*inputs)
-    assert_relative_error(actual, expected, 1e-6, 'Y')
-    actual_grads = torch.autograd.grad(actual, inputs, grad.float())
-    for name, a, e in zip(('y1', 'P', 'x_low', 'weight'), actual_grads,
-                          expected_grads):
+    expected_grads = torch.autograd.grad(
+        expected, inputs64 +
+        [cru64.gwc.weight, cru64.pwc_up.weight, cru64.pwc_low.weight], grad)
+    inputs = [t.detach().requires_grad_() for t in (x_up, x_low)]
+    actual = triton_cru.CRUFunction.apply(*inputs, *weights, stride,
+                                          dilation, groups, torch.float32)
+    actual_grads = torch.autograd.grad(actual, inputs + list(weights),
+                                       grad.float())
+    assert_relative_error(actual, expected, 1e-5, 'Y (training)')
+    for name, a, e in zip(('x_up', 'x_low', 'gwc', 'pwc_up', 'pwc_low'),
+                          actual_grads, expected_grads):
         assert a.shape == e.shape
         assert_relative_error(a, e, 1e-5, name)
 
@@ -231,13 +214,13 @@ def test_squeeze_gemm_adds_up_the_cru_sums(stride, dilation, channels_last):
     scconv = randomise(SCConv(32, 32, gn_groups=8)).to(DEVICE)
     x = layout(torch.randn(2, 32, 9, 7, device=DEVICE), channels_last)
     sru, cru = scconv.sru, scconv.cru
-    sums = cru_infer.sums_buffer(2, 8, 8, 3, DEVICE)
+    sums = triton_cru.sums_buffer(2, 8, 8, 3, DEVICE)
     with torch.no_grad():
         up, low, _, _ = sru_squeeze(
             x, sru.gn.weight, sru.gn.bias, cru.squeeze_up.weight,
             cru.squeeze_low.weight, 8, 1e-5, 0.5, 'soft', normalise=True,
             add_sums=(sums, 3, stride, dilation))
-    expected = cru_infer.pooled_sums(up, low, 3, stride, dilation)
+    expected = triton_cru.pooled_sums(up, low, 3, stride, dilation)
     assert_relative_error(sums, expected, 1e-6, 'sums')
 
 
@@ -253,7 +236,7 @@ def test_deploy_form_never_writes_the_sru_output(monkeypatch):
         raise AssertionError('the squeezed tensors were read for the sums')
 
     monkeypatch.setattr(triton_sru, 'halves', no_halves)
-    monkeypatch.setattr(cru_infer, 'pooled_sums', no_sums_pass)
+    monkeypatch.setattr(triton_cru, 'pooled_sums', no_sums_pass)
     scconv = randomise(SCConv(32, 32, gn_groups=8, impl='triton')).to(DEVICE)
     bn = torch.nn.BatchNorm2d(32).to(DEVICE).eval()
     x = torch.randn(1, 32, 5, 5, device=DEVICE)
@@ -266,28 +249,27 @@ def test_deploy_form_never_writes_the_sru_output(monkeypatch):
             scconv(x)  # the plain inference path does write them
 
 
-def test_kernels_take_the_cru_convolutions_and_the_training_fuse(
-        monkeypatch):
-    """Inference on the kernels runs none of the CRU's convolutions after
-    the squeeze as a module (one kernel computes them with the fuse);
-    training at alpha=0.5 fuses through CRUFuseFunction."""
+def test_kernels_run_the_cru_convolutions_themselves(monkeypatch):
+    """On the kernels neither inference nor training runs the CRU's
+    convolutions after the squeeze as modules: one kernel computes them
+    with the fuse, in training through CRUFunction."""
     scconv = randomise(SCConv(32, 32, gn_groups=8, impl='triton')).to(DEVICE)
     x = torch.randn(1, 32, 5, 5, device=DEVICE)
 
     def no_module_call(*args):
         raise AssertionError('a CRU convolution ran as a module')
 
-    with monkeypatch.context() as patch:
-        for conv in (scconv.cru.gwc, scconv.cru.pwc_up, scconv.cru.pwc_low):
-            patch.setattr(conv, 'forward', no_module_call)
-        with torch.no_grad():
-            scconv(x)
-    fuse_calls = []
-    apply = triton_cru.CRUFuseFunction.apply
-    monkeypatch.setattr(triton_cru.CRUFuseFunction, 'apply',
-                        lambda *args: fuse_calls.append(1) or apply(*args))
+    for conv in (scconv.cru.gwc, scconv.cru.pwc_up, scconv.cru.pwc_low):
+        monkeypatch.setattr(conv, 'forward', no_module_call)
+    with torch.no_grad():
+        scconv(x)
+    calls = []
+    apply = triton_cru.CRUFunction.apply
+    monkeypatch.setattr(triton_cru.CRUFunction, 'apply',
+                        lambda *args: calls.append(1) or apply(*args))
     scconv(x).sum().backward()
-    assert fuse_calls == [1]
+    assert calls == [1]
+    assert scconv.cru.gwc.weight.grad is not None
 
 
 def test_scconv_triton_impl_equals_reference():

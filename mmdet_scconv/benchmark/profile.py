@@ -6,7 +6,7 @@ mmcv/mmengine/mmdet.
 import torch
 
 from .models import trunk_loss, trunk_models
-from .timing import autocast, make_step, synchronize
+from .timing import make_step, synchronize
 
 
 def profile_trunk(depth=50, impl='fast', device='cuda', batch=2, height=800,

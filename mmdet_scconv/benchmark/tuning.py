@@ -1,6 +1,6 @@
 """Sweep the launch settings of SCConv's inference kernels (the SRU + squeeze
 GEMM of :mod:`..layers.kernels.sru_squeeze` and the CRU kernel of
-:mod:`..layers.kernels.cru_infer`) at each SCConv shape of a trunk: what to
+:mod:`..layers.kernels.cru`) at each SCConv shape of a trunk: what to
 make their defaults on a GPU. Every setting's output is checked against the
 default's before it is timed.
 
@@ -103,7 +103,8 @@ def tune_layer(channels, height, width, stride, count, label, batch, dtype,
                device, timer, spaces=SPACES):
     """Sweep both kernels of one deploy-form SCConv (with a BatchNorm folded
     in) on a channels-last ``dtype`` input."""
-    from ..layers.kernels import cru_infer, sru_squeeze
+    from ..layers.kernels import cru as triton_cru
+    from ..layers.kernels import sru_squeeze
 
     scconv = SCConv(channels, channels, 3, stride).to(device).eval()
     bn = torch.nn.BatchNorm2d(channels).to(device).eval()
@@ -124,7 +125,7 @@ def tune_layer(channels, height, width, stride, count, label, batch, dtype,
         x_up, x_low = squeeze(None)
 
         def combine(launch):
-            return (cru_infer.cru_forward(
+            return (triton_cru.cru_forward(
                 x_up, x_low, cru.gwc.weight, cru.pwc_up.weight,
                 cru.pwc_low.weight, stride, 1, cru.gwc.groups,
                 scconv.out_affine, x.dtype, launch), )

@@ -141,8 +141,13 @@ class CRU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x_up, x_low = torch.split(
             x, [self.up_channels, self.low_channels], dim=1)
-        x_up = self.squeeze_up(x_up)
-        x_low = self.downsample(self.squeeze_low(x_low))
+        return self.transform_and_fuse(self.squeeze_up(x_up),
+                                       self.squeeze_low(x_low))
+
+    def transform_and_fuse(self, x_up: torch.Tensor,
+                           x_low: torch.Tensor) -> torch.Tensor:
+        """Eq. 6-9 from the squeezed ``X_up`` and ``X_low`` (Eq. 5)."""
+        x_low = self.downsample(x_low)
         y1 = self.gwc(x_up) + self.pwc_up(self.downsample(x_up))
         y2 = torch.cat([self.pwc_low(x_low), x_low], dim=1)
         s = torch.stack([y1.mean((2, 3)), y2.mean((2, 3))])

@@ -348,9 +348,9 @@ def cru_from_split(cru, x_up: torch.Tensor, x_low: torch.Tensor,
             ``(scale, shift)`` applied to the output: a following BatchNorm
             folded in by :meth:`SCConv.fuse_norm`. Without autograd it costs
             no pass of its own.
-        use_kernels (bool): Run the Triton kernels: at inference the whole
-            CRU after the squeeze as one kernel (:mod:`.kernels.cru_infer`),
-            in training the fuse (:mod:`.kernels.cru`).
+        use_kernels (bool): Run the whole CRU after the squeeze as one
+            Triton kernel (:mod:`.kernels.cru`), in training through
+            its autograd Function.
     """
     return cru_from_squeezed(cru, cru.squeeze_up(x_up),
                              cru.squeeze_low(x_low), out_affine, use_kernels)
@@ -361,22 +361,21 @@ def cru_from_squeezed(cru, x_up: torch.Tensor, x_low: torch.Tensor,
     """The CRU after its squeeze convolutions (see :func:`cru_from_split`).
     """
     inplace = not _needs_autograd(cru, x_up)
-    if use_kernels and inplace:
+    if use_kernels:
         # All three convolutions, the pooling and the fuse in one kernel.
-        from .kernels import cru_infer
-        return cru_infer.cru_forward(
-            x_up, x_low, cru.gwc.weight, cru.pwc_up.weight,
-            cru.pwc_low.weight, cru.stride, cru.gwc.dilation[0],
-            cru.gwc.groups, out_affine, _conv_dtype(x_up))
+        from .kernels import cru as triton_cru
+        args = (x_up, x_low, cru.gwc.weight, cru.pwc_up.weight,
+                cru.pwc_low.weight, cru.stride, cru.gwc.dilation[0],
+                cru.gwc.groups)
+        if inplace:
+            return triton_cru.cru_forward(*args, out_affine,
+                                          _conv_dtype(x_up))
+        y = triton_cru.CRUFunction.apply(*args, _conv_dtype(x_up))
+        return y if out_affine is None else apply_affine(y, out_affine)
     x_low = cru.downsample(x_low)
     y1 = cru.gwc(x_up)
     pwc_up = cru.pwc_up(cru.downsample(x_up))
     low_projected = cru.pwc_low(x_low)
-    if use_kernels:
-        from .kernels import cru as triton_cru
-        y = triton_cru.CRUFuseFunction.apply(y1 + pwc_up, low_projected,
-                                             x_low, cru.pwc_low.weight)
-        return y if out_affine is None else apply_affine(y, out_affine)
     if inplace:
         y1 += pwc_up
     else:
@@ -455,18 +454,19 @@ def deploy_on_kernels(sru, cru, x: torch.Tensor, out_affine):
     one more kernel is the rest of the CRU with the folded BatchNorm. The
     SRU output, the convolution outputs and ``Y1`` never go through memory.
     """
-    from .kernels import cru_infer, sru_squeeze
+    from .kernels import cru as triton_cru
+    from .kernels import sru_squeeze
     dilation, groups = cru.gwc.dilation[0], cru.gwc.groups
     kernel_size = cru.gwc.kernel_size[0]
     squeezed, dtype = cru.squeeze_up.out_channels, _conv_dtype(x)
-    sums = cru_infer.sums_buffer(x.shape[0], squeezed, squeezed, kernel_size,
-                                 x.device)
+    sums = triton_cru.sums_buffer(x.shape[0], squeezed, squeezed,
+                                  kernel_size, x.device)
     up, low, _, _ = sru_squeeze.sru_squeeze(
         x, sru.gn.weight, sru.gn.bias, cru.squeeze_up.weight,
         cru.squeeze_low.weight, sru.gn.num_groups, sru.gn.eps,
         sru.gate_threshold, sru.gate, dtype, normalise=True,
         add_sums=(sums, kernel_size, cru.stride, dilation))
-    return cru_infer.cru_forward(
+    return triton_cru.cru_forward(
         up, low, cru.gwc.weight, cru.pwc_up.weight, cru.pwc_low.weight,
         cru.stride, dilation, groups, out_affine, dtype, sums=sums)
 

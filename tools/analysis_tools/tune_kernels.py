@@ -3,7 +3,7 @@ shape of a ResNet trunk (GPU), and print the best per shape.
 
 Every setting's output is checked against the defaults' first. The defaults
 live in ``squeeze_launch`` (``mmdet_scconv/layers/kernels/sru_squeeze.py``)
-and ``cru_launch`` (``.../cru_infer.py``).
+and ``cru_launch`` (``.../cru.py``).
 
 Example (about 3 minutes on an H100/H200, most of it compiling):
     python tools/analysis_tools/tune_kernels.py --dtype bf16

@@ -1,229 +1,535 @@
-"""The CRU fuse for training in Triton: pooled statistics, the two-branch
-softmax and the weighted sum, without materialising the concatenated
-``Y2 = cat(P, X_low)``. (Inference runs the whole CRU after its squeeze
-convolutions as one kernel: :mod:`.cru_infer`.)
+"""The whole CRU after its squeeze convolutions, at inference, in two Triton
+launches and no convolution call.
 
-* :func:`channel_sums` adds up the per-(sample, channel) sums of ``Y1`` and
-  ``X_low`` into one ``(N, C + C_low)`` buffer in one launch;
-* :func:`fuse` writes ``Y = Y2 + beta1 (Y1 - Y2)`` in one pass over the
-  output;
-* :class:`CRUFuseFunction` wraps it for autograd, with a backward of one
-  reduction and one elementwise pass.
+From the squeezed ``X_up`` and ``X_low`` (full resolution):
+
+* :func:`pooled_sums` reads both once and adds up what the pooled
+  statistics ``S1 = GAP(Y1)`` and ``S2 = GAP(Y2)`` need. Both are linear in
+  the inputs: ``GAP(PWC(X)) = W GAP(X)`` for a 1x1 convolution without bias,
+  and ``sum(GWC(X_up))[o] = sum_{c, tap} W[o, c, tap] T[c, tap]`` where
+  ``T[c, tap]`` sums ``X_up[c]`` over the input pixels that tap reads (a
+  lattice set by the stride, the dilation and the padding). So no
+  convolution output is needed for them, and the sums of the pooled
+  (strided) pointwise inputs come from the full-resolution ones, each pixel
+  weighted by one over the size of its pooling window. The deploy form's
+  squeeze GEMM adds them up itself as it stores ``X_up`` and ``X_low``
+  (:func:`add_tile_sums`), and this pass is skipped.
+* :func:`cru_forward` computes, tile by tile of output pixels and channels,
+  ``Y1 = GWC(X_up) + PWC1(pool(X_up))`` (the grouped convolution as an
+  implicit GEMM over its taps), ``Y2 = cat(PWC2(pool(X_low)), pool(X_low))``
+  and writes ``Y = Y2 + beta1 (Y1 - Y2)``, with a folded BatchNorm's scale
+  and shift if any. ``pool`` is :meth:`CRU.downsample` (a ``stride x
+  stride`` mean, ceil mode, padding excluded) taken on the fly.
+
+Against cuDNN's convolutions and the fuse kernels this writes only the
+output: no ``GWC``/``PWC`` output, no pooled tensor and no ``Y1`` goes
+through memory, and one layer's CRU after the squeeze is two kernels (and
+the zeroing of their small sums buffer) instead of three convolutions,
+their weight casts, a sum and two fuse kernels.
 """
 import torch
+import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from ._layout import dense, empty_like_layout, next_power_of_2, strides
-from ._tiles import load_tile, program_tile, store_tile
+from ..cru import strided_size
+from ._layout import (dense, empty_like_layout, kernel_arg, next_power_of_2,
+                      strides)
+from ._tiles import dot_options, load_tile, program_tile, store_tile
 
-_BLOCK_P = 32
+_SUMS_BLOCK_P = 32
+_BLOCK_P = 64
 _MAX_BLOCK_C = 128
 
 
 @triton.jit
-def _sum_tile(x_ptr, out_ptr, n, c_block, C, HW, out_offset, out_row,
-              stride_n, stride_c, stride_p, BLOCK_P: tl.constexpr,
-              BLOCK_C: tl.constexpr):
-    """Add one tile's per-channel sums into ``out[n, out_offset + c]``."""
-    p = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
-    c = c_block * BLOCK_C + tl.arange(0, BLOCK_C)
-    mask = (p[:, None] < HW) & (c[None, :] < C)
-    x = load_tile(x_ptr, n, p, c, mask, stride_n, stride_c, stride_p)
-    tl.atomic_add(out_ptr + n * out_row + out_offset + c, tl.sum(x, axis=0),
-                  mask=c < C)
+def _pool_weight(h, size, STRIDE: tl.constexpr):
+    """One over the rows (or columns) of the pooling window of row ``h``
+    (1 past the input, where nothing is loaded)."""
+    rows = tl.minimum(STRIDE, size - (h // STRIDE) * STRIDE)
+    return 1.0 / tl.maximum(rows, 1).to(tl.float32)
 
 
 @triton.jit
-def _channel_sums_kernel(a_ptr, b_ptr, out_ptr, C_a, C_b, HW, a_sn, a_sc,
-                         a_sp, b_sn, b_sc, b_sp, BLOCK_P: tl.constexpr,
-                         BLOCK_C: tl.constexpr):
-    """The sums of ``a`` and ``b`` side by side in each row of ``out``;
-    axis 2 walks the channel blocks of ``a``, then those of ``b``."""
+def _on_lattice(h, out_size, offset, STRIDE: tl.constexpr):
+    """Whether some output row ``r < out_size`` reads input row ``h`` through
+    a tap at ``offset``: ``h = r * STRIDE + offset``."""
+    t = h - offset
+    return (t >= 0) & (t % STRIDE == 0) & (t // STRIDE < out_size)
+
+
+@triton.jit
+def sums_rows(sums_ptr, n, C_up, C_low, KERNEL: tl.constexpr):
+    """Sample ``n``'s tap sums and pooled sums in a :func:`pooled_sums`
+    buffer."""
+    taps_row = sums_ptr + n * (C_up * (KERNEL * KERNEL + 1) + C_low)
+    return taps_row, taps_row + C_up * KERNEL * KERNEL
+
+
+@triton.jit
+def add_tile_sums(x, p, c, c_mask, taps_row, pooled_row, H, W, Ho, Wo, pad,
+                  dilation, TAPS: tl.constexpr, KERNEL: tl.constexpr,
+                  STRIDE: tl.constexpr):
+    """Add a tile's share of :func:`pooled_sums` (``x``: pixels ``p`` of the
+    full-resolution input, zero where out of range; channels ``c``): the
+    pooled sums at ``pooled_row``, and with ``TAPS`` the tap sums at
+    ``taps_row``."""
+    h = p // W
+    w = p % W
+    weight = _pool_weight(h, H, STRIDE) * _pool_weight(w, W, STRIDE)
+    tl.atomic_add(pooled_row + c, tl.sum(x * weight[:, None], axis=0),
+                  mask=c_mask)
+    if TAPS:
+        for i in tl.static_range(KERNEL):
+            rows = _on_lattice(h, Ho, i * dilation - pad, STRIDE)
+            for j in tl.static_range(KERNEL):
+                read = rows & _on_lattice(w, Wo, j * dilation - pad, STRIDE)
+                tl.atomic_add(taps_row + c * (KERNEL * KERNEL) +
+                              i * KERNEL + j,
+                              tl.sum(tl.where(read[:, None], x, 0.0), axis=0),
+                              mask=c_mask)
+
+
+@triton.jit
+def _pooled_sums_kernel(up_ptr, low_ptr, sums_ptr, C_up, C_low, H, W, Ho, Wo,
+                        pad, dilation, up_sn, up_sc, up_sp, low_sn, low_sc,
+                        low_sp, KERNEL: tl.constexpr, STRIDE: tl.constexpr,
+                        BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+    """Axis 2 walks ``X_up``'s channel blocks (tap and pooled sums), then
+    ``X_low``'s (pooled sums)."""
     n = tl.program_id(0)
+    p = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
+    p_mask = (p < H * W)[:, None]
+    taps_row, pooled_row = sums_rows(sums_ptr, n, C_up, C_low, KERNEL)
+    up_blocks = tl.cdiv(C_up, BLOCK_C)
     c_block = tl.program_id(2)
-    a_blocks = tl.cdiv(C_a, BLOCK_C)
-    if c_block < a_blocks:
-        _sum_tile(a_ptr, out_ptr, n, c_block, C_a, HW, 0, C_a + C_b, a_sn,
-                  a_sc, a_sp, BLOCK_P, BLOCK_C)
+    if c_block < up_blocks:
+        c = c_block * BLOCK_C + tl.arange(0, BLOCK_C)
+        c_mask = c < C_up
+        x = load_tile(up_ptr, n, p, c, p_mask & c_mask[None, :], up_sn,
+                      up_sc, up_sp)
+        add_tile_sums(x, p, c, c_mask, taps_row, pooled_row, H, W, Ho, Wo,
+                      pad, dilation, True, KERNEL, STRIDE)
     else:
-        _sum_tile(b_ptr, out_ptr, n, c_block - a_blocks, C_b, HW, C_a,
-                  C_a + C_b, b_sn, b_sc, b_sp, BLOCK_P, BLOCK_C)
+        c = (c_block - up_blocks) * BLOCK_C + tl.arange(0, BLOCK_C)
+        c_mask = c < C_low
+        x = load_tile(low_ptr, n, p, c, p_mask & c_mask[None, :], low_sn,
+                      low_sc, low_sp)
+        add_tile_sums(x, p, c, c_mask, taps_row, pooled_row + C_up, H, W, Ho,
+                      Wo, pad, dilation, False, KERNEL, STRIDE)
 
 
 @triton.jit
-def _load_y2(p_ptr, low_ptr, n, p, c, mask, C_p, p_sn, p_sc, p_sp, low_sn,
-             low_sc, low_sp):
-    """A tile of ``Y2 = cat(P, X_low)`` without the concatenation."""
-    in_p = (c < C_p)[None, :]
-    from_p = load_tile(p_ptr, n, p, c, mask & in_p, p_sn, p_sc, p_sp)
-    from_low = load_tile(low_ptr, n, p, c - C_p, mask & ~in_p, low_sn,
-                         low_sc, low_sp)
-    return tl.where(in_p, from_p, from_low)
+def _pooled_tile(ptr, n, ho, wo, p_mask, c, c_mask, H, W, stride_n, stride_c,
+                 stride_p, STRIDE: tl.constexpr):
+    """``pool(X)`` at output pixels ``(ho, wo)``: the mean of the
+    ``STRIDE x STRIDE`` window inside the input (fp32)."""
+    if STRIDE == 1:
+        pooled = load_tile(ptr, n, ho * W + wo, c,
+                           p_mask[:, None] & c_mask[None, :], stride_n,
+                           stride_c, stride_p)
+    else:
+        total = tl.zeros((ho.shape[0], c.shape[0]), tl.float32)
+        for di in tl.static_range(STRIDE):
+            for dj in tl.static_range(STRIDE):
+                h = ho * STRIDE + di
+                w = wo * STRIDE + dj
+                inside = p_mask & (h < H) & (w < W)
+                total += load_tile(ptr, n, h * W + w, c,
+                                   inside[:, None] & c_mask[None, :],
+                                   stride_n, stride_c, stride_p)
+        pooled = total * (_pool_weight(ho * STRIDE, H, STRIDE) *
+                          _pool_weight(wo * STRIDE, W, STRIDE))[:, None]
+    return pooled
 
 
 @triton.jit
-def _fuse_kernel(y1_ptr, p_ptr, low_ptr, out_ptr, sums_ptr, projected_ptr,
-                 beta_ptr, C, C_p, HW, inv_hw, y1_sn, y1_sc, y1_sp, p_sn,
-                 p_sc, p_sp, low_sn, low_sc, low_sp, out_sn, out_sc, out_sp,
-                 BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
-    n, p, c, mask = program_tile(HW, C, BLOCK_P, BLOCK_C)
+def _pointwise(x_ptr, w_ptr, sums_ptr, n, ho, wo, p_mask, o, o_mask, K, H, W,
+               x_sn, x_sc, x_sp, acc, s, STRIDE: tl.constexpr,
+               DOT_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
+               BLOCK_K: tl.constexpr):
+    """A 1x1 convolution of ``pool(X)``, tile and pooled sums: ``acc +=
+    pool(X)[n, p, :] @ W[o, :]^T`` and ``s += W[o, :] @ sums`` (``W`` is
+    ``(outputs, K)``, ``sums`` the pixel sums of ``pool(X)``)."""
+    for start in range(0, K, BLOCK_K):
+        k = start + tl.arange(0, BLOCK_K)
+        k_mask = k < K
+        x = _pooled_tile(x_ptr, n, ho, wo, p_mask, k, k_mask, H, W, x_sn,
+                         x_sc, x_sp, STRIDE)
+        w = tl.load(w_ptr + o[None, :] * K + k[:, None],
+                    mask=k_mask[:, None] & o_mask[None, :], other=0.0)
+        acc = tl.dot(x.to(DOT_DTYPE), w.to(DOT_DTYPE), acc,
+                     input_precision=PRECISION)
+        total = tl.load(sums_ptr + k, mask=k_mask, other=0.0)
+        s += tl.sum(w * total[:, None], axis=0)
+    return acc, s
+
+
+@triton.jit
+def _grouped_conv(x_ptr, w_ptr, taps_row, n, ho, wo, p_mask, o, o_mask, C,
+                  C_in, H, W, pad, dilation, groups, x_sn, x_sc, x_sp, acc, s,
+                  KERNEL: tl.constexpr, STRIDE: tl.constexpr,
+                  DOT_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
+                  BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr):
+    """The grouped ``KERNEL x KERNEL`` convolution's tile as an implicit
+    GEMM, and its pixel sums: ``s += sum_{c, tap} W[o, c, tap] T[c, tap]``
+    (``T`` at ``taps_row``, see :func:`pooled_sums`).
+    Each tap multiplies the shifted input by a block-diagonal weight; only
+    the input channels of the groups of this program's outputs are read."""
+    group_in = C_in // groups
+    group_out = C // groups
+    first_out = tl.program_id(2) * BLOCK_C
+    last_out = tl.minimum(C, first_out + BLOCK_C) - 1
+    k_start = (first_out // group_out) * group_in
+    k_end = (last_out // group_out + 1) * group_in
+    group = o // group_out
+    taps = KERNEL * KERNEL
+    for tap in range(taps):
+        h = ho * STRIDE + (tap // KERNEL) * dilation - pad
+        w = wo * STRIDE + (tap % KERNEL) * dilation - pad
+        inside = p_mask & (h >= 0) & (h < H) & (w >= 0) & (w < W)
+        for start in range(k_start, k_end, BLOCK_K):
+            k = start + tl.arange(0, BLOCK_K)
+            k_mask = k < k_end
+            x = load_tile(x_ptr, n, h * W + w, k,
+                          inside[:, None] & k_mask[None, :], x_sn, x_sc,
+                          x_sp)
+            in_group = (k[:, None] // group_in) == group[None, :]
+            weight = tl.load(
+                w_ptr + (o[None, :] * group_in + k[:, None] -
+                         group[None, :] * group_in) * taps + tap,
+                mask=in_group & k_mask[:, None] & o_mask[None, :], other=0.0)
+            acc = tl.dot(x.to(DOT_DTYPE), weight.to(DOT_DTYPE), acc,
+                         input_precision=PRECISION)
+            total = tl.load(taps_row + k * taps + tap, mask=k_mask,
+                            other=0.0)
+            s += tl.sum(weight * total[:, None], axis=0)
+    return acc, s
+
+
+@triton.jit
+def _branches(up_ptr, low_ptr, w_gwc_ptr, w_up_ptr, w_low_ptr, sums_ptr, n,
+              p, c, C, C_up, C_low, C_p, H, W, Wo, HWo, pad, dilation,
+              groups, up_sn, up_sc, up_sp, low_sn, low_sc, low_sp,
+              KERNEL: tl.constexpr, STRIDE: tl.constexpr,
+              DOT_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
+              BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+              BLOCK_K: tl.constexpr):
+    """The tiles of ``Y1`` and ``Y2`` at output pixels ``p``, channels
+    ``c``, and ``beta1`` of those channels."""
+    p_mask = p < HWo
     c_mask = c < C
     in_p = c < C_p
-    y1 = load_tile(y1_ptr, n, p, c, mask, y1_sn, y1_sc, y1_sp)
-    y2 = _load_y2(p_ptr, low_ptr, n, p, c, mask, C_p, p_sn, p_sc, p_sp,
-                  low_sn, low_sc, low_sp)
-    # S1 = GAP(Y1); S2 = GAP(Y2) = cat(PWC2(GAP(X_low)), GAP(X_low)).
-    s1 = tl.load(sums_ptr + n * (2 * C - C_p) + c, mask=c_mask, other=0.0)
-    s2_p = tl.load(projected_ptr + n * C_p + c, mask=in_p, other=0.0)
-    s2_low = tl.load(sums_ptr + n * (2 * C - C_p) + C + c - C_p,
-                     mask=c_mask & ~in_p, other=0.0)
-    beta1 = tl.sigmoid((s1 - tl.where(in_p, s2_p, s2_low)) * inv_hw)
-    if tl.program_id(1) == 0:
-        tl.store(beta_ptr + n * C + c, beta1, mask=c_mask)
-    store_tile(out_ptr, y2 + beta1[None, :] * (y1 - y2), n, p, c, mask,
-               out_sn, out_sc, out_sp)
-
-
-def _block_c(channels):
-    return min(next_power_of_2(channels), _MAX_BLOCK_C)
-
-
-def channel_sums(a, b):
-    """Per-(sample, channel) pixel sums of ``a`` and ``b`` (same ``N, H,
-    W``), fp32, side by side: shape ``(N, C_a + C_b)``."""
-    a, b = dense(a), dense(b)
-    n, c_a, h, w = a.shape
-    c_b = b.shape[1]
-    sums = torch.zeros((n, c_a + c_b), dtype=torch.float32, device=a.device)
-    block_c = _block_c(max(c_a, c_b))
-    grid = (n, triton.cdiv(h * w, _BLOCK_P),
-            triton.cdiv(c_a, block_c) + triton.cdiv(c_b, block_c))
-    _channel_sums_kernel[grid](a, b, sums, c_a, c_b, h * w, *strides(a),
-                               *strides(b), BLOCK_P=_BLOCK_P, BLOCK_C=block_c)
-    return sums
-
-
-def fuse(y1, projected, x_low, pwc_low_weight):
-    """``Y = beta1 * Y1 + beta2 * Y2`` of the CRU (Eq. 9-10), from its
-    materialised branches (the training forward).
-
-    Args:
-        y1 (Tensor): ``Y1 = GWC(X_up) + PWC1(X_up)``.
-        projected (Tensor): ``P = PWC2(X_low)``, the first channels of Y2.
-        x_low (Tensor): The squeezed (and pooled) lower part, the rest of Y2.
-        pwc_low_weight (Tensor): ``PWC2``'s weight, for ``GAP(P)``.
-
-    Returns:
-        tuple[Tensor, Tensor, Tensor]: ``Y`` in ``y1``'s layout and dtype;
-        ``beta1`` (fp32, ``(N, C)``) and the channel sums of ``Y1`` and
-        ``X_low``, for the backward pass.
-    """
-    y1, projected, x_low = dense(y1), dense(projected), dense(x_low)
-    channels, c_p = y1.shape[1], projected.shape[1]
-    sums = channel_sums(y1, x_low)
-    # A 1x1 convolution without bias commutes with the spatial sum.
-    gap_p = torch.nn.functional.linear(
-        sums[:, channels:], pwc_low_weight.detach().flatten(1).float())
-    out = empty_like_layout(y1, channels)
-    beta1 = torch.empty((out.shape[0], channels), dtype=torch.float32,
-                        device=out.device)
-    block_c = _block_c(channels)
-    hw = out.shape[2] * out.shape[3]
-    grid = (out.shape[0], triton.cdiv(hw, _BLOCK_P),
-            triton.cdiv(channels, block_c))
-    _fuse_kernel[grid](
-        y1, projected, x_low, out, sums, gap_p, beta1, channels, c_p, hw,
-        1.0 / hw, *[s for t in (y1, projected, x_low, out)
-                    for s in strides(t)], BLOCK_P=_BLOCK_P, BLOCK_C=block_c)
-    return out, beta1, sums
+    ho = p // Wo
+    wo = p % Wo
+    zeros = tl.zeros((BLOCK_P, BLOCK_C), tl.float32)
+    taps_row, pooled_row = sums_rows(sums_ptr, n, C_up, C_low, KERNEL)
+    # Y1 = GWC(X_up) + PWC1(pool(X_up)), and its pixel sums S1.
+    y1, s1 = _grouped_conv(up_ptr, w_gwc_ptr, taps_row, n, ho, wo, p_mask, c,
+                           c_mask, C, C_up, H, W, pad, dilation, groups,
+                           up_sn, up_sc, up_sp, zeros,
+                           tl.zeros((BLOCK_C, ), tl.float32), KERNEL, STRIDE,
+                           DOT_DTYPE, PRECISION, BLOCK_C, BLOCK_K)
+    y1, s1 = _pointwise(up_ptr, w_up_ptr, pooled_row, n, ho, wo, p_mask, c,
+                        c_mask, C_up, H, W, up_sn, up_sc, up_sp, y1, s1,
+                        STRIDE, DOT_DTYPE, PRECISION, BLOCK_K)
+    # Y2 = cat(PWC2(pool(X_low)), pool(X_low)), and S2, branch by branch.
+    low_sums = pooled_row + C_up
+    y2, s2 = _pointwise(low_ptr, w_low_ptr, low_sums, n, ho, wo, p_mask, c,
+                        c_mask & in_p, C_low, H, W, low_sn, low_sc, low_sp,
+                        zeros,
+                        tl.load(low_sums + c - C_p, mask=c_mask & ~in_p,
+                                other=0.0), STRIDE, DOT_DTYPE, PRECISION,
+                        BLOCK_K)
+    y2 += _pooled_tile(low_ptr, n, ho, wo, p_mask, c - C_p, c_mask & ~in_p, H,
+                       W, low_sn, low_sc, low_sp, STRIDE)
+    return y1, y2, tl.sigmoid((s1 - s2) / HWo)
 
 
 @triton.jit
-def _grad_beta_kernel(grad_ptr, y1_ptr, p_ptr, low_ptr, out_ptr, C, C_p, HW,
-                      g_sn, g_sc, g_sp, y1_sn, y1_sc, y1_sp, p_sn, p_sc, p_sp,
-                      low_sn, low_sc, low_sp, BLOCK_P: tl.constexpr,
-                      BLOCK_C: tl.constexpr):
-    """``dL/dbeta1[n, c] = sum_p dY (Y1 - Y2)``, added into ``out``."""
-    n, p, c, mask = program_tile(HW, C, BLOCK_P, BLOCK_C)
+def _cru_kernel(up_ptr, low_ptr, w_gwc_ptr, w_up_ptr, w_low_ptr, sums_ptr,
+                scale_ptr, shift_ptr, beta_ptr, out_ptr, C, C_up, C_low, C_p,
+                H, W, Wo, HWo, pad, dilation, groups, up_sn, up_sc, up_sp,
+                low_sn, low_sc, low_sp, out_sn, out_sc, out_sp,
+                KERNEL: tl.constexpr, STRIDE: tl.constexpr,
+                HAS_AFFINE: tl.constexpr, STORE_BETA: tl.constexpr,
+                DOT_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
+                BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+                BLOCK_K: tl.constexpr):
+    n, p, c, mask = program_tile(HWo, C, BLOCK_P, BLOCK_C)
+    c_mask = c < C
+    y1, y2, beta1 = _branches(
+        up_ptr, low_ptr, w_gwc_ptr, w_up_ptr, w_low_ptr, sums_ptr, n, p, c, C,
+        C_up, C_low, C_p, H, W, Wo, HWo, pad, dilation, groups, up_sn, up_sc,
+        up_sp, low_sn, low_sc, low_sp, KERNEL, STRIDE, DOT_DTYPE, PRECISION,
+        BLOCK_P, BLOCK_C, BLOCK_K)
+    if STORE_BETA:
+        if tl.program_id(1) == 0:
+            tl.store(beta_ptr + n * C + c, beta1, mask=c_mask)
+    y = y2 + beta1[None, :] * (y1 - y2)
+    if HAS_AFFINE:
+        scale = tl.load(scale_ptr + c, mask=c_mask, other=0.0)
+        shift = tl.load(shift_ptr + c, mask=c_mask, other=0.0)
+        y = y * scale[None, :] + shift[None, :]
+    store_tile(out_ptr, y, n, p, c, mask, out_sn, out_sc, out_sp)
+
+
+@triton.jit
+def _grad_beta_kernel(up_ptr, low_ptr, w_gwc_ptr, w_up_ptr, w_low_ptr,
+                      sums_ptr, grad_ptr, out_ptr, C, C_up, C_low, C_p, H, W,
+                      Wo, HWo, pad, dilation, groups, up_sn, up_sc, up_sp,
+                      low_sn, low_sc, low_sp, g_sn, g_sc, g_sp,
+                      KERNEL: tl.constexpr, STRIDE: tl.constexpr,
+                      DOT_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
+                      BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+                      BLOCK_K: tl.constexpr):
+    """``dL/dbeta1[n, c] = sum_p dY (Y1 - Y2)`` with the branches computed
+    again (they were never stored), added into ``out``."""
+    n, p, c, mask = program_tile(HWo, C, BLOCK_P, BLOCK_C)
+    y1, y2, _ = _branches(
+        up_ptr, low_ptr, w_gwc_ptr, w_up_ptr, w_low_ptr, sums_ptr, n, p, c, C,
+        C_up, C_low, C_p, H, W, Wo, HWo, pad, dilation, groups, up_sn, up_sc,
+        up_sp, low_sn, low_sc, low_sp, KERNEL, STRIDE, DOT_DTYPE, PRECISION,
+        BLOCK_P, BLOCK_C, BLOCK_K)
     grad = load_tile(grad_ptr, n, p, c, mask, g_sn, g_sc, g_sp)
-    y1 = load_tile(y1_ptr, n, p, c, mask, y1_sn, y1_sc, y1_sp)
-    y2 = _load_y2(p_ptr, low_ptr, n, p, c, mask, C_p, p_sn, p_sc, p_sp,
-                  low_sn, low_sc, low_sp)
     tl.atomic_add(out_ptr + n * C + c, tl.sum(grad * (y1 - y2), axis=0),
                   mask=c < C)
 
 
-@triton.jit
-def _fuse_backward_kernel(grad_ptr, beta_ptr, ds_ptr, low_extra_ptr,
-                          gy1_ptr, gp_ptr, glow_ptr, C, C_p, HW, inv_hw,
-                          g_sn, g_sc, g_sp, y1_sn, y1_sc, y1_sp, p_sn, p_sc,
-                          p_sp, low_sn, low_sc, low_sp, BLOCK_P: tl.constexpr,
-                          BLOCK_C: tl.constexpr):
-    """``dY1 = beta1 dY + ds / HW``; ``dP = beta2 dY`` and
-    ``dX_low = beta2 dY + extra`` on their channels of ``Y2``."""
-    n, p, c, mask = program_tile(HW, C, BLOCK_P, BLOCK_C)
-    c_mask = c < C
-    in_p = c < C_p
-    grad = load_tile(grad_ptr, n, p, c, mask, g_sn, g_sc, g_sp)
-    beta1 = tl.load(beta_ptr + n * C + c, mask=c_mask, other=0.0)
-    ds = tl.load(ds_ptr + n * C + c, mask=c_mask, other=0.0)
-    extra = tl.load(low_extra_ptr + n * (C - C_p) + c - C_p,
-                    mask=c_mask & ~in_p, other=0.0)
-    store_tile(gy1_ptr, beta1[None, :] * grad + (ds * inv_hw)[None, :], n, p,
-               c, mask, y1_sn, y1_sc, y1_sp)
-    grad_y2 = (1.0 - beta1[None, :]) * grad
-    store_tile(gp_ptr, grad_y2, n, p, c, mask & in_p[None, :], p_sn, p_sc,
-               p_sp)
-    store_tile(glow_ptr, grad_y2 + extra[None, :], n, p, c - C_p,
-               mask & ~in_p[None, :], low_sn, low_sc, low_sp)
+def _block(channels, limit=_MAX_BLOCK_C):
+    return max(16, min(next_power_of_2(channels), limit))
 
-class CRUFuseFunction(torch.autograd.Function):
-    """:func:`fuse` for training: ``Y = Y2 + beta1 (Y1 - Y2)`` with a
-    two-pass backward (one reduction for ``dL/dbeta1``, one elementwise
-    pass writing the three input gradients).
 
-    Inputs: ``y1``, ``projected`` (P), ``x_low``, ``pwc_low_weight``.
-    Saves the three inputs, ``beta1`` and the channel sums (``(N, C)``
-    each), as autograd would for the same ops.
+def sums_buffer(n, c_up, c_low, kernel_size, device):
+    """A zeroed buffer for :func:`pooled_sums`: per sample a row of ``T``,
+    ``C_up x kernel_size**2`` sums (per channel and tap, ``X_up`` summed
+    over the input pixels that tap of the grouped convolution reads), then
+    the ``C_up + C_low`` pixel sums of ``pool(X_up)`` and ``pool(X_low)``.
+    """
+    return torch.zeros((n, c_up * (kernel_size**2 + 1) + c_low),
+                       dtype=torch.float32, device=device)
+
+
+def pooled_sums(x_up, x_low, kernel_size, stride, dilation):
+    """What the CRU's pooled statistics need (:func:`sums_buffer`), fp32,
+    from one read of each squeezed input."""
+    n, c_up, h, w = x_up.shape
+    c_low = x_low.shape[1]
+    sums = sums_buffer(n, c_up, c_low, kernel_size, x_up.device)
+    block_c = _block(max(c_up, c_low), 64)
+    grid = (n, triton.cdiv(h * w, _SUMS_BLOCK_P),
+            triton.cdiv(c_up, block_c) + triton.cdiv(c_low, block_c))
+    _pooled_sums_kernel[grid](
+        x_up, x_low, sums, c_up, c_low, h, w, *geometry(h, w, kernel_size,
+                                                        stride, dilation),
+        *strides(x_up), *strides(x_low), KERNEL=kernel_size, STRIDE=stride,
+        BLOCK_P=_SUMS_BLOCK_P, BLOCK_C=block_c)
+    return sums
+
+
+def geometry(h, w, kernel_size, stride, dilation):
+    """``(Ho, Wo, pad, dilation)`` of the grouped convolution."""
+    return (strided_size(h, stride), strided_size(w, stride),
+            dilation * (kernel_size // 2), dilation)
+
+
+def cru_launch(channels, c_up, c_low, groups) -> dict:
+    """Default launch settings of :func:`cru_forward`'s kernel."""
+    block_c = _block(channels)
+    # A block inside one group of the grouped convolution reads only that
+    # group's input channels.
+    group_out = channels // groups
+    if group_out % 16 == 0 and next_power_of_2(group_out) == group_out:
+        block_c = min(block_c, group_out)
+    return dict(BLOCK_P=_BLOCK_P, BLOCK_C=block_c,
+                BLOCK_K=_block(max(c_up // groups, c_low), 64),
+                # Two (pixels x block_c) fp32 accumulators.
+                num_warps=8 if block_c >= 64 else 4)
+
+
+class _Problem:
+    """One CRU's kernel arguments shared by :func:`cru_forward` and the
+    backward: the squeezed inputs, the weights as kernel arguments, the
+    sums, the geometry and the launch settings."""
+
+    def __init__(self, x_up, x_low, weights, stride, dilation, groups, dtype,
+                 sums=None, launch=None):
+        self.x_up, self.x_low = dense(x_up), dense(x_low)
+        self.dtype = dtype or x_up.dtype
+        n, c_up, h, w = self.x_up.shape
+        channels, _, kernel_size, _ = weights[0].shape
+        c_low, c_p = self.x_low.shape[1], weights[2].shape[0]
+        if sums is None:
+            sums = pooled_sums(self.x_up, self.x_low, kernel_size, stride,
+                               dilation)
+        self.sums = sums
+        ho, wo, pad, _ = geometry(h, w, kernel_size, stride, dilation)
+        self.out_shape = (n, channels, ho, wo)
+        self.settings = dict(cru_launch(channels, c_up, c_low, groups),
+                             **launch or {})
+        self.grid = (n, triton.cdiv(ho * wo, self.settings['BLOCK_P']),
+                     triton.cdiv(channels, self.settings['BLOCK_C']))
+        self.inputs = (self.x_up, self.x_low,
+                       *[kernel_arg(t, torch.float32) for t in weights], sums)
+        self.sizes = (channels, c_up, c_low, c_p, h, w, wo, ho * wo, pad,
+                      dilation, groups, *strides(self.x_up),
+                      *strides(self.x_low))
+        self.constants = dict(KERNEL=kernel_size, STRIDE=stride,
+                              **dot_options(self.dtype, self.x_up.device),
+                              **self.settings)
+
+    def empty_output(self):
+        n, channels, ho, wo = self.out_shape
+        return empty_like_layout(self.x_up, channels, self.dtype,
+                                 size=(ho, wo))
+
+
+def cru_forward(x_up, x_low, gwc_weight, pwc_up_weight, pwc_low_weight,
+                stride, dilation, groups, out_affine=None, dtype=None,
+                launch=None, sums=None, beta=None):
+    """:class:`CRU` from its squeezed inputs (Eq. 6-10), without autograd
+    (:class:`CRUFunction` trains through it).
+
+    Args:
+        x_up, x_low (Tensor): ``squeeze_up`` and ``squeeze_low`` outputs,
+            full resolution, same layout.
+        gwc_weight (Tensor): ``(C, C_up / groups, k, k)``.
+        pwc_up_weight (Tensor): ``(C, C_up, 1, 1)``.
+        pwc_low_weight (Tensor): ``(C - C_low, C_low, 1, 1)``.
+        stride (int), dilation (int), groups (int): The CRU's; the grouped
+            convolution pads ``dilation * (k // 2)``.
+        out_affine (tuple[Tensor, Tensor], optional): A folded BatchNorm's
+            per-channel ``(scale, shift)``.
+        dtype (torch.dtype, optional): The convolutions' dtype (autocast's):
+            operands are rounded to it, accumulation is fp32. Default:
+            ``x_up.dtype``.
+        launch (dict, optional): Launch settings over those of
+            :func:`cru_launch` (``BLOCK_P``, ``BLOCK_C``, ``BLOCK_K`` of
+            at least 16, ``num_warps``, ``num_stages``), for tuning
+            (``tools/analysis_tools/tune_kernels.py``).
+        sums (Tensor, optional): The inputs' :func:`pooled_sums`, if the
+            kernel that wrote them already added them up (the deploy form's
+            SRU+squeeze GEMM does).
+        beta (Tensor, optional): An fp32 ``(N, C)`` tensor to store
+            ``beta1`` in.
+
+    Returns:
+        Tensor: ``(N, C, ceil(H / stride), ceil(W / stride))`` in ``x_up``'s
+        layout and ``dtype``.
+    """
+    problem = _Problem(x_up, x_low,
+                       (gwc_weight, pwc_up_weight, pwc_low_weight), stride,
+                       dilation, groups, dtype, sums, launch)
+    return _forward(problem, out_affine, beta)
+
+
+def _forward(problem, out_affine=None, beta=None):
+    out = problem.empty_output()
+    # Where a flag is off the kernel never touches that pointer.
+    unused = problem.sums
+    scale, shift = ((kernel_arg(t, torch.float32) for t in out_affine)
+                    if out_affine is not None else (unused, unused))
+    _cru_kernel[problem.grid](
+        *problem.inputs, scale, shift, unused if beta is None else beta, out,
+        *problem.sizes, *strides(out), HAS_AFFINE=out_affine is not None,
+        STORE_BETA=beta is not None, **problem.constants)
+    return out
+
+
+def _pool(x, stride):
+    """:meth:`CRU.downsample` of ``x``."""
+    if stride == 1:
+        return x
+    return F.avg_pool2d(x, stride, ceil_mode=True, count_include_pad=False)
+
+
+def _unpool(grad, x, stride):
+    """The gradient of :func:`_pool` with respect to its input ``x``."""
+    if stride == 1:
+        return grad
+    return torch.ops.aten.avg_pool2d_backward(grad, x, [stride, stride],
+                                              [stride, stride], [0, 0], True,
+                                              False, None)
+
+
+class CRUFunction(torch.autograd.Function):
+    """The CRU after its squeeze convolutions, for training.
+
+    Forward is :func:`cru_forward`'s kernel, so ``Y1``, ``P`` and the pooled
+    tensors are never stored: it saves only the squeezed inputs, the sums
+    and ``beta1``. Backward computes the branches once more for
+    ``dL/dbeta1 = sum_p dY (Y1 - Y2)`` (:func:`_grad_beta_kernel`); with
+    ``ds = dL/dbeta1 beta1 beta2 / HW`` the branch gradients are
+    ``dY1 = beta1 dY + ds`` and ``dY2 = beta2 dY - ds`` (the pooled
+    statistics spread ``ds`` evenly), and cuDNN's convolution gradients
+    take them back to the inputs and weights.
+
+    Inputs: ``x_up``, ``x_low``, the ``gwc``, ``pwc_up`` and ``pwc_low``
+    weights, ``stride``, ``dilation``, ``groups`` and the convolutions'
+    dtype.
     """
 
     @staticmethod
-    def forward(ctx, y1, projected, x_low, pwc_low_weight):
-        y1, projected, x_low = dense(y1), dense(projected), dense(x_low)
-        y, beta1, sums = fuse(y1, projected, x_low, pwc_low_weight)
-        ctx.save_for_backward(y1, projected, x_low, pwc_low_weight, beta1,
-                              sums)
+    def forward(ctx, x_up, x_low, w_gwc, w_up, w_low, stride, dilation,
+                groups, dtype):
+        problem = _Problem(x_up, x_low, (w_gwc, w_up, w_low), stride,
+                           dilation, groups, dtype)
+        beta1 = torch.empty(problem.out_shape[:2], dtype=torch.float32,
+                            device=x_up.device)
+        y = _forward(problem, beta=beta1)
+        ctx.save_for_backward(problem.x_up, problem.x_low, w_gwc, w_up,
+                              w_low, problem.sums, beta1)
+        ctx.options = (stride, dilation, groups, problem.dtype)
         return y
 
     @staticmethod
     def backward(ctx, grad):
-        y1, projected, x_low, weight, beta1, sums = ctx.saved_tensors
+        x_up, x_low, w_gwc, w_up, w_low, sums, beta1 = ctx.saved_tensors
+        stride, dilation, groups, dtype = ctx.options
+        problem = _Problem(x_up, x_low, (w_gwc, w_up, w_low), stride,
+                           dilation, groups, dtype, sums)
         grad = dense(grad)
-        n, channels, h, w = y1.shape
-        c_p, hw = projected.shape[1], h * w
-        block_c = _block_c(channels)
-        grid = (n, triton.cdiv(hw, _BLOCK_P), triton.cdiv(channels, block_c))
-        layout = [s for t in (grad, y1, projected, x_low) for s in strides(t)]
-        grad_beta = torch.zeros((n, channels), dtype=torch.float32,
-                                device=y1.device)
-        _grad_beta_kernel[grid](grad, y1, projected, x_low, grad_beta,
-                                channels, c_p, hw, *layout, BLOCK_P=_BLOCK_P,
-                                BLOCK_C=block_c)
-        # beta1 = sigmoid(S1 - S2): dS1 = ds, dS2 = -ds; S = sum / HW.
-        ds = grad_beta * beta1 * (1 - beta1)
-        weight2d = weight.flatten(1).float()
-        # S2 = cat(W_p GAP(X_low), GAP(X_low)): what reaches GAP(X_low).
-        low_extra = -(ds[:, c_p:] + ds[:, :c_p] @ weight2d) / hw
-        grad_weight = None
-        if ctx.needs_input_grad[3]:
-            grad_weight = (-ds[:, :c_p].t() @ (sums[:, channels:] / hw)).view(
-                weight.shape).to(weight.dtype)
-        grad_y1 = torch.empty_like(y1)
-        grad_p = torch.empty_like(projected)
-        grad_low = torch.empty_like(x_low)
-        _fuse_backward_kernel[grid](
-            grad, beta1, ds, low_extra.contiguous(), grad_y1, grad_p,
-            grad_low, channels, c_p, hw, 1.0 / hw, *layout,
-            BLOCK_P=_BLOCK_P, BLOCK_C=block_c)
-        return grad_y1, grad_p, grad_low, grad_weight
+        grad_beta = torch.zeros_like(beta1)
+        _grad_beta_kernel[problem.grid](
+            *problem.inputs, grad, grad_beta, *problem.sizes, *strides(grad),
+            **problem.constants)
+        n, channels, ho, wo = problem.out_shape
+        ds = (grad_beta * beta1 * (1 - beta1) / (ho * wo))[..., None, None]
+        beta1 = beta1[..., None, None]
+        with torch.autocast(x_up.device.type, enabled=False):
+            grad_y1 = torch.addcmul(ds, grad, beta1).to(dtype)
+            grad_y2 = torch.addcmul(-ds, grad, 1 - beta1)
+            return _branch_grads(ctx, x_up, x_low, (w_gwc, w_up, w_low),
+                                 grad_y1, grad_y2, stride, dilation, groups,
+                                 dtype) + (None, ) * 4
+
+
+def _branch_grads(ctx, x_up, x_low, weights, grad_y1, grad_y2, stride,
+                  dilation, groups, dtype):
+    """Input and weight gradients of the CRU's convolutions (cuDNN's), from
+    those of its two branches."""
+    w_gwc, w_up, w_low = weights
+    c_p = w_low.shape[0]
+    grad_p = grad_y2[:, :c_p].to(dtype)
+    conv = torch.nn.grad
+    pad = dilation * (w_gwc.shape[-1] // 2)
+    up, low = x_up.to(dtype), x_low.to(dtype)
+    pooled_up, pooled_low = _pool(up, stride), _pool(low, stride)
+    grad_up = conv.conv2d_input(up.shape, w_gwc.to(dtype), grad_y1, stride,
+                                pad, dilation, groups)
+    grad_up = grad_up + _unpool(
+        conv.conv2d_input(pooled_up.shape, w_up.to(dtype), grad_y1), up,
+        stride)
+    grad_pooled_low = conv.conv2d_input(pooled_low.shape, w_low.to(dtype),
+                                        grad_p) + grad_y2[:, c_p:]
+    grad_low = _unpool(grad_pooled_low.to(dtype), low, stride)
+    needs = ctx.needs_input_grad
+    grad_weights = [
+        conv.conv2d_weight(x, w.shape, g, *options).to(w.dtype)
+        if needed else None
+        for needed, x, w, g, options in (
+            (needs[2], up, w_gwc, grad_y1, (stride, pad, dilation, groups)),
+            (needs[3], pooled_up, w_up, grad_y1, ()),
+            (needs[4], pooled_low, w_low, grad_p, ()))
+    ]
+    return (grad_up.to(x_up.dtype), grad_low.to(x_low.dtype), *grad_weights)

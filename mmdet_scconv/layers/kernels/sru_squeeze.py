@@ -15,7 +15,6 @@ output (as many channels as the input) and two convolution launches.
 Operands are rounded to the convolution's dtype (the autocast dtype, or the
 input's) as cuDNN's convolution would see them; accumulation is fp32.
 """
-import torch
 import triton
 import triton.language as tl
 
@@ -23,7 +22,7 @@ from ..sru import GAMMA_SUM_EPS
 from ._layout import (dense, empty_like_layout, kernel_arg, next_power_of_2,
                       strides)
 from ._tiles import dot_options, store_tile
-from .cru_infer import add_tile_sums, geometry, sums_rows
+from .cru import add_tile_sums, geometry, sums_rows
 from .sru import group_stats, inv_gamma_sum, sru_tile
 
 _BLOCK_P = 64
@@ -127,9 +126,9 @@ def sru_squeeze(x, weight, bias, w_up, w_low, groups, eps, threshold, gate,
             (``tools/analysis_tools/tune_kernels.py``).
         add_sums (tuple, optional): ``(sums, kernel_size, stride,
             dilation)``: also add up the CRU's pooled statistics of both
-            outputs into ``sums`` (a zeroed ``cru_infer.sums_buffer``) for
+            outputs into ``sums`` (a zeroed ``cru.sums_buffer``) for
             the CRU's grouped convolution of that geometry, so that
-            ``cru_infer.cru_forward`` needs no pass of its own for them.
+            ``cru.cru_forward`` needs no pass of its own for them.
 
     Returns:
         tuple[Tensor, Tensor, Tensor, Tensor]: Both squeezed tensors in
