@@ -1,43 +1,69 @@
 #!/usr/bin/env bash
-# The GPU measurements quoted in the README, in one go (H100/H200; torch and
-# triton suffice: the trunk scope needs no mmcv/mmengine/mmdet). Usage:
-#   bash tools/benchmark_gpu.sh [OUT_DIR]
+# The GPU measurements quoted in the README (H100/H200; torch and triton
+# suffice: the trunk and layers scopes need no mmcv/mmengine/mmdet). Usage:
+#   bash tools/benchmark_gpu.sh [OUT_DIR [STEP ...]]
 # Writes JSON, PNG charts and logs to OUT_DIR (default: benchmark_results).
+# STEPs, in the order they run (default: all): exactness bf16 layers tune
+# fp32 profile compile. Each takes one to three minutes on an H200, so a
+# lease of a few minutes per call can run them in two calls, e.g.
+#   bash tools/benchmark_gpu.sh out exactness bf16 layers
+#   bash tools/benchmark_gpu.sh out tune fp32 profile compile
 set -u
 out=${1:-benchmark_results}
+shift || true
+steps=${*:-exactness bf16 layers tune fp32 profile compile}
 mkdir -p "$out"
 py=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1
 run() { echo "== $*"; "$@" 2>&1 | grep -v '^STAGE\|^USDT'; }
 bench() { run $py tools/benchmark.py --device cuda --channels-last on \
     --warmup 5 --repeats 20 --out-dir "$out" "$@"; }
+wanted() { [[ " $steps " == *" $1 "* ]]; }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 $py -c 'import torch, triton; print("torch", torch.__version__, "triton", triton.__version__)'
 
 # Exactness on the GPU first: numbers from a wrong kernel mean nothing.
-run $py tools/check_exactness.py --device cuda --impls fast torch --dtypes fp32 bf16 fp16 \
-    | tee "$out/exactness.log" | tail -n 1
+if wanted exactness; then
+  run $py tools/check_exactness.py --device cuda --impls fast torch \
+      --dtypes fp32 bf16 fp16 | tee "$out/exactness.log" | tail -n 1
+fi
 # The GPU target (bf16 autocast, channels-last), eager then CUDA graphs;
 # torch = the fast path without the Triton kernels.
-bench --dtypes bf16 --impls fast deploy torch reference | tee "$out/bf16.log"
-bench --dtypes bf16 --impls fast deploy torch --cuda-graph \
-    | tee "$out/bf16_graph.log"
+if wanted bf16; then
+  bench --dtypes bf16 --impls fast deploy torch reference \
+      | tee "$out/bf16.log"
+  bench --dtypes bf16 --impls fast deploy torch --cuda-graph \
+      | tee "$out/bf16_graph.log"
+fi
 # Layer by layer: which stage the gap comes from (graphs: GPU time only).
-bench --scope layers --dtypes bf16 --impls fast deploy torch --cuda-graph \
-    | tee "$out/layers_bf16_graph.log"
+if wanted layers; then
+  bench --scope layers --dtypes bf16 --impls fast deploy torch --cuda-graph \
+      | tee "$out/layers_bf16_graph.log"
+fi
 # The inference kernels' launch settings, swept per layer shape.
-timeout ${TUNE_TIMEOUT:-240} $py tools/analysis_tools/tune_kernels.py \
-    --dtype bf16 2>&1 | tee "$out/tune_bf16.log"
-bench --dtypes fp32 --impls fast deploy | tee "$out/fp32.log"
-bench --dtypes fp32 --impls fast deploy --cuda-graph | tee "$out/fp32_graph.log"
-# Where the inference time goes.
-run $py tools/analysis_tools/profile_trunk.py --impl deploy --mode infer \
-    --channels-last --rows 30 > "$out/profile_deploy_infer.log"
+if wanted tune; then
+  timeout ${TUNE_TIMEOUT:-240} $py tools/analysis_tools/tune_kernels.py \
+      --dtype bf16 2>&1 | tee "$out/tune_bf16.log"
+fi
+if wanted fp32; then
+  bench --dtypes fp32 --impls fast deploy | tee "$out/fp32.log"
+  bench --dtypes fp32 --impls fast deploy --cuda-graph \
+      | tee "$out/fp32_graph.log"
+fi
+# Where the time goes.
+if wanted profile; then
+  run $py tools/analysis_tools/profile_trunk.py --impl deploy --mode infer \
+      --channels-last --rows 30 > "$out/profile_deploy_infer.log"
+  run $py tools/analysis_tools/profile_trunk.py --impl fast --mode train \
+      --channels-last --rows 30 > "$out/profile_fast_train.log"
+fi
 # torch.compile (Inductor fuses the PyTorch path itself); last, it is slow.
-timeout ${COMPILE_TIMEOUT:-150} $py tools/benchmark.py --device cuda \
-    --channels-last on --warmup 5 --repeats 20 --out-dir "$out" \
-    --dtypes bf16 --modes infer --impls fast --compile 2>&1 \
-    | grep -v '^STAGE\|^USDT' | tee "$out/bf16_compiled.log"
-grep -h '^|' "$out"/bf16.log "$out"/bf16_graph.log "$out"/fp32*.log \
-    "$out"/bf16_compiled.log "$out"/layers_bf16_graph.log
+if wanted compile; then
+  timeout ${COMPILE_TIMEOUT:-150} $py tools/benchmark.py --device cuda \
+      --channels-last on --warmup 5 --repeats 20 --out-dir "$out" \
+      --dtypes bf16 --modes infer --impls fast --compile 2>&1 \
+      | grep -v '^STAGE\|^USDT' | tee "$out/bf16_compiled.log"
+fi
+cat "$out"/bf16.log "$out"/bf16_graph.log "$out"/layers_bf16_graph.log \
+    "$out"/fp32*.log "$out"/bf16_compiled.log 2>/dev/null | grep -h '^|'
