@@ -1,5 +1,5 @@
-"""The whole CRU after its squeeze convolutions, at inference, in two Triton
-launches and no convolution call.
+"""The whole CRU after its squeeze convolutions in two Triton launches and
+no convolution call (inference), and its autograd Function (training).
 
 From the squeezed ``X_up`` and ``X_low`` (full resolution):
 
@@ -26,6 +26,11 @@ output: no ``GWC``/``PWC`` output, no pooled tensor and no ``Y1`` goes
 through memory, and one layer's CRU after the squeeze is two kernels (and
 the zeroing of their small sums buffer) instead of three convolutions,
 their weight casts, a sum and two fuse kernels.
+
+* :class:`CRUFunction` trains through the same forward, saving only the
+  squeezed inputs, the sums and ``beta1``; its backward computes the
+  branches once more for ``dL/dbeta1`` and leaves the convolutions'
+  gradients to cuDNN.
 """
 import torch
 import torch.nn.functional as F
