@@ -4,10 +4,12 @@ Without a GPU they run in Triton's interpreter on CPU tensors (conftest.py
 sets ``TRITON_INTERPRET=1`` before triton is imported); on a GPU machine
 the same tests run the compiled kernels on CUDA.
 """
+import collections
 import copy
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 pytest.importorskip(
     'triton', reason="the kernels need triton: pip install -e '.[triton]'")
@@ -270,6 +272,54 @@ def test_kernels_run_the_cru_convolutions_themselves(monkeypatch):
     scconv(x).sum().backward()
     assert calls == [1]
     assert scconv.cru.gwc.weight.grad is not None
+
+
+class _AtenCalls(TorchDispatchMode):
+    """Counts the aten calls made outside kernel launches."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = collections.Counter()
+        self.paused = False
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if not self.paused:
+            self.calls[str(func).split('.')[1]] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_deploy_layer_is_four_launches_and_allocations(monkeypatch):
+    """Eager inference on a GPU is bound by the host's per-call cost, so the
+    deploy form's host work is pinned down: four Triton launches (the two
+    statistics kernels, the SRU+squeeze GEMM, the CRU kernel) and nothing
+    else than allocating their outputs."""
+    aten = _AtenCalls()
+    launches = collections.Counter()
+    kernel_type = type(triton_cru._cru_kernel)
+    run = kernel_type.run
+
+    def counted_run(kernel, *args, **kwargs):
+        launches[kernel.fn.__name__] += 1
+        aten.paused = True  # the interpreter's own tensor copies
+        try:
+            return run(kernel, *args, **kwargs)
+        finally:
+            aten.paused = False
+
+    monkeypatch.setattr(kernel_type, 'run', counted_run)
+    scconv = randomise(SCConv(64, 64, impl='triton')).to(DEVICE).eval()
+    scconv.fuse_norm(torch.nn.BatchNorm2d(64).to(DEVICE).eval())
+    x = torch.randn(1, 64, 8, 8, device=DEVICE).contiguous(
+        memory_format=torch.channels_last)
+    with torch.inference_mode():
+        scconv(x)  # compiles
+        launches.clear()
+        with aten:
+            scconv(x)
+    assert launches == {'_partial_stats_kernel': 1, '_group_stats_kernel': 1,
+                        '_sru_squeeze_kernel': 1, '_cru_kernel': 1}
+    assert set(aten.calls) <= {'zeros', 'empty', 'empty_like'}
+    assert sum(aten.calls.values()) <= 7
 
 
 def test_scconv_triton_impl_equals_reference():
