@@ -199,6 +199,23 @@ def sru_backend(use_kernels: bool):
     return triton_backend() if use_kernels else TorchSRU
 
 
+def conv_grads(grad, x, weight, dtype, stride=1, padding=0, dilation=1,
+               groups=1, weight_grad=True):
+    """Input and weight gradients of ``conv2d(x, weight)`` (no bias) from
+    one ``convolution_backward`` call, in ``dtype`` (the forward's, e.g.
+    autocast's; the weight gradient comes back in ``weight``'s dtype).
+
+    Returns:
+        tuple[Tensor, Tensor | None]: The gradients of ``x`` and, with
+        ``weight_grad``, of ``weight``.
+    """
+    grad_x, grad_w, _ = torch.ops.aten.convolution_backward(
+        grad.to(dtype), x.to(dtype), weight.to(dtype), None, [stride] * 2,
+        [padding] * 2, [dilation] * 2, False, [0, 0], groups,
+        [True, weight_grad, False])
+    return grad_x, None if grad_w is None else grad_w.to(weight.dtype)
+
+
 class SRUFunction(torch.autograd.Function):
     """The SRU with a hand-written backward that saves only the input and
     the GroupNorm statistics: the reweights and gates are recomputed, not
@@ -264,19 +281,15 @@ class SRUSqueezeFunction(torch.autograd.Function):
     def backward(ctx, grad_up, grad_low):
         x, weight, bias, mean, rstd, w_up, w_low = ctx.saved_tensors
         groups, threshold, gate, dtype, backend = ctx.options
-        conv_grad = torch.nn.grad
         with torch.autocast(x.device.type, enabled=False):
             upper, lower = backend.halves(x, weight, bias, mean, rstd, groups,
                                           threshold, gate)
-            grads = []
-            for half, w, grad in ((upper, w_up, grad_up),
-                                  (lower, w_low, grad_low)):
-                half, w_cast = half.to(dtype), w.to(dtype)
-                grad = grad.to(dtype)
-                grads.append((
-                    conv_grad.conv2d_input(half.shape, w_cast, grad),
-                    conv_grad.conv2d_weight(half, w.shape, grad).to(w.dtype)))
-            (grad_upper, grad_w_up), (grad_lower, grad_w_low) = grads
+            grad_upper, grad_w_up = conv_grads(
+                grad_up, upper, w_up, dtype,
+                weight_grad=ctx.needs_input_grad[3])
+            grad_lower, grad_w_low = conv_grads(
+                grad_low, lower, w_low, dtype,
+                weight_grad=ctx.needs_input_grad[4])
             grad_x, grad_weight, grad_bias = backend.backward(
                 x, weight, bias, mean, rstd, groups, threshold, gate,
                 grad_upper, grad_lower, ctx.needs_input_grad[1:3])

@@ -38,6 +38,7 @@ import triton
 import triton.language as tl
 
 from ..cru import strided_size
+from ..fast import conv_grads
 from ._layout import (dense, empty_like_layout, kernel_arg, next_power_of_2,
                       strides)
 from ._tiles import dot_options, load_tile, program_tile, store_tile
@@ -515,26 +516,18 @@ def _branch_grads(ctx, x_up, x_low, weights, grad_y1, grad_y2, stride,
     those of its two branches."""
     w_gwc, w_up, w_low = weights
     c_p = w_low.shape[0]
-    grad_p = grad_y2[:, :c_p].to(dtype)
-    conv = torch.nn.grad
-    pad = dilation * (w_gwc.shape[-1] // 2)
-    up, low = x_up.to(dtype), x_low.to(dtype)
-    pooled_up, pooled_low = _pool(up, stride), _pool(low, stride)
-    grad_up = conv.conv2d_input(up.shape, w_gwc.to(dtype), grad_y1, stride,
-                                pad, dilation, groups)
-    grad_up = grad_up + _unpool(
-        conv.conv2d_input(pooled_up.shape, w_up.to(dtype), grad_y1), up,
-        stride)
-    grad_pooled_low = conv.conv2d_input(pooled_low.shape, w_low.to(dtype),
-                                        grad_p) + grad_y2[:, c_p:]
-    grad_low = _unpool(grad_pooled_low.to(dtype), low, stride)
     needs = ctx.needs_input_grad
-    grad_weights = [
-        conv.conv2d_weight(x, w.shape, g, *options).to(w.dtype)
-        if needed else None
-        for needed, x, w, g, options in (
-            (needs[2], up, w_gwc, grad_y1, (stride, pad, dilation, groups)),
-            (needs[3], pooled_up, w_up, grad_y1, ()),
-            (needs[4], pooled_low, w_low, grad_p, ()))
-    ]
-    return (grad_up.to(x_up.dtype), grad_low.to(x_low.dtype), *grad_weights)
+    pooled_up, pooled_low = _pool(x_up, stride), _pool(x_low, stride)
+    grad_up, grad_w_gwc = conv_grads(
+        grad_y1, x_up, w_gwc, dtype, stride, dilation * (w_gwc.shape[-1] // 2),
+        dilation, groups, weight_grad=needs[2])
+    grad_pooled_up, grad_w_up = conv_grads(grad_y1, pooled_up, w_up, dtype,
+                                           weight_grad=needs[3])
+    grad_pooled_low, grad_w_low = conv_grads(grad_y2[:, :c_p], pooled_low,
+                                             w_low, dtype,
+                                             weight_grad=needs[4])
+    grad_up = grad_up + _unpool(grad_pooled_up, x_up.to(dtype), stride)
+    grad_low = _unpool((grad_pooled_low + grad_y2[:, c_p:]).to(dtype),
+                       x_low.to(dtype), stride)
+    return (grad_up.to(x_up.dtype), grad_low.to(x_low.dtype), grad_w_gwc,
+            grad_w_up, grad_w_low)
