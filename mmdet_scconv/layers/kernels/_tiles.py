@@ -12,6 +12,16 @@ _DOT_DTYPES = {
 }
 
 
+def dot_block_k(dtype: torch.dtype, block_n: int) -> int:
+    """The largest ``K`` block for a ``tl.dot`` with ``(64, K)`` and ``(K,
+    block_n)`` operand tiles in ``dtype``: Triton pipelines these tiles in
+    shared memory (three stages on Hopper), and with 4-byte operands or a
+    wide output a K block of 64 needs more than the 227 KB an SM has
+    (``tools/analysis_tools/compile_kernels.py`` reports each kernel's
+    need)."""
+    return 64 if dtype.itemsize == 2 and block_n < 128 else 32
+
+
 def dot_options(dtype: torch.dtype, device: torch.device) -> dict:
     """``DOT_DTYPE`` and ``PRECISION`` for a kernel's ``tl.dot`` that stands
     in for a convolution in ``dtype``: operands rounded to ``dtype`` as cuDNN

@@ -41,7 +41,8 @@ from ..cru import strided_size
 from ..fast import conv_grads
 from ._layout import (dense, empty_like_layout, kernel_arg, next_power_of_2,
                       strides)
-from ._tiles import dot_options, load_tile, program_tile, store_tile
+from ._tiles import (dot_block_k, dot_options, load_tile, program_tile,
+                     store_tile)
 
 _SUMS_BLOCK_P = 32
 _BLOCK_P = 64
@@ -339,8 +340,9 @@ def geometry(h, w, kernel_size, stride, dilation):
             dilation * (kernel_size // 2), dilation)
 
 
-def cru_launch(channels, c_up, c_low, groups) -> dict:
-    """Default launch settings of :func:`cru_forward`'s kernel."""
+def cru_launch(channels, c_up, c_low, groups, dtype) -> dict:
+    """Default launch settings of :func:`cru_forward`'s kernel (and the
+    backward's), for operands in ``dtype``."""
     block_c = _block(channels)
     # A block inside one group of the grouped convolution reads only that
     # group's input channels.
@@ -348,7 +350,8 @@ def cru_launch(channels, c_up, c_low, groups) -> dict:
     if group_out % 16 == 0 and next_power_of_2(group_out) == group_out:
         block_c = min(block_c, group_out)
     return dict(BLOCK_P=_BLOCK_P, BLOCK_C=block_c,
-                BLOCK_K=_block(max(c_up // groups, c_low), 64),
+                BLOCK_K=_block(max(c_up // groups, c_low),
+                               dot_block_k(dtype, block_c)),
                 # Two (pixels x block_c) fp32 accumulators.
                 num_warps=8 if block_c >= 64 else 4)
 
@@ -371,8 +374,9 @@ class _Problem:
         self.sums = sums
         ho, wo, pad, _ = geometry(h, w, kernel_size, stride, dilation)
         self.out_shape = (n, channels, ho, wo)
-        self.settings = dict(cru_launch(channels, c_up, c_low, groups),
-                             **launch or {})
+        self.settings = dict(
+            cru_launch(channels, c_up, c_low, groups, self.dtype),
+            **launch or {})
         self.grid = (n, triton.cdiv(ho * wo, self.settings['BLOCK_P']),
                      triton.cdiv(channels, self.settings['BLOCK_C']))
         self.inputs = (self.x_up, self.x_low,

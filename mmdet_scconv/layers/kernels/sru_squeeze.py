@@ -21,7 +21,7 @@ import triton.language as tl
 from ..sru import GAMMA_SUM_EPS
 from ._layout import (dense, empty_like_layout, kernel_arg, next_power_of_2,
                       strides)
-from ._tiles import dot_options, store_tile
+from ._tiles import dot_block_k, dot_options, store_tile
 from .cru import add_tile_sums, geometry, sums_rows
 from .sru import group_stats, inv_gamma_sum, sru_tile
 
@@ -91,15 +91,18 @@ def _sru_squeeze_kernel(x_ptr, w_up_ptr, w_low_ptr, up_ptr, low_ptr,
                       False, KERNEL, STRIDE)
 
 
-def squeeze_launch(half, out_channels) -> dict:
+def squeeze_launch(half, out_channels, dtype) -> dict:
     """Default launch settings of :func:`sru_squeeze`'s GEMM kernel for
-    ``half`` input channels per half and ``out_channels`` per squeeze."""
+    ``half`` input channels per half, ``out_channels`` per squeeze and
+    operands in ``dtype``."""
+    block_n = max(16, next_power_of_2(out_channels))
     return dict(BLOCK_P=_BLOCK_P,
-                BLOCK_K=max(16, min(64, next_power_of_2(half))),
+                BLOCK_K=max(16, min(dot_block_k(dtype, block_n),
+                                    next_power_of_2(half))),
                 # Two (pixels x outputs) fp32 accumulators: more warps hold
                 # them in registers once they are wide (stage 3/4 of a
                 # ResNet).
-                num_warps=8 if out_channels > 32 else 4)
+                num_warps=8 if block_n >= 64 else 4)
 
 
 def sru_squeeze(x, weight, bias, w_up, w_low, groups, eps, threshold, gate,
@@ -141,7 +144,8 @@ def sru_squeeze(x, weight, bias, w_up, w_low, groups, eps, threshold, gate,
     mean, rstd = group_stats(x, groups, eps)
     up = empty_like_layout(x, out_channels, dtype)
     low = empty_like_layout(x, out_channels, dtype)
-    settings = dict(squeeze_launch(half, out_channels), **launch or {})
+    settings = dict(squeeze_launch(half, out_channels, dtype),
+                    **launch or {})
     # Without add_sums the kernel never touches sums: any tensor stands in.
     sums, kernel_size, stride, dilation = add_sums or (mean, 1, 1, 1)
     _sru_squeeze_kernel[(n, triton.cdiv(h * w, settings['BLOCK_P']))](
