@@ -19,6 +19,14 @@ def strided_size(size: int, stride: int) -> int:
     return (size - 1) // stride + 1
 
 
+def downsample(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """The CRU pointwise paths' stride: a ``stride x stride`` mean (ceil
+    mode, padding excluded), whose output size is :func:`strided_size`."""
+    if stride == 1:
+        return x
+    return F.avg_pool2d(x, stride, ceil_mode=True, count_include_pad=False)
+
+
 def check_cru_args(in_channels, out_channels, kernel_size, stride, dilation,
                    alpha, squeeze_ratio, groups) -> None:
     """Validate the CRU arguments; raise ``ValueError`` naming the fix."""
@@ -132,11 +140,8 @@ class CRU(nn.Module):
             squeezed_low, out_channels - squeezed_low, 1, bias=False)
 
     def downsample(self, x: torch.Tensor) -> torch.Tensor:
-        """The pointwise paths' stride: a ``stride x stride`` mean."""
-        if self.stride == 1:
-            return x
-        return F.avg_pool2d(
-            x, self.stride, ceil_mode=True, count_include_pad=False)
+        """The pointwise paths' stride (:func:`downsample`)."""
+        return downsample(x, self.stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x_up, x_low = torch.split(

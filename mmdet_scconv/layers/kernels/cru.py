@@ -33,11 +33,10 @@ their weight casts, a sum and two fuse kernels.
   gradients to cuDNN.
 """
 import torch
-import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from ..cru import strided_size
+from ..cru import downsample, strided_size
 from ..fast import conv_grads
 from ._layout import (dense, empty_like_layout, kernel_arg, next_power_of_2,
                       strides)
@@ -446,15 +445,9 @@ def _forward(problem, out_affine=None, beta=None):
     return out
 
 
-def _pool(x, stride):
-    """:meth:`CRU.downsample` of ``x``."""
-    if stride == 1:
-        return x
-    return F.avg_pool2d(x, stride, ceil_mode=True, count_include_pad=False)
-
-
 def _unpool(grad, x, stride):
-    """The gradient of :func:`_pool` with respect to its input ``x``."""
+    """The gradient of :func:`..cru.downsample` with respect to its input
+    ``x``."""
     if stride == 1:
         return grad
     return torch.ops.aten.avg_pool2d_backward(grad, x, [stride, stride],
@@ -521,7 +514,8 @@ def _branch_grads(ctx, x_up, x_low, weights, grad_y1, grad_y2, stride,
     w_gwc, w_up, w_low = weights
     c_p = w_low.shape[0]
     needs = ctx.needs_input_grad
-    pooled_up, pooled_low = _pool(x_up, stride), _pool(x_low, stride)
+    pooled_up = downsample(x_up, stride)
+    pooled_low = downsample(x_low, stride)
     grad_up, grad_w_gwc = conv_grads(
         grad_y1, x_up, w_gwc, dtype, stride, dilation * (w_gwc.shape[-1] // 2),
         dilation, groups, weight_grad=needs[2])
