@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..layers import SCConv, fast
+from .timing import autocast
 
 _TYPE_NAMES = {
     torch.float32: 'fp32',
@@ -23,8 +24,6 @@ _TYPE_NAMES = {
     torch.int32: 'i32',
     torch.int64: 'i64'
 }
-DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16,
-          'fp16': torch.float16}
 #: The most shared memory one block may use, in bytes, per compute
 #: capability (x10): sm_90 (H100/H200) 227 KB, sm_80 (A100) 163 KB, sm_86 and
 #: sm_89 99 KB.
@@ -112,9 +111,7 @@ def run_paths(channels, stride, dtype, alpha=0.5, size=(9, 7)):
     bn = torch.nn.BatchNorm2d(channels).eval()
     x = torch.randn(2, channels, *size).contiguous(
         memory_format=torch.channels_last)
-    autocast = torch.autocast('cpu', dtype=DTYPES[dtype],
-                              enabled=dtype != 'fp32')
-    with autocast:
+    with autocast(x.device, dtype):
         with torch.inference_mode():
             scconv.eval()(x)
             deployed = SCConv(channels, channels, 3, stride, alpha=alpha,

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..layers import SCConv
+from ..layers.fast import cru_kernel_args, squeeze_kernel_args
 from .trunk import layer_label, scconv_layer_shapes
 
 #: The settings tried, per kernel (each combination once).
@@ -116,9 +117,7 @@ def tune_layer(channels, height, width, stride, count, label, batch, dtype,
 
     def squeeze(launch):
         return sru_squeeze.sru_squeeze(
-            x, sru.gn.weight, sru.gn.bias, cru.squeeze_up.weight,
-            cru.squeeze_low.weight, sru.gn.num_groups, sru.gn.eps,
-            sru.gate_threshold, sru.gate, x.dtype, normalise=True,
+            x, *squeeze_kernel_args(sru, cru), x.dtype, normalise=True,
             launch=launch)[:2]
 
     with torch.no_grad():
@@ -126,9 +125,8 @@ def tune_layer(channels, height, width, stride, count, label, batch, dtype,
 
         def combine(launch):
             return (triton_cru.cru_forward(
-                x_up, x_low, cru.gwc.weight, cru.pwc_up.weight,
-                cru.pwc_low.weight, stride, 1, cru.gwc.groups,
-                scconv.out_affine, x.dtype, launch), )
+                x_up, x_low, *cru_kernel_args(cru), scconv.out_affine,
+                x.dtype, launch), )
 
         half, squeezed = channels // 2, x_up.shape[1]
         return [

@@ -378,6 +378,22 @@ def cru_from_split(cru, x_up: torch.Tensor, x_low: torch.Tensor,
                              cru.squeeze_low(x_low), out_affine, use_kernels)
 
 
+def cru_kernel_args(cru):
+    """The CRU's weights and geometry after the squeeze, in the order
+    :func:`.kernels.cru.cru_forward` and its ``CRUFunction`` take them."""
+    return (cru.gwc.weight, cru.pwc_up.weight, cru.pwc_low.weight,
+            cru.stride, cru.gwc.dilation[0], cru.gwc.groups)
+
+
+def squeeze_kernel_args(sru, cru):
+    """The SRU's GroupNorm and gate and the CRU's squeeze weights, in the
+    order :func:`.kernels.sru_squeeze.sru_squeeze` takes them (with
+    ``normalise=True``: the GroupNorm's own affine)."""
+    return (sru.gn.weight, sru.gn.bias, cru.squeeze_up.weight,
+            cru.squeeze_low.weight, sru.gn.num_groups, sru.gn.eps,
+            sru.gate_threshold, sru.gate)
+
+
 def cru_from_squeezed(cru, x_up: torch.Tensor, x_low: torch.Tensor,
                       out_affine=None, use_kernels=False) -> torch.Tensor:
     """The CRU after its squeeze convolutions (see :func:`cru_from_split`).
@@ -386,9 +402,7 @@ def cru_from_squeezed(cru, x_up: torch.Tensor, x_low: torch.Tensor,
     if use_kernels:
         # All three convolutions, the pooling and the fuse in one kernel.
         from .kernels import cru as triton_cru
-        args = (x_up, x_low, cru.gwc.weight, cru.pwc_up.weight,
-                cru.pwc_low.weight, cru.stride, cru.gwc.dilation[0],
-                cru.gwc.groups)
+        args = (x_up, x_low, *cru_kernel_args(cru))
         if inplace:
             return triton_cru.cru_forward(*args, out_affine,
                                           _conv_dtype(x_up))
@@ -478,19 +492,15 @@ def deploy_on_kernels(sru, cru, x: torch.Tensor, out_affine):
     """
     from .kernels import cru as triton_cru
     from .kernels import sru_squeeze
-    dilation, groups = cru.gwc.dilation[0], cru.gwc.groups
     kernel_size = cru.gwc.kernel_size[0]
     squeezed, dtype = cru.squeeze_up.out_channels, _conv_dtype(x)
     sums = triton_cru.sums_buffer(x.shape[0], squeezed, squeezed,
                                   kernel_size, x.device)
     up, low, _, _ = sru_squeeze.sru_squeeze(
-        x, sru.gn.weight, sru.gn.bias, cru.squeeze_up.weight,
-        cru.squeeze_low.weight, sru.gn.num_groups, sru.gn.eps,
-        sru.gate_threshold, sru.gate, dtype, normalise=True,
-        add_sums=(sums, kernel_size, cru.stride, dilation))
-    return triton_cru.cru_forward(
-        up, low, cru.gwc.weight, cru.pwc_up.weight, cru.pwc_low.weight,
-        cru.stride, dilation, groups, out_affine, dtype, sums=sums)
+        x, *squeeze_kernel_args(sru, cru), dtype, normalise=True,
+        add_sums=(sums, kernel_size, cru.stride, cru.gwc.dilation[0]))
+    return triton_cru.cru_forward(up, low, *cru_kernel_args(cru), out_affine,
+                                  dtype, sums=sums)
 
 
 def sru_squeeze(sru, cru, x: torch.Tensor, use_kernels=False):
