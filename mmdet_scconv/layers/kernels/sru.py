@@ -193,11 +193,11 @@ def _backward_tiles(x_ptr, gu_ptr, gl_ptr, weight_ptr, bias_ptr, mean_ptr,
     n, p, c, c_mask, mask = _tile_indices(half, HW, BLOCK_P, BLOCK_C)
     x_a = load_tile(x_ptr, n, p, c, mask, stride_n, stride_c, stride_p)
     x_b = load_tile(x_ptr, n, p, c + half, mask, stride_n, stride_c,
-                     stride_p)
+                    stride_p)
     g_up = load_tile(gu_ptr, n, p, c, mask, gu_stride_n, gu_stride_c,
-                      gu_stride_p)
+                     gu_stride_p)
     g_low = load_tile(gl_ptr, n, p, c, mask, gl_stride_n, gl_stride_c,
-                       gl_stride_p)
+                      gl_stride_p)
     group_channels = 2 * half // G
     r_a, xh_a, w_a, rstd_a = _reweights(x_a, c, n, G, group_channels,
                                         weight_ptr, bias_ptr, mean_ptr,
