@@ -8,6 +8,8 @@ from mmdet_scconv.benchmark.exactness import (batchnorm_with_stats,
                                               forward_backward,
                                               relative_error)
 from mmdet_scconv.layers import SCConv, set_scconv_impl
+from mmdet_scconv.layers.cru import downsample
+from mmdet_scconv.layers.fast import pool
 from test_layers import randomise, randomise_running_stats
 
 
@@ -35,7 +37,7 @@ def run(module, x, dtype='fp32'):
 @pytest.mark.parametrize('alpha', [0.5, 0.75])
 @pytest.mark.parametrize('stride,size,channels_last', [
     (1, (16, 16), False), (2, (15, 9), False), (2, (16, 12), True),
-    (1, (7, 13), True)])
+    (2, (16, 12), False), (1, (7, 13), True)])
 def test_fast_equals_reference_fp32(gate, alpha, stride, size, channels_last):
     fast, reference = pair(in_channels=32, out_channels=48, stride=stride,
                            alpha=alpha, gn_groups=8, gate=gate)
@@ -78,13 +80,17 @@ def test_compiles_without_graph_breaks():
 
 @pytest.mark.parametrize('batch', [1, 2])
 @pytest.mark.parametrize('gate', ['soft', 'hard'])
-@pytest.mark.parametrize('stride,channels_last', [(1, False), (2, True)])
-def test_inference_path_equals_reference(batch, gate, stride, channels_last):
+@pytest.mark.parametrize('stride', [1, 2])
+@pytest.mark.parametrize('channels_last', [False, True])
+@pytest.mark.parametrize('size', [(13, 10), (12, 16)])
+def test_inference_path_equals_reference(batch, gate, stride, channels_last,
+                                         size):
     """Without autograd the fast path works in place (for one NCHW sample
-    even its SRU halves overwrite their operands); same numbers."""
+    even its SRU halves overwrite their operands, and the CRU's pointwise
+    convolutions are added into Y1); same numbers."""
     fast, reference = pair(in_channels=32, out_channels=40, stride=stride,
                            gn_groups=8, gate=gate)
-    x = torch.randn(batch, 32, 13, 10)
+    x = torch.randn(batch, 32, *size)
     if channels_last:
         x = x.to(memory_format=torch.channels_last)
     x_before = x.clone()
@@ -158,3 +164,16 @@ def test_trunk_deploy_form_equals_eval_model():
                for m in deployed.modules()) == 53 - 16
     for out, ref in zip(outs, expected):
         assert_relative_error(out, ref, 1e-5, 'stage output')
+
+
+@pytest.mark.parametrize('stride,size,channels_last', [
+    (2, (12, 16), False), (3, (9, 6), False), (2, (12, 16), True),
+    (2, (13, 16), False), (1, (5, 5), False)])
+def test_pool_equals_downsample(stride, size, channels_last):
+    """The strided-slices mean (windows tiling NCHW exactly) or avg_pool2d
+    (otherwise): the CRU's downsample either way, gradients too."""
+    x = torch.randn(2, 3, *size, dtype=torch.float64, requires_grad=True)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    torch.autograd.gradcheck(lambda t: pool(t, stride), (x, ))
+    torch.testing.assert_close(pool(x, stride), downsample(x, stride))

@@ -13,7 +13,13 @@ Against the reference modules (``SRU.forward`` then ``CRU.forward``):
 * CRU fuse: ``GAP(Y2) = cat(PWC2(GAP(X_low)), GAP(X_low))`` because a 1x1
   convolution without bias commutes with the spatial mean; the mean is taken
   over the narrow squeezed tensor instead of Y2. ``Y = Y2 + beta1 (Y1 - Y2)``
-  is written slice by slice into the output, so Y2 is never concatenated.
+  is written slice by slice into the output, so Y2 is never concatenated;
+  without autograd the output is ``Y1`` itself: ``PWC1`` and ``PWC2`` (with
+  ``beta2`` on its weight) are added into it as matrix products
+  (:func:`.pointwise.add_pointwise_`), never written on their own.
+* Stride: the lower path is pooled before its squeeze (both are linear),
+  and on the CPU an exactly tiling pool is a sum of strided slices
+  (:func:`pool`).
 
 On CUDA (``impl='fast'`` with triton installed, or ``impl='triton'``) the
 same functions and autograd Functions run their passes as the Triton kernels
@@ -30,7 +36,9 @@ import torch
 import torch.nn.functional as F
 
 from ._numerics import at_least_fp32
+from .cru import downsample
 from .kernels import require_triton, triton_available
+from .pointwise import add_pointwise_
 from .sru import normalised_gamma
 
 
@@ -53,20 +61,24 @@ def gn_affine(sru):
     return weight, bias
 
 
+def informative_mask(r, threshold):
+    """``[R > t]`` as 0/1 in ``r``'s dtype, as ``sign(max(R - t, 0))``: plain
+    vectorised arithmetic, cheaper on the CPU than a comparison (a bool
+    tensor to convert), ``threshold`` or ``where``. Exact: in floating point
+    ``R - t > 0`` exactly when ``R > t``."""
+    return torch.sub(r, threshold).clamp_min_(0.0).sign_()
+
+
 def gate_halves(r, x, threshold, gate):
     """The two channel halves of the SRU output (Eq. 4) from reweights ``r``.
 
-    With ``h = threshold(R, t, 0)`` (``R`` where ``R > t``, else 0) and
-    ``[R > t] = ceil(h)`` (``h`` lies in (t, 1] or is 0):
+    With the mask ``M = [R > t]`` (:func:`informative_mask`):
 
-    * soft: ``W2 = R - h``, ``W1 = W2 + ceil(h)``, so with ``Q = W2 * X``
-      and ``G = ceil(h) * X`` the output is ``Q_a + Q_b + G_a`` and
-      ``Q_a + Q_b + G_b``;
-    * hard: ``W1 = ceil(h)``, ``W2 = 1 - W1``: ``G_a + X_b - G_b`` and
+    * soft: ``W2 = max(R - M, 0)`` (``R`` where ``R <= t``, else 0) and
+      ``W1 = W2 + M``, so with ``Q = W2 * X`` and ``G = M * X`` the output
+      is ``Q_a + Q_b + G_a`` and ``Q_a + Q_b + G_b``;
+    * hard: ``W1 = M``, ``W2 = 1 - W1``: ``G_a + X_b - G_b`` and
       ``G_b + X_a - G_a``.
-
-    ``threshold`` and ``ceil`` are plain vectorised arithmetic, far cheaper
-    on the CPU than boolean-mask ``where``/``masked_fill``.
 
     No autograd runs through it (inference, or inside
     :class:`SRUFunction`), so it reuses the buffers of ``r`` (and of the
@@ -79,17 +91,17 @@ def gate_halves(r, x, threshold, gate):
         threshold (float): The gate threshold ``t``.
         gate (str): ``'soft'`` or ``'hard'``.
     """
-    h = F.threshold(r, threshold, 0.0)
+    mask = informative_mask(r, threshold)
     half = x.shape[1] // 2
     # The channel halves of one NCHW sample are dense: then the sums are
     # written over their first operand, sparing three fresh allocations
     # (on the CPU each large one costs page faults).
     overwrite = r[:, :half].is_contiguous()
     if gate == 'soft':
-        low_weighted = r.sub_(h).mul_(x)
+        low_weighted = r.sub_(mask).clamp_min_(0.0).mul_(x)
         low_a, low_b = low_weighted[:, :half], low_weighted[:, half:]
         shared = low_a.add_(low_b) if overwrite else low_a + low_b
-    informative_x = h.ceil_().mul_(x)
+    informative_x = mask.mul_(x)
     upper_g, lower_g = informative_x[:, :half], informative_x[:, half:]
     if gate == 'soft' and overwrite:
         upper, lower = upper_g.add_(shared), lower_g.add_(shared)
@@ -137,7 +149,7 @@ def _sru_backward(r, x, weight, mean, rstd, groups, threshold, gate,
         None for the hard gate or where ``needs_affine_grad`` says so.
     """
     n, c = x.shape[:2]
-    informative = F.threshold(r, threshold, 0.0).ceil_()
+    informative = informative_mask(r, threshold)
     g_own = torch.cat([grad_upper, grad_lower], 1).to(x.dtype)
     g_other = torch.cat([grad_lower, grad_upper], 1).to(x.dtype)
     if gate == 'hard':
@@ -374,8 +386,15 @@ def cru_from_split(cru, x_up: torch.Tensor, x_low: torch.Tensor,
             Triton kernel (:mod:`.kernels.cru`), in training through
             its autograd Function.
     """
-    return cru_from_squeezed(cru, cru.squeeze_up(x_up),
-                             cru.squeeze_low(x_low), out_affine, use_kernels)
+    if use_kernels:
+        return cru_from_squeezed(cru, cru.squeeze_up(x_up),
+                                 cru.squeeze_low(x_low), out_affine, True)
+    # The lower path is only ever used pooled, and pooling commutes with
+    # the 1x1 squeeze: pooled first, a stride-2 squeeze has a quarter of
+    # the work and no full-resolution output.
+    return _cru_on_torch(cru, cru.squeeze_up(x_up),
+                         cru.squeeze_low(pool(x_low, cru.stride)),
+                         out_affine)
 
 
 def cru_kernel_args(cru):
@@ -398,8 +417,8 @@ def cru_from_squeezed(cru, x_up: torch.Tensor, x_low: torch.Tensor,
                       out_affine=None, use_kernels=False) -> torch.Tensor:
     """The CRU after its squeeze convolutions (see :func:`cru_from_split`).
     """
-    inplace = not _needs_autograd(cru, x_up)
     if use_kernels:
+        inplace = not _needs_autograd(cru, x_up)
         # All three convolutions, the pooling and the fuse in one kernel.
         from .kernels import cru as triton_cru
         args = (x_up, x_low, *cru_kernel_args(cru))
@@ -408,44 +427,78 @@ def cru_from_squeezed(cru, x_up: torch.Tensor, x_low: torch.Tensor,
                                           _conv_dtype(x_up))
         y = triton_cru.CRUFunction.apply(*args, _conv_dtype(x_up))
         return y if out_affine is None else apply_affine(y, out_affine)
-    x_low = cru.downsample(x_low)
-    y1 = cru.gwc(x_up)
-    pwc_up = cru.pwc_up(cru.downsample(x_up))
-    low_projected = cru.pwc_low(x_low)
-    if inplace:
-        y1 += pwc_up
-    else:
-        y1 = y1 + pwc_up
+    return _cru_on_torch(cru, x_up, pool(x_low, cru.stride), out_affine)
 
+
+def _cru_on_torch(cru, x_up, x_low, out_affine):
+    """The CRU as PyTorch ops from the squeezed ``X_up`` and the squeezed
+    and pooled ``X_low`` (see :func:`cru_from_split`)."""
+    inplace = not _needs_autograd(cru, x_up)
+    y1 = cru.gwc(x_up)
+    up_pooled = pool(x_up, cru.stride)
+    if inplace:
+        add_pointwise_(y1, up_pooled, cru.pwc_up.weight)
+        return _fuse_over_y1(cru, y1, x_low, out_affine)
+    y1 = y1 + cru.pwc_up(up_pooled)
+    beta1 = _branch_weight(cru, y1, x_low).to(y1.dtype)[..., None, None]
+    split = cru.pwc_low.out_channels
+    # Y = Y2 + beta1 * (Y1 - Y2), branch by branch of Y2 = cat(P, X_low).
+    y = torch.cat([
+        torch.lerp(cru.pwc_low(x_low), y1[:, :split], beta1[:, :split]),
+        torch.lerp(x_low, y1[:, split:], beta1[:, split:])
+    ], dim=1)
+    return y if out_affine is None else apply_affine(y, out_affine)
+
+
+def pool(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """:func:`.cru.downsample`; where the ``stride x stride`` windows tile
+    an NCHW CPU tensor exactly, as the mean of its ``stride**2`` strided
+    slices, several times faster than ``avg_pool2d``'s NCHW CPU kernel."""
+    h, w = x.shape[-2:]
+    if (stride == 1 or h % stride or w % stride or x.device.type != 'cpu'
+            or not x.is_contiguous()):
+        return downsample(x, stride)
+    corners = [x[..., i::stride, j::stride] for i in range(stride)
+               for j in range(stride)]
+    total = corners[0] + corners[1]
+    for corner in corners[2:]:
+        total.add_(corner)
+    return total.div_(stride * stride)
+
+
+def _branch_weight(cru, y1, x_low):
+    """``beta1 = sigmoid(S1 - S2)`` (the two-branch softmax, Eq. 8-9), at
+    least fp32, ``(N, C_out)``; ``S2`` from ``GAP(X_low)`` alone (see the
+    module docstring)."""
     compute = at_least_fp32(y1.dtype)
-    s1 = y1.mean((2, 3), dtype=compute)
     low_mean = x_low.mean((2, 3), dtype=compute)
     s2 = torch.cat([
         F.linear(low_mean, cru.pwc_low.weight.flatten(1).to(compute)),
         low_mean
     ], dim=1)
-    beta1 = torch.sigmoid(s1 - s2).to(y1.dtype)[..., None, None]
+    return torch.sigmoid(y1.mean((2, 3), dtype=compute) - s2)
 
-    split = low_projected.shape[1]
-    if inplace:
-        # s (beta1 Y1 + beta2 Y2) + t, written over Y1 branch by branch of
-        # Y2 = cat(P, X_low).
-        beta2 = 1 - beta1
-        if out_affine is None:
-            y1.mul_(beta1)
-        else:
-            scale, shift = (v.to(y1.dtype)[:, None, None] for v in out_affine)
-            beta1, beta2 = beta1 * scale, beta2 * scale
-            torch.addcmul(shift, y1, beta1, out=y1)
-        y1[:, :split].addcmul_(low_projected, beta2[:, :split])
-        y1[:, split:].addcmul_(x_low, beta2[:, split:])
-        return y1
-    # Y = Y2 + beta1 * (Y1 - Y2), branch by branch of Y2 = cat(P, X_low).
-    y = torch.cat([
-        torch.lerp(low_projected, y1[:, :split], beta1[:, :split]),
-        torch.lerp(x_low, y1[:, split:], beta1[:, split:])
-    ], dim=1)
-    return y if out_affine is None else apply_affine(y, out_affine)
+
+def _fuse_over_y1(cru, y1, x_low, out_affine):
+    """``s * (beta1 Y1 + beta2 Y2) + t`` written over ``Y1`` (no autograd):
+    ``beta2`` (and the scale) ride on the ``PWC2`` weight, per sample, so
+    ``PWC2(X_low)`` is added straight into its output channels and never
+    written on its own; the reused ``X_low`` is added to the rest."""
+    beta1 = _branch_weight(cru, y1, x_low)
+    beta2 = 1 - beta1
+    if out_affine is not None:
+        scale, shift = (v.to(beta1.dtype) for v in out_affine)
+        beta1, beta2 = beta1 * scale, beta2 * scale
+        torch.addcmul(shift.to(y1.dtype)[:, None, None], y1,
+                      beta1.to(y1.dtype)[..., None, None], out=y1)
+    else:
+        y1.mul_(beta1.to(y1.dtype)[..., None, None])
+    split = cru.pwc_low.out_channels
+    add_pointwise_(y1[:, :split], x_low,
+                   cru.pwc_low.weight.flatten(1) * beta2[:, :split, None])
+    y1[:, split:].addcmul_(x_low, beta2[:, split:].to(y1.dtype)[..., None,
+                                                                  None])
+    return y1
 
 
 def apply_affine(y: torch.Tensor, affine) -> torch.Tensor:
