@@ -166,14 +166,16 @@ def test_trunk_deploy_form_equals_eval_model():
         assert_relative_error(out, ref, 1e-5, 'stage output')
 
 
-@pytest.mark.parametrize('stride,size,channels_last', [
-    (2, (12, 16), False), (3, (9, 6), False), (2, (12, 16), True),
-    (2, (13, 16), False), (1, (5, 5), False)])
-def test_pool_equals_downsample(stride, size, channels_last):
-    """The strided-slices mean (windows tiling NCHW exactly) or avg_pool2d
+@pytest.mark.parametrize('stride,size,layout', [
+    (2, (12, 16), 'nchw'), (3, (9, 6), 'nchw'), (2, (12, 16), 'cl'),
+    (2, (13, 16), 'nchw'), (1, (5, 5), 'nchw'), (2, (12, 16), 'cl half')])
+def test_pool_equals_downsample(stride, size, layout):
+    """The strided-slices mean (windows tiling exactly) or avg_pool2d
     (otherwise): the CRU's downsample either way, gradients too."""
     x = torch.randn(2, 3, *size, dtype=torch.float64, requires_grad=True)
-    if channels_last:
+    if layout == 'cl half':  # an SRU half of a channels-last tensor
+        x = torch.cat([x, x], 1).to(memory_format=torch.channels_last)[:, 3:]
+    elif layout == 'cl':
         x = x.to(memory_format=torch.channels_last)
     torch.autograd.gradcheck(lambda t: pool(t, stride), (x, ))
     torch.testing.assert_close(pool(x, stride), downsample(x, stride))

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmdet_scconv.layers.pointwise import add_pointwise_
+from mmdet_scconv.layers.pointwise import add_pointwise_, pointwise
 
 
 @pytest.mark.parametrize('channels_last', [False, True])
@@ -33,3 +33,16 @@ def test_takes_a_convolution_weight_shared_by_the_batch():
     out = torch.zeros(2, 5, 4, 4)
     add_pointwise_(out, x, weight)
     torch.testing.assert_close(out, F.conv2d(x, weight))
+
+
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_pointwise_reads_a_channel_slice_and_keeps_its_layout(channels_last):
+    x = torch.randn(2, 8, 5, 3)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    half = x[:, 4:]
+    weight = torch.randn(6, 4, 1, 1)
+    y = pointwise(half, weight)
+    torch.testing.assert_close(y, F.conv2d(half.contiguous(), weight))
+    assert y.is_contiguous(memory_format=torch.channels_last if channels_last
+                           else torch.contiguous_format)

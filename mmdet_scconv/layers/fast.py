@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from ._numerics import at_least_fp32
 from .cru import downsample
 from .kernels import require_triton, triton_available
-from .pointwise import add_pointwise_
+from .pointwise import add_pointwise_, pointwise
 from .sru import normalised_gamma
 
 
@@ -61,12 +61,15 @@ def gn_affine(sru):
     return weight, bias
 
 
-def informative_mask(r, threshold):
-    """``[R > t]`` as 0/1 in ``r``'s dtype, as ``sign(max(R - t, 0))``: plain
-    vectorised arithmetic, cheaper on the CPU than a comparison (a bool
-    tensor to convert), ``threshold`` or ``where``. Exact: in floating point
-    ``R - t > 0`` exactly when ``R > t``."""
-    return torch.sub(r, threshold).clamp_min_(0.0).sign_()
+def informative_mask(r, threshold, inplace=False):
+    """``[R > t]`` as 0/1 in ``r``'s dtype, as ``ceil(R - t)``: ``R`` lies
+    in [0, 1] and ``t`` in (0, 1), so ``R - t`` lies in (-1, 1), and in
+    floating point ``R - t > 0`` exactly when ``R > t``. Two vectorised
+    passes, cheaper on the CPU than a comparison (a bool tensor to
+    convert), ``threshold`` or ``where``. With ``inplace`` it is written over
+    ``r``."""
+    difference = r.sub_(threshold) if inplace else torch.sub(r, threshold)
+    return difference.ceil_()
 
 
 def gate_halves(r, x, threshold, gate):
@@ -74,16 +77,17 @@ def gate_halves(r, x, threshold, gate):
 
     With the mask ``M = [R > t]`` (:func:`informative_mask`):
 
-    * soft: ``W2 = max(R - M, 0)`` (``R`` where ``R <= t``, else 0) and
-      ``W1 = W2 + M``, so with ``Q = W2 * X`` and ``G = M * X`` the output
-      is ``Q_a + Q_b + G_a`` and ``Q_a + Q_b + G_b``;
+    * soft: ``W2 = R - R M`` (``R`` where ``R <= t``, else 0) and
+      ``W1 = W2 + M``, so with ``S = W2_a X_a + W2_b X_b`` the output is
+      ``S + M_a X_a`` and ``S + M_b X_b``;
     * hard: ``W1 = M``, ``W2 = 1 - W1``: ``G_a + X_b - G_b`` and
-      ``G_b + X_a - G_a``.
+      ``G_b + X_a - G_a`` with ``G = M X``.
 
-    No autograd runs through it (inference, or inside
-    :class:`SRUFunction`), so it reuses the buffers of ``r`` (and of the
-    threshold it takes), and, where the channel halves are dense (one NCHW
-    sample), returns views of them.
+    Fused multiply-adds keep the passes over memory few. No autograd runs
+    through it (inference, or inside :class:`SRUFunction`), so every result
+    is written over ``r`` and the mask: it allocates at most the mask (on
+    the CPU each fresh large allocation costs page faults) and returns
+    channel slices.
 
     Args:
         r (Tensor): Reweights, at least fp32; overwritten.
@@ -91,25 +95,22 @@ def gate_halves(r, x, threshold, gate):
         threshold (float): The gate threshold ``t``.
         gate (str): ``'soft'`` or ``'hard'``.
     """
-    mask = informative_mask(r, threshold)
+    # The hard gate needs no R beside its mask: that is written over it.
+    mask = informative_mask(r, threshold, inplace=gate == 'hard')
     half = x.shape[1] // 2
-    # The channel halves of one NCHW sample are dense: then the sums are
-    # written over their first operand, sparing three fresh allocations
-    # (on the CPU each large one costs page faults).
-    overwrite = r[:, :half].is_contiguous()
+    x_a, x_b = x[:, :half], x[:, half:]
+    mask_a, mask_b = mask[:, :half], mask[:, half:]
     if gate == 'soft':
-        low_weighted = r.sub_(mask).clamp_min_(0.0).mul_(x)
-        low_a, low_b = low_weighted[:, :half], low_weighted[:, half:]
-        shared = low_a.add_(low_b) if overwrite else low_a + low_b
-    informative_x = mask.mul_(x)
-    upper_g, lower_g = informative_x[:, :half], informative_x[:, half:]
-    if gate == 'soft' and overwrite:
-        upper, lower = upper_g.add_(shared), lower_g.add_(shared)
-    elif gate == 'soft':
-        upper, lower = shared + upper_g, shared + lower_g
+        low = r.addcmul_(r, mask, value=-1.0)
+        shared = low[:, half:].mul_(x_b).addcmul_(low[:, :half], x_a)
+        upper = torch.addcmul(shared, mask_a, x_a, out=mask_a)
+        lower = torch.addcmul(shared, mask_b, x_b, out=mask_b)
     else:
-        upper = upper_g + (x[:, half:] - lower_g)
-        lower = lower_g + (x[:, :half] - upper_g)
+        upper_g, lower_g = mask_a.mul_(x_a), mask_b.mul_(x_b)
+        # With D = G_b - G_a: X_b - D and D + X_a.
+        difference = lower_g.sub_(upper_g)
+        upper = torch.sub(x_b, difference, out=upper_g)
+        lower = difference.add_(x_a)
     return upper.to(x.dtype), lower.to(x.dtype)
 
 
@@ -389,12 +390,22 @@ def cru_from_split(cru, x_up: torch.Tensor, x_low: torch.Tensor,
     if use_kernels:
         return cru_from_squeezed(cru, cru.squeeze_up(x_up),
                                  cru.squeeze_low(x_low), out_affine, True)
+    inplace = not _needs_autograd(cru, x_up)
     # The lower path is only ever used pooled, and pooling commutes with
     # the 1x1 squeeze: pooled first, a stride-2 squeeze has a quarter of
     # the work and no full-resolution output.
-    return _cru_on_torch(cru, cru.squeeze_up(x_up),
-                         cru.squeeze_low(pool(x_low, cru.stride)),
-                         out_affine)
+    return _cru_on_torch(
+        cru, _squeeze(cru.squeeze_up, x_up, inplace),
+        _squeeze(cru.squeeze_low, pool(x_low, cru.stride), inplace),
+        out_affine)
+
+
+def _squeeze(conv, x, inplace):
+    """A squeeze convolution; without autograd as :func:`.pointwise`,
+    which reads the channel slices the SRU returns without copying them."""
+    if inplace:
+        return pointwise(x.to(_conv_dtype(x)), conv.weight)
+    return conv(x)
 
 
 def cru_kernel_args(cru):
@@ -452,11 +463,11 @@ def _cru_on_torch(cru, x_up, x_low, out_affine):
 
 def pool(x: torch.Tensor, stride: int) -> torch.Tensor:
     """:func:`.cru.downsample`; where the ``stride x stride`` windows tile
-    an NCHW CPU tensor exactly, as the mean of its ``stride**2`` strided
-    slices, several times faster than ``avg_pool2d``'s NCHW CPU kernel."""
+    a CPU tensor exactly, as the mean of its ``stride**2`` strided slices:
+    several times faster than ``avg_pool2d``'s NCHW CPU kernel, and no copy
+    of a channel slice (an SRU half) first."""
     h, w = x.shape[-2:]
-    if (stride == 1 or h % stride or w % stride or x.device.type != 'cpu'
-            or not x.is_contiguous()):
+    if stride == 1 or h % stride or w % stride or x.device.type != 'cpu':
         return downsample(x, stride)
     corners = [x[..., i::stride, j::stride] for i in range(stride)
                for j in range(stride)]
