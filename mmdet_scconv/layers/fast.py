@@ -62,14 +62,13 @@ def gn_affine(sru):
 
 
 def informative_mask(r, threshold, inplace=False):
-    """``[R > t]`` as 0/1 in ``r``'s dtype, as ``ceil(R - t)``: ``R`` lies
-    in [0, 1] and ``t`` in (0, 1), so ``R - t`` lies in (-1, 1), and in
-    floating point ``R - t > 0`` exactly when ``R > t``. Two vectorised
-    passes, cheaper on the CPU than a comparison (a bool tensor to
-    convert), ``threshold`` or ``where``. With ``inplace`` it is written over
+    """``[R > t]`` as 0/1 in ``r``'s dtype, as ``sign(max(R - t, 0))``: plain
+    vectorised arithmetic, cheaper on the CPU than a comparison (a bool
+    tensor to convert), ``threshold`` or ``where``. Exact: in floating point
+    ``R - t > 0`` exactly when ``R > t``. With ``inplace`` it is written over
     ``r``."""
     difference = r.sub_(threshold) if inplace else torch.sub(r, threshold)
-    return difference.ceil_()
+    return difference.clamp_min_(0.0).sign_()
 
 
 def gate_halves(r, x, threshold, gate):
@@ -77,17 +76,16 @@ def gate_halves(r, x, threshold, gate):
 
     With the mask ``M = [R > t]`` (:func:`informative_mask`):
 
-    * soft: ``W2 = R - R M`` (``R`` where ``R <= t``, else 0) and
-      ``W1 = W2 + M``, so with ``S = W2_a X_a + W2_b X_b`` the output is
-      ``S + M_a X_a`` and ``S + M_b X_b``;
+    * soft: ``W2 = max(R - M, 0)`` (``R`` where ``R <= t``, else 0) and
+      ``W1 = W2 + M``, so with ``Q = W2 X`` and ``G = M X`` the output is
+      ``Q_a + Q_b + G_a`` and ``Q_a + Q_b + G_b``;
     * hard: ``W1 = M``, ``W2 = 1 - W1``: ``G_a + X_b - G_b`` and
-      ``G_b + X_a - G_a`` with ``G = M X``.
+      ``G_b + X_a - G_a``.
 
-    Fused multiply-adds keep the passes over memory few. No autograd runs
-    through it (inference, or inside :class:`SRUFunction`), so every result
-    is written over ``r`` and the mask: it allocates at most the mask (on
-    the CPU each fresh large allocation costs page faults) and returns
-    channel slices.
+    No autograd runs through it (inference, or inside :class:`SRUFunction`),
+    so every result is written over ``r`` and the mask: it allocates at most
+    the mask (on the CPU each fresh large allocation costs page faults) and
+    returns channel slices.
 
     Args:
         r (Tensor): Reweights, at least fp32; overwritten.
@@ -98,19 +96,18 @@ def gate_halves(r, x, threshold, gate):
     # The hard gate needs no R beside its mask: that is written over it.
     mask = informative_mask(r, threshold, inplace=gate == 'hard')
     half = x.shape[1] // 2
-    x_a, x_b = x[:, :half], x[:, half:]
-    mask_a, mask_b = mask[:, :half], mask[:, half:]
     if gate == 'soft':
-        low = r.addcmul_(r, mask, value=-1.0)
-        shared = low[:, half:].mul_(x_b).addcmul_(low[:, :half], x_a)
-        upper = torch.addcmul(shared, mask_a, x_a, out=mask_a)
-        lower = torch.addcmul(shared, mask_b, x_b, out=mask_b)
+        low_weighted = r.sub_(mask).clamp_min_(0.0).mul_(x)
+        shared = low_weighted[:, :half].add_(low_weighted[:, half:])
+    informative_x = mask.mul_(x)
+    upper_g, lower_g = informative_x[:, :half], informative_x[:, half:]
+    if gate == 'soft':
+        upper, lower = upper_g.add_(shared), lower_g.add_(shared)
     else:
-        upper_g, lower_g = mask_a.mul_(x_a), mask_b.mul_(x_b)
         # With D = G_b - G_a: X_b - D and D + X_a.
         difference = lower_g.sub_(upper_g)
-        upper = torch.sub(x_b, difference, out=upper_g)
-        lower = difference.add_(x_a)
+        upper = torch.sub(x[:, half:], difference, out=upper_g)
+        lower = difference.add_(x[:, :half])
     return upper.to(x.dtype), lower.to(x.dtype)
 
 
@@ -401,9 +398,12 @@ def cru_from_split(cru, x_up: torch.Tensor, x_low: torch.Tensor,
 
 
 def _squeeze(conv, x, inplace):
-    """A squeeze convolution; without autograd as :func:`.pointwise`,
-    which reads the channel slices the SRU returns without copying them."""
-    if inplace:
+    """A squeeze convolution; without autograd, on a channel slice that is
+    not dense (an SRU half of a channels-last or batched tensor), as
+    :func:`.pointwise`, which reads it without the copy the convolution
+    would make. (On a dense NCHW half the convolution measured faster inside
+    the trunk on the CPU.)"""
+    if inplace and not x.is_contiguous():
         return pointwise(x.to(_conv_dtype(x)), conv.weight)
     return conv(x)
 
