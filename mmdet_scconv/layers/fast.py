@@ -394,7 +394,7 @@ def cru_from_split(cru, x_up: torch.Tensor, x_low: torch.Tensor,
     return _cru_on_torch(
         cru, _squeeze(cru.squeeze_up, x_up, inplace),
         _squeeze(cru.squeeze_low, pool(x_low, cru.stride), inplace),
-        out_affine)
+        out_affine, inplace)
 
 
 def _squeeze(conv, x, inplace):
@@ -428,8 +428,8 @@ def cru_from_squeezed(cru, x_up: torch.Tensor, x_low: torch.Tensor,
                       out_affine=None, use_kernels=False) -> torch.Tensor:
     """The CRU after its squeeze convolutions (see :func:`cru_from_split`).
     """
+    inplace = not _needs_autograd(cru, x_up)
     if use_kernels:
-        inplace = not _needs_autograd(cru, x_up)
         # All three convolutions, the pooling and the fuse in one kernel.
         from .kernels import cru as triton_cru
         args = (x_up, x_low, *cru_kernel_args(cru))
@@ -438,13 +438,14 @@ def cru_from_squeezed(cru, x_up: torch.Tensor, x_low: torch.Tensor,
                                           _conv_dtype(x_up))
         y = triton_cru.CRUFunction.apply(*args, _conv_dtype(x_up))
         return y if out_affine is None else apply_affine(y, out_affine)
-    return _cru_on_torch(cru, x_up, pool(x_low, cru.stride), out_affine)
+    return _cru_on_torch(cru, x_up, pool(x_low, cru.stride), out_affine,
+                         inplace)
 
 
-def _cru_on_torch(cru, x_up, x_low, out_affine):
+def _cru_on_torch(cru, x_up, x_low, out_affine, inplace):
     """The CRU as PyTorch ops from the squeezed ``X_up`` and the squeezed
-    and pooled ``X_low`` (see :func:`cru_from_split`)."""
-    inplace = not _needs_autograd(cru, x_up)
+    and pooled ``X_low`` (see :func:`cru_from_split`); ``inplace`` without
+    autograd."""
     y1 = cru.gwc(x_up)
     up_pooled = pool(x_up, cru.stride)
     if inplace:
