@@ -26,10 +26,16 @@ def normalised_gamma(gamma: torch.Tensor) -> torch.Tensor:
         Tensor: ``W_gamma`` in at least fp32, shape ``(C,)``.
     """
     gamma = gamma.to(at_least_fp32(gamma.dtype))
+    return gamma / safe_sum(gamma)
+
+
+def safe_sum(gamma: torch.Tensor) -> torch.Tensor:
+    """``sum(gamma)`` pushed away from zero to at least ``GAMMA_SUM_EPS`` in
+    magnitude, keeping its sign (a zero sum counts as positive); where it is
+    pushed, it passes no gradient."""
     total = gamma.sum()
-    safe_total = torch.where(total >= 0, total.clamp(min=GAMMA_SUM_EPS),
-                             total.clamp(max=-GAMMA_SUM_EPS))
-    return gamma / safe_total
+    return torch.where(total >= 0, total.clamp(min=GAMMA_SUM_EPS),
+                       total.clamp(max=-GAMMA_SUM_EPS))
 
 
 def check_sru_args(channels, gn_groups, gate_threshold, gate) -> None:

@@ -5,16 +5,13 @@ Optional: they need the ``triton`` package (``pip install
 under Triton's interpreter (``TRITON_INTERPRET=1``, set before triton is
 imported), which is how the tests check them on machines without a GPU.
 """
-import functools
 import importlib.util
 import os
 
-
-@functools.lru_cache(maxsize=None)
-def triton_available() -> bool:
-    """Whether the ``triton`` package can be imported (looked up once: the
-    answer is asked on every SCConv call)."""
-    return importlib.util.find_spec('triton') is not None
+#: Whether the ``triton`` package can be imported (looked up once: the
+#: answer is asked on every SCConv call, also while ``torch.compile``
+#: traces it).
+TRITON_AVAILABLE = importlib.util.find_spec('triton') is not None
 
 
 def triton_interpreted() -> bool:
@@ -26,12 +23,12 @@ def kernels_can_run(x) -> bool:
     """Whether the Triton kernels can take ``x``: CUDA (or the interpreter)
     with triton installed."""
     on_device = x.is_cuda or (x.device.type == 'cpu' and triton_interpreted())
-    return on_device and triton_available()
+    return on_device and TRITON_AVAILABLE
 
 
 def require_triton(x) -> None:
     """Raise a clear error where ``impl='triton'`` cannot run on ``x``."""
-    if not triton_available():
+    if not TRITON_AVAILABLE:
         raise RuntimeError(
             "impl='triton' needs the triton package: pip install "
             "'mmdet-scconv[triton]' (or use impl='fast', which picks the "

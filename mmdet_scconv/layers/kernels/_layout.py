@@ -42,10 +42,15 @@ def empty_like_layout(x: torch.Tensor, channels: int, dtype=None,
     (``(H, W)`` of ``x`` unless ``size`` says otherwise)."""
     n, _, h, w = x.shape
     h, w = size or (h, w)
-    fmt = (torch.channels_last if is_channels_last(x) else
-           torch.contiguous_format)
     return torch.empty((n, channels, h, w), dtype=dtype or x.dtype,
-                       device=x.device, memory_format=fmt)
+                       device=x.device, memory_format=layout_of(x))
+
+
+def layout_of(x: torch.Tensor) -> torch.memory_format:
+    """``torch.channels_last`` for a channels-last ``x``, else
+    ``torch.contiguous_format``."""
+    return (torch.channels_last if is_channels_last(x) else
+            torch.contiguous_format)
 
 
 def next_power_of_2(n: int) -> int:
@@ -55,3 +60,11 @@ def next_power_of_2(n: int) -> int:
 def pixel_block(channel_block: int, elements: int) -> int:
     """Pixels per program so that a tile holds about ``elements`` values."""
     return max(16, min(256, elements // channel_block))
+
+
+def sums_length(n, c_up, c_low, kernel_size):
+    """Values of the CRU kernels' pooled sums (``cru.pooled_sums``) for
+    ``n`` samples: per sample a row of ``T``, ``C_up x kernel_size**2``
+    sums (per channel and tap, ``X_up`` summed over the pixels that tap
+    reads), then the pixel sums of ``pool(X_up)`` and ``pool(X_low)``."""
+    return n * (c_up * (kernel_size**2 + 1) + c_low)

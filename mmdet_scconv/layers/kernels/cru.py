@@ -1,5 +1,6 @@
 """The whole CRU after its squeeze convolutions in two Triton launches and
-no convolution call (inference), and its autograd Function (training).
+no convolution call, and the gradients of its two branches: the kernels of
+the registered op ``scconv::cru`` (:mod:`..ops.cru`).
 
 From the squeezed ``X_up`` and ``X_low`` (full resolution):
 
@@ -27,19 +28,17 @@ through memory, and one layer's CRU after the squeeze is two kernels (and
 the zeroing of their small sums buffer) instead of three convolutions,
 their weight casts, a sum and two fuse kernels.
 
-* :class:`CRUFunction` trains through the same forward, saving only the
-  squeezed inputs, the sums and ``beta1``; its backward computes the
-  branches once more for ``dL/dbeta1`` and leaves the convolutions'
-  gradients to cuDNN.
+* :func:`branch_grads` is the backward's share: it computes the branches
+  once more for ``dL/dbeta1`` and writes ``dY1`` and ``dY2``; the
+  convolutions' gradients are cuDNN's (:mod:`..ops.cru`).
 """
 import torch
 import triton
 import triton.language as tl
 
-from ..cru import downsample, strided_size
-from ..fast import conv_grads
+from ..cru import strided_size
 from ._layout import (dense, empty_like_layout, kernel_arg, next_power_of_2,
-                      strides)
+                      strides, sums_length)
 from ._tiles import (dot_block_k, dot_options, load_tile, program_tile,
                      store_tile)
 
@@ -173,15 +172,16 @@ def _pointwise(x_ptr, w_ptr, sums_ptr, n, ho, wo, p_mask, o, o_mask, K, H, W,
 
 @triton.jit
 def _grouped_conv(x_ptr, w_ptr, taps_row, n, ho, wo, p_mask, o, o_mask, C,
-                  C_in, H, W, pad, dilation, groups, x_sn, x_sc, x_sp, acc, s,
-                  KERNEL: tl.constexpr, STRIDE: tl.constexpr,
+                  C_in, H, W, pad, dilation, groups, x_sn, x_sc, x_sp, w_so,
+                  w_sc, w_sh, w_sw, acc, s, KERNEL: tl.constexpr, STRIDE: tl.constexpr,
                   DOT_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
                   BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr):
     """The grouped ``KERNEL x KERNEL`` convolution's tile as an implicit
     GEMM, and its pixel sums: ``s += sum_{c, tap} W[o, c, tap] T[c, tap]``
     (``T`` at ``taps_row``, see :func:`pooled_sums`).
     Each tap multiplies the shifted input by a block-diagonal weight; only
-    the input channels of the groups of this program's outputs are read."""
+    the input channels of the groups of this program's outputs are read.
+    The weight is read through its strides (``w_s*``), in any layout."""
     group_in = C_in // groups
     group_out = C // groups
     first_out = tl.program_id(2) * BLOCK_C
@@ -202,8 +202,9 @@ def _grouped_conv(x_ptr, w_ptr, taps_row, n, ho, wo, p_mask, o, o_mask, C,
                           x_sp)
             in_group = (k[:, None] // group_in) == group[None, :]
             weight = tl.load(
-                w_ptr + (o[None, :] * group_in + k[:, None] -
-                         group[None, :] * group_in) * taps + tap,
+                w_ptr + o[None, :] * w_so +
+                (k[:, None] - group[None, :] * group_in) * w_sc +
+                (tap // KERNEL) * w_sh + (tap % KERNEL) * w_sw,
                 mask=in_group & k_mask[:, None] & o_mask[None, :], other=0.0)
             acc = tl.dot(x.to(DOT_DTYPE), weight.to(DOT_DTYPE), acc,
                          input_precision=PRECISION)
@@ -216,7 +217,8 @@ def _grouped_conv(x_ptr, w_ptr, taps_row, n, ho, wo, p_mask, o, o_mask, C,
 @triton.jit
 def _branches(up_ptr, low_ptr, w_gwc_ptr, w_up_ptr, w_low_ptr, sums_ptr, n,
               p, c, C, C_up, C_low, C_p, H, W, Wo, HWo, pad, dilation,
-              groups, up_sn, up_sc, up_sp, low_sn, low_sc, low_sp,
+              groups, up_sn, up_sc, up_sp, low_sn, low_sc, low_sp, w_so, w_sc,
+              w_sh, w_sw,
               KERNEL: tl.constexpr, STRIDE: tl.constexpr,
               DOT_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
               BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
@@ -233,7 +235,7 @@ def _branches(up_ptr, low_ptr, w_gwc_ptr, w_up_ptr, w_low_ptr, sums_ptr, n,
     # Y1 = GWC(X_up) + PWC1(pool(X_up)), and its pixel sums S1.
     y1, s1 = _grouped_conv(up_ptr, w_gwc_ptr, taps_row, n, ho, wo, p_mask, c,
                            c_mask, C, C_up, H, W, pad, dilation, groups,
-                           up_sn, up_sc, up_sp, zeros,
+                           up_sn, up_sc, up_sp, w_so, w_sc, w_sh, w_sw, zeros,
                            tl.zeros((BLOCK_C, ), tl.float32), KERNEL, STRIDE,
                            DOT_DTYPE, PRECISION, BLOCK_C, BLOCK_K)
     y1, s1 = _pointwise(up_ptr, w_up_ptr, pooled_row, n, ho, wo, p_mask, c,
@@ -254,24 +256,21 @@ def _branches(up_ptr, low_ptr, w_gwc_ptr, w_up_ptr, w_low_ptr, sums_ptr, n,
 
 @triton.jit
 def _cru_kernel(up_ptr, low_ptr, w_gwc_ptr, w_up_ptr, w_low_ptr, sums_ptr,
-                scale_ptr, shift_ptr, beta_ptr, out_ptr, C, C_up, C_low, C_p,
-                H, W, Wo, HWo, pad, dilation, groups, up_sn, up_sc, up_sp,
-                low_sn, low_sc, low_sp, out_sn, out_sc, out_sp,
-                KERNEL: tl.constexpr, STRIDE: tl.constexpr,
-                HAS_AFFINE: tl.constexpr, STORE_BETA: tl.constexpr,
-                DOT_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
-                BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
-                BLOCK_K: tl.constexpr):
+                sums_offset, scale_ptr, shift_ptr, out_ptr, C, C_up, C_low,
+                C_p, H, W, Wo, HWo, pad, dilation, groups, up_sn, up_sc, up_sp,
+                low_sn, low_sc, low_sp, w_so, w_sc, w_sh, w_sw, out_sn, out_sc,
+                out_sp, KERNEL: tl.constexpr, STRIDE: tl.constexpr,
+                HAS_AFFINE: tl.constexpr, DOT_DTYPE: tl.constexpr,
+                PRECISION: tl.constexpr, BLOCK_P: tl.constexpr,
+                BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr):
     n, p, c, mask = program_tile(HWo, C, BLOCK_P, BLOCK_C)
     c_mask = c < C
     y1, y2, beta1 = _branches(
-        up_ptr, low_ptr, w_gwc_ptr, w_up_ptr, w_low_ptr, sums_ptr, n, p, c, C,
-        C_up, C_low, C_p, H, W, Wo, HWo, pad, dilation, groups, up_sn, up_sc,
-        up_sp, low_sn, low_sc, low_sp, KERNEL, STRIDE, DOT_DTYPE, PRECISION,
+        up_ptr, low_ptr, w_gwc_ptr, w_up_ptr, w_low_ptr,
+        sums_ptr + sums_offset, n, p, c, C, C_up, C_low, C_p, H, W, Wo, HWo,
+        pad, dilation, groups, up_sn, up_sc, up_sp, low_sn, low_sc, low_sp,
+        w_so, w_sc, w_sh, w_sw, KERNEL, STRIDE, DOT_DTYPE, PRECISION,
         BLOCK_P, BLOCK_C, BLOCK_K)
-    if STORE_BETA:
-        if tl.program_id(1) == 0:
-            tl.store(beta_ptr + n * C + c, beta1, mask=c_mask)
     y = y2 + beta1[None, :] * (y1 - y2)
     if HAS_AFFINE:
         scale = tl.load(scale_ptr + c, mask=c_mask, other=0.0)
@@ -282,46 +281,69 @@ def _cru_kernel(up_ptr, low_ptr, w_gwc_ptr, w_up_ptr, w_low_ptr, sums_ptr,
 
 @triton.jit
 def _grad_beta_kernel(up_ptr, low_ptr, w_gwc_ptr, w_up_ptr, w_low_ptr,
-                      sums_ptr, grad_ptr, out_ptr, C, C_up, C_low, C_p, H, W,
-                      Wo, HWo, pad, dilation, groups, up_sn, up_sc, up_sp,
-                      low_sn, low_sc, low_sp, g_sn, g_sc, g_sp,
-                      KERNEL: tl.constexpr, STRIDE: tl.constexpr,
-                      DOT_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
-                      BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
-                      BLOCK_K: tl.constexpr):
+                      sums_ptr, sums_offset, grad_ptr, out_ptr, C, C_up,
+                      C_low, C_p, H, W, Wo, HWo, pad, dilation, groups, up_sn,
+                      up_sc, up_sp, low_sn, low_sc, low_sp, w_so, w_sc, w_sh,
+                      w_sw, g_sn, g_sc, g_sp, KERNEL: tl.constexpr,
+                      STRIDE: tl.constexpr, DOT_DTYPE: tl.constexpr,
+                      PRECISION: tl.constexpr, BLOCK_P: tl.constexpr,
+                      BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr):
     """``dL/dbeta1[n, c] = sum_p dY (Y1 - Y2)`` with the branches computed
-    again (they were never stored), added into ``out``."""
+    again (they were never stored), added into ``out[0]``; ``beta1`` itself
+    stored in ``out[1]`` (both ``(N, C)``)."""
     n, p, c, mask = program_tile(HWo, C, BLOCK_P, BLOCK_C)
-    y1, y2, _ = _branches(
-        up_ptr, low_ptr, w_gwc_ptr, w_up_ptr, w_low_ptr, sums_ptr, n, p, c, C,
-        C_up, C_low, C_p, H, W, Wo, HWo, pad, dilation, groups, up_sn, up_sc,
-        up_sp, low_sn, low_sc, low_sp, KERNEL, STRIDE, DOT_DTYPE, PRECISION,
+    y1, y2, beta1 = _branches(
+        up_ptr, low_ptr, w_gwc_ptr, w_up_ptr, w_low_ptr,
+        sums_ptr + sums_offset, n, p, c, C, C_up, C_low, C_p, H, W, Wo, HWo,
+        pad, dilation, groups, up_sn, up_sc, up_sp, low_sn, low_sc, low_sp,
+        w_so, w_sc, w_sh, w_sw, KERNEL, STRIDE, DOT_DTYPE, PRECISION,
         BLOCK_P, BLOCK_C, BLOCK_K)
     grad = load_tile(grad_ptr, n, p, c, mask, g_sn, g_sc, g_sp)
     tl.atomic_add(out_ptr + n * C + c, tl.sum(grad * (y1 - y2), axis=0),
                   mask=c < C)
+    if tl.program_id(1) == 0:
+        tl.store(out_ptr + tl.num_programs(0) * C + n * C + c, beta1,
+                 mask=c < C)
+
+
+@triton.jit
+def _branch_grads_kernel(grad_ptr, beta_ptr, y1_ptr, p_ptr, reuse_ptr, C,
+                         C_p, HWo, g_sn, g_sc, g_sp, y1_sn, y1_sc, y1_sp,
+                         p_sn, p_sc, p_sp, r_sn, r_sc, r_sp,
+                         BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+    """The gradients of the two branches from the output's:
+    ``dY1 = beta1 dY + ds`` and ``dY2 = beta2 dY - ds`` with ``ds =
+    dL/dbeta1 beta1 beta2 / HW`` (the pooled statistics spread it evenly);
+    ``dY2`` split into its ``PWC2`` channels and its reused ``X_low``.
+    ``beta`` holds ``dL/dbeta1`` and ``beta1`` (:func:`_grad_beta_kernel`).
+    """
+    n, p, c, mask = program_tile(HWo, C, BLOCK_P, BLOCK_C)
+    c_mask = c < C
+    grad = load_tile(grad_ptr, n, p, c, mask, g_sn, g_sc, g_sp)
+    grad_beta = tl.load(beta_ptr + n * C + c, mask=c_mask, other=0.0)
+    beta1 = tl.load(beta_ptr + tl.num_programs(0) * C + n * C + c,
+                    mask=c_mask, other=0.0)
+    ds = (grad_beta * beta1 * (1.0 - beta1) / HWo)[None, :]
+    store_tile(y1_ptr, beta1[None, :] * grad + ds, n, p, c, mask, y1_sn,
+               y1_sc, y1_sp)
+    grad_y2 = (1.0 - beta1[None, :]) * grad - ds
+    in_p = (c < C_p)[None, :]
+    store_tile(p_ptr, grad_y2, n, p, c, mask & in_p, p_sn, p_sc, p_sp)
+    store_tile(reuse_ptr, grad_y2, n, p, c - C_p, mask & ~in_p, r_sn, r_sc,
+               r_sp)
 
 
 def _block(channels, limit=_MAX_BLOCK_C):
     return max(16, min(next_power_of_2(channels), limit))
 
 
-def sums_buffer(n, c_up, c_low, kernel_size, device):
-    """A zeroed buffer for :func:`pooled_sums`: per sample a row of ``T``,
-    ``C_up x kernel_size**2`` sums (per channel and tap, ``X_up`` summed
-    over the input pixels that tap of the grouped convolution reads), then
-    the ``C_up + C_low`` pixel sums of ``pool(X_up)`` and ``pool(X_low)``.
-    """
-    return torch.zeros((n, c_up * (kernel_size**2 + 1) + c_low),
-                       dtype=torch.float32, device=device)
-
-
 def pooled_sums(x_up, x_low, kernel_size, stride, dilation):
-    """What the CRU's pooled statistics need (:func:`sums_buffer`), fp32,
+    """What the CRU's pooled statistics need (:func:`sums_length`), fp32,
     from one read of each squeezed input."""
     n, c_up, h, w = x_up.shape
     c_low = x_low.shape[1]
-    sums = sums_buffer(n, c_up, c_low, kernel_size, x_up.device)
+    sums = torch.zeros(sums_length(n, c_up, c_low, kernel_size),
+                       dtype=torch.float32, device=x_up.device)
     block_c = _block(max(c_up, c_low), 64)
     grid = (n, triton.cdiv(h * w, _SUMS_BLOCK_P),
             triton.cdiv(c_up, block_c) + triton.cdiv(c_low, block_c))
@@ -356,21 +378,22 @@ def cru_launch(channels, c_up, c_low, groups, dtype) -> dict:
 
 
 class _Problem:
-    """One CRU's kernel arguments shared by :func:`cru_forward` and the
-    backward: the squeezed inputs, the weights as kernel arguments, the
-    sums, the geometry and the launch settings."""
+    """One CRU's kernel arguments shared by :func:`cru_forward` and
+    :func:`cru_backward`: the squeezed inputs, the weights as kernel
+    arguments, the sums, the geometry and the launch settings."""
 
     def __init__(self, x_up, x_low, weights, stride, dilation, groups, dtype,
-                 sums=None, launch=None):
+                 sums=None, sums_offset=0, launch=None):
         self.x_up, self.x_low = dense(x_up), dense(x_low)
         self.dtype = dtype or x_up.dtype
         n, c_up, h, w = self.x_up.shape
-        channels, _, kernel_size, _ = weights[0].shape
+        w_gwc = weights[0]
+        channels, _, kernel_size, _ = w_gwc.shape
         c_low, c_p = self.x_low.shape[1], weights[2].shape[0]
         if sums is None:
             sums = pooled_sums(self.x_up, self.x_low, kernel_size, stride,
                                dilation)
-        self.sums = sums
+        self.sums, self.sums_offset = sums, sums_offset
         ho, wo, pad, _ = geometry(h, w, kernel_size, stride, dilation)
         self.out_shape = (n, channels, ho, wo)
         self.settings = dict(
@@ -378,49 +401,53 @@ class _Problem:
             **launch or {})
         self.grid = (n, triton.cdiv(ho * wo, self.settings['BLOCK_P']),
                      triton.cdiv(channels, self.settings['BLOCK_C']))
-        self.inputs = (self.x_up, self.x_low,
-                       *[kernel_arg(t, torch.float32) for t in weights], sums)
+        # The grouped weight is read through its strides (a channels-last
+        # model's is not contiguous); the 1x1 weights always are.
+        self.inputs = (self.x_up, self.x_low, w_gwc,
+                       *[kernel_arg(t) for t in weights[1:]], sums,
+                       sums_offset)
         self.sizes = (channels, c_up, c_low, c_p, h, w, wo, ho * wo, pad,
                       dilation, groups, *strides(self.x_up),
-                      *strides(self.x_low))
+                      *strides(self.x_low), *w_gwc.stride())
         self.constants = dict(KERNEL=kernel_size, STRIDE=stride,
                               **dot_options(self.dtype, self.x_up.device),
                               **self.settings)
 
-    def empty_output(self):
-        n, channels, ho, wo = self.out_shape
-        return empty_like_layout(self.x_up, channels, self.dtype,
-                                 size=(ho, wo))
+    def empty_output(self, channels=None):
+        n, out_channels, ho, wo = self.out_shape
+        return empty_like_layout(self.x_up, channels or out_channels,
+                                 self.dtype, size=(ho, wo))
 
 
 def cru_forward(x_up, x_low, gwc_weight, pwc_up_weight, pwc_low_weight,
                 stride, dilation, groups, out_affine=None, dtype=None,
-                launch=None, sums=None, beta=None):
+                sums=None, sums_offset=0, launch=None):
     """:class:`CRU` from its squeezed inputs (Eq. 6-10), without autograd
-    (:class:`CRUFunction` trains through it).
+    (the registered op ``scconv::cru`` of :mod:`..ops.cru` trains through
+    it).
 
     Args:
         x_up, x_low (Tensor): ``squeeze_up`` and ``squeeze_low`` outputs,
             full resolution, same layout.
-        gwc_weight (Tensor): ``(C, C_up / groups, k, k)``.
+        gwc_weight (Tensor): ``(C, C_up / groups, k, k)``, any layout.
         pwc_up_weight (Tensor): ``(C, C_up, 1, 1)``.
         pwc_low_weight (Tensor): ``(C - C_low, C_low, 1, 1)``.
         stride (int), dilation (int), groups (int): The CRU's; the grouped
             convolution pads ``dilation * (k // 2)``.
         out_affine (tuple[Tensor, Tensor], optional): A folded BatchNorm's
-            per-channel ``(scale, shift)``.
+            per-channel fp32 ``(scale, shift)``.
         dtype (torch.dtype, optional): The convolutions' dtype (autocast's):
             operands are rounded to it, accumulation is fp32. Default:
             ``x_up.dtype``.
+        sums (Tensor, optional): The inputs' :func:`pooled_sums`, from
+            ``sums_offset`` on, if the kernel that wrote the inputs already
+            added them up (the SRU+squeeze GEMM does); else a pass of its
+            own adds them up.
+        sums_offset (int): See ``sums``. Default: 0.
         launch (dict, optional): Launch settings over those of
             :func:`cru_launch` (``BLOCK_P``, ``BLOCK_C``, ``BLOCK_K`` of
             at least 16, ``num_warps``, ``num_stages``), for tuning
             (``tools/analysis_tools/tune_kernels.py``).
-        sums (Tensor, optional): The inputs' :func:`pooled_sums`, if the
-            kernel that wrote them already added them up (the deploy form's
-            SRU+squeeze GEMM does).
-        beta (Tensor, optional): An fp32 ``(N, C)`` tensor to store
-            ``beta1`` in.
 
     Returns:
         Tensor: ``(N, C, ceil(H / stride), ceil(W / stride))`` in ``x_up``'s
@@ -428,104 +455,49 @@ def cru_forward(x_up, x_low, gwc_weight, pwc_up_weight, pwc_low_weight,
     """
     problem = _Problem(x_up, x_low,
                        (gwc_weight, pwc_up_weight, pwc_low_weight), stride,
-                       dilation, groups, dtype, sums, launch)
-    return _forward(problem, out_affine, beta)
-
-
-def _forward(problem, out_affine=None, beta=None):
+                       dilation, groups, dtype, sums, sums_offset, launch)
     out = problem.empty_output()
-    # Where a flag is off the kernel never touches that pointer.
-    unused = problem.sums
-    scale, shift = ((kernel_arg(t, torch.float32) for t in out_affine)
-                    if out_affine is not None else (unused, unused))
+    # Without an affine the kernel never touches these pointers.
+    scale, shift = out_affine or (problem.sums, problem.sums)
     _cru_kernel[problem.grid](
-        *problem.inputs, scale, shift, unused if beta is None else beta, out,
-        *problem.sizes, *strides(out), HAS_AFFINE=out_affine is not None,
-        STORE_BETA=beta is not None, **problem.constants)
+        *problem.inputs, scale, shift, out, *problem.sizes, *strides(out),
+        HAS_AFFINE=out_affine is not None, **problem.constants)
     return out
 
 
-def _unpool(grad, x, stride):
-    """The gradient of :func:`..cru.downsample` with respect to its input
-    ``x``."""
-    if stride == 1:
-        return grad
-    return torch.ops.aten.avg_pool2d_backward(grad, x, [stride, stride],
-                                              [stride, stride], [0, 0], True,
-                                              False, None)
+def branch_grads(grad, x_up, x_low, gwc_weight, pwc_up_weight,
+                 pwc_low_weight, stride, dilation, groups, dtype=None,
+                 sums=None, sums_offset=0):
+    """The gradients of the CRU's two branches from its output's, in two
+    launches: ``dL/dbeta1`` (the branches computed once more), then
+    ``dY1`` and ``dY2`` (:func:`_branch_grads_kernel`).
 
+    Args:
+        grad (Tensor): ``dL/dY``, the output's shape.
+        Others: as :func:`cru_forward` (``sums`` as the forward had them).
 
-class CRUFunction(torch.autograd.Function):
-    """The CRU after its squeeze convolutions, for training.
-
-    Forward is :func:`cru_forward`'s kernel, so ``Y1``, ``P`` and the pooled
-    tensors are never stored: it saves only the squeezed inputs, the sums
-    and ``beta1``. Backward computes the branches once more for
-    ``dL/dbeta1 = sum_p dY (Y1 - Y2)`` (:func:`_grad_beta_kernel`); with
-    ``ds = dL/dbeta1 beta1 beta2 / HW`` the branch gradients are
-    ``dY1 = beta1 dY + ds`` and ``dY2 = beta2 dY - ds`` (the pooled
-    statistics spread ``ds`` evenly), and cuDNN's convolution gradients
-    take them back to the inputs and weights.
-
-    Inputs: ``x_up``, ``x_low``, the ``gwc``, ``pwc_up`` and ``pwc_low``
-    weights, ``stride``, ``dilation``, ``groups`` and the convolutions'
-    dtype.
+    Returns:
+        tuple[Tensor, Tensor, Tensor]: ``dY1`` (``C`` channels), and ``dY2``
+        as its ``PWC2`` channels and its reused ``X_low`` channels, in
+        ``dtype`` and ``grad``'s layout.
     """
-
-    @staticmethod
-    def forward(ctx, x_up, x_low, w_gwc, w_up, w_low, stride, dilation,
-                groups, dtype):
-        problem = _Problem(x_up, x_low, (w_gwc, w_up, w_low), stride,
-                           dilation, groups, dtype)
-        beta1 = torch.empty(problem.out_shape[:2], dtype=torch.float32,
-                            device=x_up.device)
-        y = _forward(problem, beta=beta1)
-        ctx.save_for_backward(problem.x_up, problem.x_low, w_gwc, w_up,
-                              w_low, problem.sums, beta1)
-        ctx.options = (stride, dilation, groups, problem.dtype)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad):
-        x_up, x_low, w_gwc, w_up, w_low, sums, beta1 = ctx.saved_tensors
-        stride, dilation, groups, dtype = ctx.options
-        problem = _Problem(x_up, x_low, (w_gwc, w_up, w_low), stride,
-                           dilation, groups, dtype, sums)
-        grad = dense(grad)
-        grad_beta = torch.zeros_like(beta1)
-        _grad_beta_kernel[problem.grid](
-            *problem.inputs, grad, grad_beta, *problem.sizes, *strides(grad),
-            **problem.constants)
-        n, channels, ho, wo = problem.out_shape
-        ds = (grad_beta * beta1 * (1 - beta1) / (ho * wo))[..., None, None]
-        beta1 = beta1[..., None, None]
-        with torch.autocast(x_up.device.type, enabled=False):
-            grad_y1 = torch.addcmul(ds, grad, beta1).to(dtype)
-            grad_y2 = torch.addcmul(-ds, grad, 1 - beta1)
-            return _branch_grads(ctx, x_up, x_low, (w_gwc, w_up, w_low),
-                                 grad_y1, grad_y2, stride, dilation, groups,
-                                 dtype) + (None, ) * 4
-
-
-def _branch_grads(ctx, x_up, x_low, weights, grad_y1, grad_y2, stride,
-                  dilation, groups, dtype):
-    """Input and weight gradients of the CRU's convolutions (cuDNN's), from
-    those of its two branches."""
-    w_gwc, w_up, w_low = weights
-    c_p = w_low.shape[0]
-    needs = ctx.needs_input_grad
-    pooled_up = downsample(x_up, stride)
-    pooled_low = downsample(x_low, stride)
-    grad_up, grad_w_gwc = conv_grads(
-        grad_y1, x_up, w_gwc, dtype, stride, dilation * (w_gwc.shape[-1] // 2),
-        dilation, groups, weight_grad=needs[2])
-    grad_pooled_up, grad_w_up = conv_grads(grad_y1, pooled_up, w_up, dtype,
-                                           weight_grad=needs[3])
-    grad_pooled_low, grad_w_low = conv_grads(grad_y2[:, :c_p], pooled_low,
-                                             w_low, dtype,
-                                             weight_grad=needs[4])
-    grad_up = grad_up + _unpool(grad_pooled_up, x_up.to(dtype), stride)
-    grad_low = _unpool((grad_pooled_low + grad_y2[:, c_p:]).to(dtype),
-                       x_low.to(dtype), stride)
-    return (grad_up.to(x_up.dtype), grad_low.to(x_low.dtype), grad_w_gwc,
-            grad_w_up, grad_w_low)
+    problem = _Problem(x_up, x_low,
+                       (gwc_weight, pwc_up_weight, pwc_low_weight), stride,
+                       dilation, groups, dtype, sums, sums_offset)
+    grad = dense(grad)
+    n, channels, ho, wo = problem.out_shape
+    beta = torch.zeros((2, n, channels), dtype=torch.float32,
+                       device=grad.device)
+    _grad_beta_kernel[problem.grid](
+        *problem.inputs, grad, beta, *problem.sizes, *strides(grad),
+        **problem.constants)
+    c_p = pwc_low_weight.shape[0]
+    outputs = [empty_like_layout(grad, c, problem.dtype)
+               for c in (channels, c_p, channels - c_p)]
+    block_c = problem.settings['BLOCK_C']
+    _branch_grads_kernel[(n, triton.cdiv(ho * wo, _BLOCK_P),
+                          triton.cdiv(channels, block_c))](
+        grad, beta, *outputs, channels, c_p, ho * wo, *strides(grad),
+        *[s for out in outputs for s in strides(out)], BLOCK_P=_BLOCK_P,
+        BLOCK_C=block_c)
+    return tuple(outputs)

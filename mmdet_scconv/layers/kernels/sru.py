@@ -1,17 +1,21 @@
 """The SRU in Triton: GroupNorm statistics, then the gate and the
-cross-reconstruction in one pass; the backward in two passes.
+cross-reconstruction in one pass; the backward in three launches.
 
-Same interface as the PyTorch functions in :mod:`..fast` (``weight`` and
-``bias`` are the GroupNorm affine of :func:`..fast.gn_affine`), so either
-backend serves :class:`..fast.SRUFunction`:
+The kernels of the registered op ``scconv::sru`` (:mod:`..ops.sru`, whose
+PyTorch twin computes the same). They take the GroupNorm's own ``gamma``
+and ``beta`` and apply ``W_gamma`` (Eq. 2) themselves, forward and
+backward, so no parameter-sized op runs on the host:
 
 * forward: a per-(sample, pixel block, channel) partial mean and centred
-  sum of squares (one read of ``x``, any layout), merged per group with
-  Chan's formula (robust where the mean dwarfs the spread), then one kernel
-  that reads ``x`` once and writes the two output halves;
-* backward: one pass for the per-channel sums the GroupNorm gradient needs,
-  one pass writing ``grad_x``; the reweights are recomputed from the saved
-  statistics, never stored.
+  sum of squares (one read of ``x``, any layout, into a reused scratch),
+  merged per group with Chan's formula (robust where the mean dwarfs the
+  spread) into one fp32 statistics tensor, then one kernel that reads ``x``
+  once and writes the two output halves;
+* backward: one pass adding up the per-channel sums the GroupNorm gradient
+  needs, one single-program kernel turning them into the per-group
+  coefficients and the ``gamma``/``beta`` gradients, one pass writing
+  ``grad_x``; the reweights are recomputed from the saved statistics, never
+  stored.
 """
 import torch
 import triton
@@ -20,6 +24,7 @@ import triton.language as tl
 from ..sru import GAMMA_SUM_EPS
 from ._layout import (dense, empty_like_layout, kernel_arg, next_power_of_2,
                       pixel_block, strides)
+from ._workspace import scratch
 from ._tiles import load_tile, program_tile, store_tile
 
 _TILE = 4096  # values per program tile
@@ -45,10 +50,15 @@ def _partial_stats_kernel(x_ptr, part_ptr, C, HW, num_blocks, stride_n,
 
 
 @triton.jit
-def _group_stats_kernel(part_ptr, mean_ptr, rstd_ptr, C, HW, G, num_blocks,
-                        eps, BLOCK_P: tl.constexpr, BLOCK_B: tl.constexpr,
-                        BLOCK_CG: tl.constexpr):
-    """Merge the partials of one (sample, group): Chan's parallel formula."""
+def _group_stats_kernel(part_ptr, stats_ptr, C, HW, G, NG, num_blocks, eps,
+                        zero_numel, BLOCK_P: tl.constexpr,
+                        BLOCK_B: tl.constexpr, BLOCK_CG: tl.constexpr,
+                        BLOCK_ZERO: tl.constexpr):
+    """Merge the partials of one (sample, group) with Chan's parallel
+    formula into the mean at ``stats[row]`` and the rstd at
+    ``stats[NG + row]``; zero this program's share of the ``zero_numel``
+    values after them (a consumer's accumulators: no launch of their own).
+    """
     row = tl.program_id(0)  # n * G + g
     n = row // G
     group_channels = C // G
@@ -75,28 +85,30 @@ def _group_stats_kernel(part_ptr, mean_ptr, rstd_ptr, C, HW, G, num_blocks,
         delta = means - mean
         spread += tl.where(mask, m2 + count[:, None] * delta * delta, 0.0)
     var = tl.sum(tl.sum(spread, axis=1), axis=0) / total
-    tl.store(mean_ptr + row, mean)
-    tl.store(rstd_ptr + row, 1.0 / tl.sqrt(var + eps))
+    tl.store(stats_ptr + row, mean)
+    tl.store(stats_ptr + NG + row, 1.0 / tl.sqrt(var + eps))
+    share = tl.cdiv(zero_numel, NG)
+    for start in range(row * share, (row + 1) * share, BLOCK_ZERO):
+        i = start + tl.arange(0, BLOCK_ZERO)
+        tl.store(stats_ptr + 2 * NG + i, 0.0,
+                 mask=(i < zero_numel) & (i < (row + 1) * share))
 
 
 @triton.jit
-def _reweights(x, c, n, G, group_channels, weight_ptr, bias_ptr, mean_ptr,
-               rstd_ptr, c_mask, inv_gamma_sum=1.0,
-               NORMALISE: tl.constexpr = False):
-    """``R = sigmoid(GN(x) * W_gamma)`` and the normalised ``x``.
-
-    ``weight``/``bias`` are the affine of ``fast.gn_affine``, or with
-    ``NORMALISE`` the GroupNorm's own ``gamma``/``beta``, scaled here by
-    ``W_gamma = gamma * inv_gamma_sum``."""
+def _reweights(x, c, n, G, group_channels, weight_ptr, bias_ptr, stats_ptr,
+               NG, c_mask, inv_gamma_sum):
+    """``R = sigmoid(GN(x) * W_gamma)`` (Eq. 1-3), the normalised ``x``,
+    the affine ``(gamma W_gamma, beta W_gamma)`` that gives ``GN(x) *
+    W_gamma`` and the rstd; ``weight``/``bias`` are the GroupNorm's own
+    ``gamma``/``beta``, ``W_gamma = gamma * inv_gamma_sum``."""
     group = n * G + c // group_channels
-    mean = tl.load(mean_ptr + group, mask=c_mask, other=0.0)
-    rstd = tl.load(rstd_ptr + group, mask=c_mask, other=0.0)
+    mean = tl.load(stats_ptr + group, mask=c_mask, other=0.0)
+    rstd = tl.load(stats_ptr + NG + group, mask=c_mask, other=0.0)
     weight = tl.load(weight_ptr + c, mask=c_mask, other=0.0).to(tl.float32)
     bias = tl.load(bias_ptr + c, mask=c_mask, other=0.0).to(tl.float32)
-    if NORMALISE:
-        w_gamma = weight * inv_gamma_sum
-        weight = weight * w_gamma
-        bias = bias * w_gamma
+    w_gamma = weight * inv_gamma_sum
+    weight = weight * w_gamma
+    bias = bias * w_gamma
     x_hat = (x - mean[None, :]) * rstd[None, :]
     r = tl.sigmoid(x_hat * weight[None, :] + bias[None, :])
     return r, x_hat, weight, rstd
@@ -121,25 +133,21 @@ def _tile_indices(half, HW, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
 
 
 @triton.jit
-def inv_gamma_sum(weight_ptr, C, gamma_eps, NORMALISE: tl.constexpr,
-                  BLOCK_ALL_C: tl.constexpr):
+def inv_gamma_sum(weight_ptr, C, gamma_eps, BLOCK_ALL_C: tl.constexpr):
     """``1 / sum(gamma)`` (Eq. 2), kept away from zero as
-    ``sru.normalised_gamma`` does; 1 unless ``NORMALISE``."""
-    inv = 1.0
-    if NORMALISE:
-        every_c = tl.arange(0, BLOCK_ALL_C)
-        total = tl.sum(tl.load(weight_ptr + every_c, mask=every_c < C,
-                               other=0.0).to(tl.float32), axis=0)
-        total = tl.where(total >= 0, tl.maximum(total, gamma_eps),
-                         tl.minimum(total, -gamma_eps))
-        inv = 1.0 / total
-    return inv
+    ``sru.normalised_gamma`` does."""
+    every_c = tl.arange(0, BLOCK_ALL_C)
+    total = tl.sum(tl.load(weight_ptr + every_c, mask=every_c < C,
+                           other=0.0).to(tl.float32), axis=0)
+    total = tl.where(total >= 0, tl.maximum(total, gamma_eps),
+                     tl.minimum(total, -gamma_eps))
+    return 1.0 / total
 
 
 @triton.jit
 def sru_tile(x_ptr, n, p, c, c_mask, mask, half, G, stride_n, stride_c,
-             stride_p, weight_ptr, bias_ptr, mean_ptr, rstd_ptr, inv_sum,
-             threshold, SOFT: tl.constexpr, NORMALISE: tl.constexpr):
+             stride_p, weight_ptr, bias_ptr, stats_ptr, NG, inv_sum,
+             threshold, SOFT: tl.constexpr):
     """The SRU output's two halves on channels ``c`` (of the upper half)
     and ``c + half``, fp32 (Eq. 1-4 for one tile)."""
     x_a = load_tile(x_ptr, n, p, c, mask, stride_n, stride_c, stride_p)
@@ -147,30 +155,25 @@ def sru_tile(x_ptr, n, p, c, c_mask, mask, half, G, stride_n, stride_c,
                     stride_p)
     group_channels = 2 * half // G
     r_a, _, _, _ = _reweights(x_a, c, n, G, group_channels, weight_ptr,
-                              bias_ptr, mean_ptr, rstd_ptr, c_mask, inv_sum,
-                              NORMALISE)
+                              bias_ptr, stats_ptr, NG, c_mask, inv_sum)
     r_b, _, _, _ = _reweights(x_b, c + half, n, G, group_channels, weight_ptr,
-                              bias_ptr, mean_ptr, rstd_ptr, c_mask, inv_sum,
-                              NORMALISE)
+                              bias_ptr, stats_ptr, NG, c_mask, inv_sum)
     w1_a, w2_a = _gate_weights(r_a, threshold, SOFT)
     w1_b, w2_b = _gate_weights(r_b, threshold, SOFT)
     return w1_a * x_a + w2_b * x_b, w1_b * x_b + w2_a * x_a
 
 
 @triton.jit
-def _apply_kernel(x_ptr, up_ptr, low_ptr, weight_ptr, bias_ptr, mean_ptr,
-                  rstd_ptr, half, HW, G, stride_n, stride_c, stride_p,
+def _apply_kernel(x_ptr, up_ptr, low_ptr, weight_ptr, bias_ptr, stats_ptr,
+                  NG, half, HW, G, stride_n, stride_c, stride_p,
                   out_stride_n, out_stride_c, out_stride_p, threshold,
-                  gamma_eps, SOFT: tl.constexpr, NORMALISE: tl.constexpr,
-                  BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
-                  BLOCK_ALL_C: tl.constexpr):
+                  gamma_eps, SOFT: tl.constexpr, BLOCK_P: tl.constexpr,
+                  BLOCK_C: tl.constexpr, BLOCK_ALL_C: tl.constexpr):
     n, p, c, c_mask, mask = _tile_indices(half, HW, BLOCK_P, BLOCK_C)
-    inv_sum = inv_gamma_sum(weight_ptr, 2 * half, gamma_eps, NORMALISE,
-                            BLOCK_ALL_C)
+    inv_sum = inv_gamma_sum(weight_ptr, 2 * half, gamma_eps, BLOCK_ALL_C)
     upper, lower = sru_tile(x_ptr, n, p, c, c_mask, mask, half, G, stride_n,
                             stride_c, stride_p, weight_ptr, bias_ptr,
-                            mean_ptr, rstd_ptr, inv_sum, threshold, SOFT,
-                            NORMALISE)
+                            stats_ptr, NG, inv_sum, threshold, SOFT)
     store_tile(up_ptr, upper, n, p, c, mask, out_stride_n, out_stride_c,
                out_stride_p)
     store_tile(low_ptr, lower, n, p, c, mask, out_stride_n, out_stride_c,
@@ -184,11 +187,12 @@ def _grad_z(x, r, g_sum, threshold):
 
 
 @triton.jit
-def _backward_tiles(x_ptr, gu_ptr, gl_ptr, weight_ptr, bias_ptr, mean_ptr,
-                    rstd_ptr, half, HW, G, stride_n, stride_c, stride_p,
+def _backward_tiles(x_ptr, gu_ptr, gl_ptr, weight_ptr, bias_ptr, stats_ptr,
+                    NG, half, HW, G, stride_n, stride_c, stride_p,
                     gu_stride_n, gu_stride_c, gu_stride_p, gl_stride_n,
-                    gl_stride_c, gl_stride_p, BLOCK_P: tl.constexpr,
-                    BLOCK_C: tl.constexpr):
+                    gl_stride_c, gl_stride_p, gamma_eps,
+                    BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+                    BLOCK_ALL_C: tl.constexpr):
     """What both backward passes load and recompute for their tile."""
     n, p, c, c_mask, mask = _tile_indices(half, HW, BLOCK_P, BLOCK_C)
     x_a = load_tile(x_ptr, n, p, c, mask, stride_n, stride_c, stride_p)
@@ -199,39 +203,89 @@ def _backward_tiles(x_ptr, gu_ptr, gl_ptr, weight_ptr, bias_ptr, mean_ptr,
     g_low = load_tile(gl_ptr, n, p, c, mask, gl_stride_n, gl_stride_c,
                       gl_stride_p)
     group_channels = 2 * half // G
+    inv_sum = inv_gamma_sum(weight_ptr, 2 * half, gamma_eps, BLOCK_ALL_C)
     r_a, xh_a, w_a, rstd_a = _reweights(x_a, c, n, G, group_channels,
-                                        weight_ptr, bias_ptr, mean_ptr,
-                                        rstd_ptr, c_mask)
+                                        weight_ptr, bias_ptr, stats_ptr, NG,
+                                        c_mask, inv_sum)
     r_b, xh_b, w_b, rstd_b = _reweights(x_b, c + half, n, G, group_channels,
-                                        weight_ptr, bias_ptr, mean_ptr,
-                                        rstd_ptr, c_mask)
+                                        weight_ptr, bias_ptr, stats_ptr, NG,
+                                        c_mask, inv_sum)
     return (n, p, c, c_mask, mask, x_a, x_b, g_up, g_low, r_a, xh_a, w_a,
             rstd_a, r_b, xh_b, w_b, rstd_b)
 
 
 @triton.jit
 def _backward_sums_kernel(x_ptr, gu_ptr, gl_ptr, weight_ptr, bias_ptr,
-                          mean_ptr, rstd_ptr, part_ptr, half, HW, G,
-                          stride_n, stride_c, stride_p, gu_stride_n,
-                          gu_stride_c, gu_stride_p, gl_stride_n, gl_stride_c,
-                          gl_stride_p, threshold, BLOCK_P: tl.constexpr,
-                          BLOCK_C: tl.constexpr):
-    """Per (sample, pixel block, channel): ``sum dz * x_hat`` and
-    ``sum dz`` (soft gate only; the hard gate sends nothing to the GN)."""
+                          stats_ptr, NG, sums_ptr, half, HW, G, stride_n,
+                          stride_c, stride_p, gu_stride_n, gu_stride_c,
+                          gu_stride_p, gl_stride_n, gl_stride_c, gl_stride_p,
+                          threshold, gamma_eps, BLOCK_P: tl.constexpr,
+                          BLOCK_C: tl.constexpr, BLOCK_ALL_C: tl.constexpr):
+    """Adds per (sample, channel) ``sum dz * x_hat`` and ``sum dz`` into
+    ``sums`` (``(N, 2, C)``, zeroed; soft gate only: the hard gate sends
+    nothing to the GroupNorm)."""
     (n, p, c, c_mask, mask, x_a, x_b, g_up, g_low, r_a, xh_a, _, _, r_b,
      xh_b, _, _) = _backward_tiles(
-         x_ptr, gu_ptr, gl_ptr, weight_ptr, bias_ptr, mean_ptr, rstd_ptr,
-         half, HW, G, stride_n, stride_c, stride_p, gu_stride_n, gu_stride_c,
-         gu_stride_p, gl_stride_n, gl_stride_c, gl_stride_p, BLOCK_P, BLOCK_C)
+         x_ptr, gu_ptr, gl_ptr, weight_ptr, bias_ptr, stats_ptr, NG, half,
+         HW, G, stride_n, stride_c, stride_p, gu_stride_n, gu_stride_c,
+         gu_stride_p, gl_stride_n, gl_stride_c, gl_stride_p, gamma_eps,
+         BLOCK_P, BLOCK_C, BLOCK_ALL_C)
     g_sum = g_up + g_low
     dz_a = tl.where(mask, _grad_z(x_a, r_a, g_sum, threshold), 0.0)
     dz_b = tl.where(mask, _grad_z(x_b, r_b, g_sum, threshold), 0.0)
-    out = part_ptr + ((n * tl.num_programs(1) + tl.program_id(1)) * 4 *
-                      half) + c
-    tl.store(out, tl.sum(dz_a * xh_a, axis=0), mask=c_mask)
-    tl.store(out + half, tl.sum(dz_b * xh_b, axis=0), mask=c_mask)
-    tl.store(out + 2 * half, tl.sum(dz_a, axis=0), mask=c_mask)
-    tl.store(out + 3 * half, tl.sum(dz_b, axis=0), mask=c_mask)
+    out = sums_ptr + n * 4 * half + c
+    tl.atomic_add(out, tl.sum(dz_a * xh_a, axis=0), mask=c_mask)
+    tl.atomic_add(out + half, tl.sum(dz_b * xh_b, axis=0), mask=c_mask)
+    tl.atomic_add(out + 2 * half, tl.sum(dz_a, axis=0), mask=c_mask)
+    tl.atomic_add(out + 3 * half, tl.sum(dz_b, axis=0), mask=c_mask)
+
+
+@triton.jit
+def _backward_affine_kernel(sums_ptr, weight_ptr, bias_ptr, coef_ptr,
+                            grad_weight_ptr, grad_bias_ptr, N, C, G, HW,
+                            gamma_eps, BLOCK_C: tl.constexpr):
+    """One program: from the ``(N, 2, C)`` sums of
+    :func:`_backward_sums_kernel`, the per (sample, group) coefficients
+    ``c1`` (group mean of ``dz w``) and ``c2`` (of ``dz w x_hat``) at
+    ``coef`` as rows ``[c1; c2]``, and the gradients of the GroupNorm's own
+    ``gamma`` and ``beta`` through the affine ``(gamma W_gamma, beta
+    W_gamma)``, ``W_gamma = gamma / s`` (Eq. 2; ``s = sum(gamma)``, kept
+    away from zero, where it passes no gradient)."""
+    c = tl.arange(0, BLOCK_C)
+    c_mask = c < C
+    gamma = tl.load(weight_ptr + c, mask=c_mask, other=0.0).to(tl.float32)
+    beta = tl.load(bias_ptr + c, mask=c_mask, other=0.0).to(tl.float32)
+    total = tl.sum(gamma, axis=0)
+    clamped = tl.abs(total) < gamma_eps
+    total = tl.where(total >= 0, tl.maximum(total, gamma_eps),
+                     tl.minimum(total, -gamma_eps))
+    inv = 1.0 / total
+    weight = gamma * gamma * inv
+    group_channels = C // G
+    group_of = c // group_channels
+    grad_weight = tl.zeros((BLOCK_C, ), tl.float32)
+    grad_bias = tl.zeros((BLOCK_C, ), tl.float32)
+    for n in range(N):
+        dz_xhat = tl.load(sums_ptr + n * 2 * C + c, mask=c_mask, other=0.0)
+        dz = tl.load(sums_ptr + n * 2 * C + C + c, mask=c_mask, other=0.0)
+        grad_weight += dz_xhat
+        grad_bias += dz
+        for g in range(G):
+            in_group = c_mask & (group_of == g)
+            count = group_channels * HW
+            c1 = tl.sum(tl.where(in_group, dz * weight, 0.0), axis=0) / count
+            c2 = tl.sum(tl.where(in_group, dz_xhat * weight, 0.0),
+                        axis=0) / count
+            tl.store(coef_ptr + n * G + g, c1)
+            tl.store(coef_ptr + N * G + n * G + g, c2)
+    # d(gamma^2 / s) and d(beta gamma / s) with respect to gamma and beta.
+    through_sum = tl.sum(grad_weight * gamma * gamma + grad_bias * beta *
+                         gamma, axis=0) * inv * inv
+    through_sum = tl.where(clamped, 0.0, through_sum)
+    grad_gamma = (2.0 * grad_weight * gamma + grad_bias * beta) * inv - (
+        through_sum)
+    tl.store(grad_weight_ptr + c, grad_gamma, mask=c_mask)
+    tl.store(grad_bias_ptr + c, grad_bias * gamma * inv, mask=c_mask)
 
 
 @triton.jit
@@ -248,28 +302,33 @@ def _grad_x(x, r, x_hat, weight, rstd, g_own, g_other, c1, c2, threshold,
 
 @triton.jit
 def _backward_input_kernel(x_ptr, gu_ptr, gl_ptr, gx_ptr, weight_ptr,
-                           bias_ptr, mean_ptr, rstd_ptr, coef_ptr, half, HW,
-                           G, stride_n, stride_c, stride_p, gu_stride_n,
+                           bias_ptr, stats_ptr, NG, coef_ptr, half, HW, G,
+                           stride_n, stride_c, stride_p, gu_stride_n,
                            gu_stride_c, gu_stride_p, gl_stride_n,
-                           gl_stride_c, gl_stride_p, threshold,
+                           gl_stride_c, gl_stride_p, threshold, gamma_eps,
                            SOFT: tl.constexpr, BLOCK_P: tl.constexpr,
-                           BLOCK_C: tl.constexpr):
+                           BLOCK_C: tl.constexpr, BLOCK_ALL_C: tl.constexpr):
     """``grad_x``: the gate's direct term plus (soft) the GroupNorm's,
     ``rstd (dz w - c1 - x_hat c2)``, with ``c1, c2`` per (sample, group)
     in ``coef_ptr`` as rows ``[c1; c2]``."""
     (n, p, c, c_mask, mask, x_a, x_b, g_up, g_low, r_a, xh_a, w_a, rstd_a,
      r_b, xh_b, w_b, rstd_b) = _backward_tiles(
-         x_ptr, gu_ptr, gl_ptr, weight_ptr, bias_ptr, mean_ptr, rstd_ptr,
-         half, HW, G, stride_n, stride_c, stride_p, gu_stride_n, gu_stride_c,
-         gu_stride_p, gl_stride_n, gl_stride_c, gl_stride_p, BLOCK_P, BLOCK_C)
-    group_channels = 2 * half // G
-    group_a = n * G + c // group_channels
-    group_b = n * G + (c + half) // group_channels
-    rows = tl.num_programs(0) * G
-    c1_a = tl.load(coef_ptr + group_a, mask=c_mask, other=0.0)
-    c1_b = tl.load(coef_ptr + group_b, mask=c_mask, other=0.0)
-    c2_a = tl.load(coef_ptr + rows + group_a, mask=c_mask, other=0.0)
-    c2_b = tl.load(coef_ptr + rows + group_b, mask=c_mask, other=0.0)
+         x_ptr, gu_ptr, gl_ptr, weight_ptr, bias_ptr, stats_ptr, NG, half,
+         HW, G, stride_n, stride_c, stride_p, gu_stride_n, gu_stride_c,
+         gu_stride_p, gl_stride_n, gl_stride_c, gl_stride_p, gamma_eps,
+         BLOCK_P, BLOCK_C, BLOCK_ALL_C)
+    c1_a = tl.zeros((BLOCK_C, ), tl.float32)
+    c1_b = c1_a
+    c2_a = c1_a
+    c2_b = c1_a
+    if SOFT:
+        group_channels = 2 * half // G
+        group_a = n * G + c // group_channels
+        group_b = n * G + (c + half) // group_channels
+        c1_a = tl.load(coef_ptr + group_a, mask=c_mask, other=0.0)
+        c1_b = tl.load(coef_ptr + group_b, mask=c_mask, other=0.0)
+        c2_a = tl.load(coef_ptr + NG + group_a, mask=c_mask, other=0.0)
+        c2_b = tl.load(coef_ptr + NG + group_b, mask=c_mask, other=0.0)
     # Channel a feeds the upper half as W1 x_a, the lower one as W2 x_a.
     gx_a = _grad_x(x_a, r_a, xh_a, w_a, rstd_a, g_up, g_low, c1_a, c2_a,
                    threshold, SOFT)
@@ -284,31 +343,44 @@ def _grid(x, block_p):
     return x.shape[0], triton.cdiv(x.shape[2] * x.shape[3], block_p)
 
 
-def group_stats(x, groups, eps):
-    """GroupNorm mean and rstd of ``x``, shape ``(N, groups)``, fp32."""
+def group_stats(x, groups, eps, extra=0, reuse=False):
+    """GroupNorm statistics of ``x`` in an fp32 tensor of ``2 N groups +
+    extra`` values: the mean at ``[0, NG)``, the rstd at ``[NG, 2 NG)``
+    (``NG = N groups``, sample-major) and ``extra`` zeros after them, for a
+    later kernel's accumulators.
+
+    Args:
+        x (Tensor): ``(N, C, H, W)``, dense.
+        groups (int), eps (float): The GroupNorm's.
+        extra (int): Zeroed values to append. Default: 0.
+        reuse (bool): Write into a reused scratch buffer
+            (:mod:`._workspace`) instead of a fresh tensor, for a caller
+            that neither returns nor keeps it. Default: False.
+    """
     n, c, h, w = x.shape
     block_c = next_power_of_2(c)
     block_p = pixel_block(block_c, _TILE)
     num_blocks = triton.cdiv(h * w, block_p)
-    partials = torch.empty((n, num_blocks, 2, c), dtype=torch.float32,
-                           device=x.device)
+    partials = scratch('sru.partials', (n, num_blocks, 2, c), torch.float32,
+                       x.device)
     _partial_stats_kernel[_grid(x, block_p)](
         x, partials, c, h * w, num_blocks, *strides(x), BLOCK_P=block_p,
         BLOCK_C=block_c)
-    mean = torch.empty((n, groups), dtype=torch.float32, device=x.device)
-    rstd = torch.empty_like(mean)
+    size = (2 * n * groups + extra, )
+    stats = (scratch('sru.stats', size, torch.float32, x.device) if reuse
+             else torch.empty(size, dtype=torch.float32, device=x.device))
     block_cg = next_power_of_2(c // groups)
     _group_stats_kernel[(n * groups, )](
-        partials, mean, rstd, c, h * w, groups, num_blocks, eps,
-        BLOCK_P=block_p, BLOCK_B=max(16, 4096 // block_cg),
-        BLOCK_CG=block_cg)
-    return mean, rstd
+        partials, stats, c, h * w, groups, n * groups, num_blocks, eps,
+        extra, BLOCK_P=block_p, BLOCK_B=max(16, 4096 // block_cg),
+        BLOCK_CG=block_cg, BLOCK_ZERO=256)
+    return stats
 
 
-def halves(x, weight, bias, mean, rstd, groups, threshold, gate,
-           normalise=False):
+def halves(x, gamma, beta, stats, groups, threshold, gate):
     """The two SRU output halves of ``x`` (its dtype and layout) from the
-    GroupNorm statistics and affine (see :func:`forward`)."""
+    GroupNorm statistics (:func:`group_stats`) and the GroupNorm's own
+    ``gamma`` and ``beta`` (the kernel applies ``W_gamma``, Eq. 2)."""
     x = dense(x)
     half = x.shape[1] // 2
     upper = empty_like_layout(x, half)
@@ -316,68 +388,57 @@ def halves(x, weight, bias, mean, rstd, groups, threshold, gate,
     block_c = next_power_of_2(half)
     block_p = pixel_block(block_c, _TILE // 2)
     _apply_kernel[_grid(x, block_p)](
-        x, upper, lower, kernel_arg(weight, torch.float32),
-        kernel_arg(bias, torch.float32), mean, rstd, half,
-        x.shape[2] * x.shape[3], groups, *strides(x), *strides(upper),
-        threshold, GAMMA_SUM_EPS, SOFT=gate == 'soft', NORMALISE=normalise,
-        BLOCK_P=block_p, BLOCK_C=block_c,
+        x, upper, lower, kernel_arg(gamma), kernel_arg(beta), stats,
+        x.shape[0] * groups, half, x.shape[2] * x.shape[3], groups,
+        *strides(x), *strides(upper), threshold, GAMMA_SUM_EPS,
+        SOFT=gate == 'soft', BLOCK_P=block_p, BLOCK_C=block_c,
         BLOCK_ALL_C=next_power_of_2(x.shape[1]))
     return upper, lower
 
 
-def forward(x, weight, bias, groups, eps, threshold, gate, normalise=False):
-    """SRU halves and GroupNorm statistics (``fast._sru_forward``'s
-    interface; the halves come in ``x``'s dtype).
-
-    Args:
-        normalise (bool): ``weight``/``bias`` are the GroupNorm's own
-            ``gamma``/``beta`` and the kernel applies ``W_gamma`` itself
-            (inference: no small ops before the kernel). Default: False,
-            the affine of ``fast.gn_affine``.
+def forward(x, gamma, beta, groups, eps, threshold, gate):
+    """SRU halves (in ``x``'s dtype) and GroupNorm statistics
+    (:func:`group_stats`) from the GroupNorm's own ``gamma`` and ``beta``.
     """
     x = dense(x)
-    mean, rstd = group_stats(x, groups, eps)
-    upper, lower = halves(x, weight, bias, mean, rstd, groups, threshold,
-                          gate, normalise)
-    return upper, lower, mean, rstd
+    stats = group_stats(x, groups, eps)
+    upper, lower = halves(x, gamma, beta, stats, groups, threshold, gate)
+    return upper, lower, stats
 
 
-def backward(x, weight, bias, mean, rstd, groups, threshold, gate,
-                 grad_upper, grad_lower, needs_affine_grad):
-    """``(grad_x, grad_weight, grad_bias)`` (``fast._sru_backward``'s
-    interface; affine gradients are None for the hard gate or where
-    ``needs_affine_grad`` says so)."""
+def backward(x, gamma, beta, stats, groups, threshold, gate, grad_upper,
+             grad_lower):
+    """``(grad_x, grad_gamma, grad_beta)`` of the SRU halves, with respect
+    to the GroupNorm's own ``gamma`` and ``beta``; the affine gradients are
+    None for the hard gate (its 0/1 weights pass none)."""
     x, grad_upper, grad_lower = dense(x), dense(grad_upper), dense(grad_lower)
     n, c, h, w = x.shape
-    weight, bias = (kernel_arg(t, torch.float32) for t in (weight, bias))
+    gamma, beta = kernel_arg(gamma), kernel_arg(beta)
     block_c = next_power_of_2(c // 2)
     block_p = pixel_block(block_c, _TILE // 4)
     grid = _grid(x, block_p)
     soft = gate == 'soft'
     tensors = (x, grad_upper, grad_lower)
     layout = [s for t in tensors for s in strides(t)]
-    # The hard gate sends nothing to the GroupNorm: zero coefficients.
-    coefficients = torch.zeros((2, n * groups), dtype=torch.float32,
-                               device=x.device)
-    grad_weight = grad_bias = None
+    sizes = dict(BLOCK_P=block_p, BLOCK_C=block_c,
+                 BLOCK_ALL_C=next_power_of_2(c))
+    grad_gamma = grad_beta = None
+    coefficients = stats  # the hard gate never reads them
     if soft:
-        partials = torch.empty((n, grid[1], 2, c), dtype=torch.float32,
-                               device=x.device)
+        sums = torch.zeros((n, 2, c), dtype=torch.float32, device=x.device)
         _backward_sums_kernel[grid](
-            *tensors, weight, bias, mean, rstd, partials, c // 2, h * w,
-            groups, *layout, threshold, BLOCK_P=block_p, BLOCK_C=block_c)
-        sums = partials.sum(1)  # (N, 2, C): sum dz * x_hat, sum dz
-        # c1 = group mean of dz * w, c2 = group mean of dz * w * x_hat.
-        per_group = (sums * weight).view(n, 2, groups, -1).sum(-1)
-        per_group /= (c // groups) * h * w
-        coefficients = per_group.flip(1).transpose(0, 1).reshape(2, -1)
-        if needs_affine_grad[0]:
-            grad_weight = sums[:, 0].sum(0)
-        if needs_affine_grad[1]:
-            grad_bias = sums[:, 1].sum(0)
+            *tensors, gamma, beta, stats, n * groups, sums, c // 2, h * w,
+            groups, *layout, threshold, GAMMA_SUM_EPS, **sizes)
+        coefficients = scratch('sru.coefficients', (2, n * groups),
+                               torch.float32, x.device)
+        grad_gamma = torch.empty(c, dtype=torch.float32, device=x.device)
+        grad_beta = torch.empty_like(grad_gamma)
+        _backward_affine_kernel[(1, )](
+            sums, gamma, beta, coefficients, grad_gamma, grad_beta, n, c,
+            groups, h * w, GAMMA_SUM_EPS, BLOCK_C=next_power_of_2(c))
     grad_x = torch.empty_like(x)
     _backward_input_kernel[grid](
-        *tensors, grad_x, weight, bias, mean, rstd, coefficients.contiguous(),
-        c // 2, h * w, groups, *layout, threshold, SOFT=soft,
-        BLOCK_P=block_p, BLOCK_C=block_c)
-    return grad_x, grad_weight, grad_bias
+        *tensors, grad_x, gamma, beta, stats, n * groups, coefficients,
+        c // 2, h * w, groups, *layout, threshold, GAMMA_SUM_EPS, SOFT=soft,
+        **sizes)
+    return grad_x, grad_gamma, grad_beta

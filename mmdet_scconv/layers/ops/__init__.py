@@ -1,0 +1,25 @@
+"""SCConv's fused operations, registered with ``torch.library`` in the
+``scconv`` namespace, one file per op: its schema, its Triton side (the
+kernels of :mod:`..kernels`, imported on use: the core imports without
+triton), its PyTorch twin, its fake implementation and its autograd formula.
+
+* ``scconv::sru`` (+ ``sru_backward``): the SRU's two output halves;
+* ``scconv::sru_squeeze`` (+ ``sru_squeeze_backward``): the SRU through the
+  CRU's squeeze convolutions (``alpha=0.5``);
+* ``scconv::cru`` (+ ``cru_backward``): the CRU from its squeezed inputs;
+* ``scconv::scconv_inference``: a whole layer without autograd.
+
+Every op takes ``kernels``: the Triton kernels (CUDA, or the CPU under
+``TRITON_INTERPRET=1``) or the PyTorch twin. :class:`..SCConv` composes
+them, so ``torch.compile(fullgraph=True)`` traces a model without graph
+breaks and keeps the kernels, and ``torch.library.opcheck`` checks each.
+"""
+from .cru import cru, cru_backward
+from .scconv_inference import scconv_inference
+from .sru import sru, sru_backward
+from .sru_squeeze import sru_squeeze, sru_squeeze_backward
+
+__all__ = [
+    'sru', 'sru_backward', 'sru_squeeze', 'sru_squeeze_backward', 'cru',
+    'cru_backward', 'scconv_inference'
+]

@@ -1,0 +1,190 @@
+"""``scconv::cru``: the CRU (Eq. 6-10) from its squeezed inputs.
+
+One registered op with its backward op ``scconv::cru_backward``, fake
+implementations and the autograd formula. ``kernels=True`` computes the
+three convolutions, the pooling and the fuse in one Triton kernel
+(:mod:`..kernels.cru`) that writes only the output; ``kernels=False`` is the
+PyTorch twin (:func:`branches`, then the fuse).
+
+Backward: the branch gradients ``dY1 = beta1 dY + ds`` and ``dY2 = beta2 dY
+- ds`` (``ds = dL/dbeta1 beta1 beta2 / HW``: the pooled statistics spread
+``dL/dbeta1`` evenly) come from two kernel launches that compute the
+branches once more (they were never stored); the convolutions' input and
+weight gradients come from one ``convolution_backward`` call each
+(:func:`conv_grads`), shared by both sides.
+"""
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from .._numerics import at_least_fp32
+from ..cru import downsample
+from ..kernels._layout import empty_like_layout
+from ._common import cast, conv_grads
+
+
+def branches(x_up, x_low, w_gwc, w_up, w_low, stride, dilation, groups,
+             dtype):
+    """``Y1 = GWC(X_up) + PWC1(pool(X_up))`` and ``Y2 = cat(PWC2(pool(X_low)),
+    pool(X_low))`` in ``dtype`` (PyTorch)."""
+    x_up, x_low = cast(x_up, dtype), cast(x_low, dtype)
+    pooled_low = downsample(x_low, stride)
+    y1 = F.conv2d(x_up, cast(w_gwc, dtype), None, stride,
+                  dilation * (w_gwc.shape[-1] // 2), dilation, groups)
+    y1 = y1 + F.conv2d(downsample(x_up, stride), cast(w_up, dtype))
+    y2 = torch.cat([F.conv2d(pooled_low, cast(w_low, dtype)), pooled_low], 1)
+    return y1, y2
+
+
+def branch_weight(y1, y2):
+    """``beta1 = sigmoid(S1 - S2)`` (the two-branch softmax, Eq. 8-9), at
+    least fp32, ``(N, C, 1, 1)``."""
+    compute = at_least_fp32(y1.dtype)
+    return torch.sigmoid(y1.mean((2, 3), keepdim=True, dtype=compute) -
+                         y2.mean((2, 3), keepdim=True, dtype=compute))
+
+
+def _branch_grads_torch(grad, x_up, x_low, w_gwc, w_up, w_low, stride,
+                        dilation, groups, dtype):
+    """The twin of :func:`..kernels.cru.branch_grads`."""
+    y1, y2 = branches(x_up, x_low, w_gwc, w_up, w_low, stride, dilation,
+                      groups, dtype)
+    beta1 = branch_weight(y1, y2)
+    grad_beta = (grad * (y1 - y2)).sum((2, 3), keepdim=True,
+                                       dtype=beta1.dtype)
+    ds = grad_beta * beta1 * (1 - beta1) / y1[0, 0].numel()
+    grad_y1 = (beta1 * grad + ds).to(dtype)
+    grad_y2 = ((1 - beta1) * grad - ds).to(dtype)
+    c_p = w_low.shape[0]
+    return grad_y1, grad_y2[:, :c_p], grad_y2[:, c_p:]
+
+
+def _unpool(grad, x, stride):
+    """The gradient of :func:`..cru.downsample` with respect to its input
+    ``x``."""
+    if stride == 1:
+        return grad
+    return torch.ops.aten.avg_pool2d_backward(grad, x, [stride, stride],
+                                              [stride, stride], [0, 0], True,
+                                              False, None)
+
+
+def _input_grads(grad_y1, grad_p, grad_reuse, x_up, x_low, w_gwc, w_up,
+                 w_low, stride, dilation, groups, dtype):
+    """Inputs' and weights' gradients of the CRU's convolutions (cuDNN's)
+    from those of its branches."""
+    x_up, x_low = cast(x_up, dtype), cast(x_low, dtype)
+    grad_up, grad_w_gwc = conv_grads(
+        grad_y1, x_up, w_gwc, dtype, stride, dilation * (w_gwc.shape[-1] // 2),
+        dilation, groups)
+    grad_pooled_up, grad_w_up = conv_grads(
+        grad_y1, downsample(x_up, stride), w_up, dtype)
+    grad_pooled_low, grad_w_low = conv_grads(
+        grad_p, downsample(x_low, stride), w_low, dtype)
+    grad_up = grad_up + _unpool(grad_pooled_up, x_up, stride)
+    grad_low = _unpool(grad_pooled_low + grad_reuse, x_low, stride)
+    return [grad_up, grad_low, grad_w_gwc, grad_w_up, grad_w_low]
+
+
+@torch.library.custom_op('scconv::cru', mutates_args=())
+def cru(x_up: torch.Tensor, x_low: torch.Tensor, w_gwc: torch.Tensor,
+        w_up: torch.Tensor, w_low: torch.Tensor, sums: Optional[torch.Tensor],
+        sums_offset: int, scale: Optional[torch.Tensor],
+        shift: Optional[torch.Tensor], stride: int, dilation: int,
+        groups: int, dtype: torch.dtype, kernels: bool) -> torch.Tensor:
+    """The CRU from its squeezed inputs.
+
+    Args:
+        x_up, x_low (Tensor): ``squeeze_up`` and ``squeeze_low`` outputs,
+            full resolution, same layout.
+        w_gwc (Tensor): ``gwc`` weight, ``(C, C_up / groups, k, k)``.
+        w_up, w_low (Tensor): ``pwc_up`` and ``pwc_low`` weights.
+        sums (Tensor, optional): The inputs' pooled sums from
+            ``sums_offset`` on, as ``scconv::sru_squeeze`` adds them up on
+            the kernels; else the kernels add them up in a pass of their
+            own. The twin ignores them.
+        sums_offset (int): See ``sums``.
+        scale, shift (Tensor, optional): A folded BatchNorm's per-channel
+            affine, applied to the output.
+        stride (int), dilation (int), groups (int): The CRU's.
+        dtype (torch.dtype): The convolutions' dtype.
+        kernels (bool): Run the Triton kernel, else the PyTorch twin.
+
+    Returns:
+        Tensor: ``(N, C, ceil(H / stride), ceil(W / stride))`` in ``x_up``'s
+        layout and ``dtype``.
+    """
+    affine = None if scale is None else (cast(scale, torch.float32),
+                                         cast(shift, torch.float32))
+    if kernels:
+        from ..kernels import cru as cru_kernels
+        return cru_kernels.cru_forward(x_up, x_low, w_gwc, w_up, w_low,
+                                       stride, dilation, groups, affine,
+                                       dtype, sums, sums_offset)
+    y1, y2 = branches(x_up, x_low, w_gwc, w_up, w_low, stride, dilation,
+                      groups, dtype)
+    y = torch.lerp(y2, y1, branch_weight(y1, y2).to(dtype))
+    if affine is not None:
+        y = torch.addcmul(affine[1].to(dtype)[:, None, None], y,
+                          affine[0].to(dtype)[:, None, None])
+    return y.contiguous(memory_format=torch.channels_last) if (
+        _channels_last(x_up)) else y.contiguous()
+
+
+def _channels_last(x):
+    return (not x.is_contiguous()) and x.is_contiguous(
+        memory_format=torch.channels_last)
+
+
+@cru.register_fake
+def _(x_up, x_low, w_gwc, w_up, w_low, sums, sums_offset, scale, shift,
+      stride, dilation, groups, dtype, kernels):
+    h, w = x_up.shape[-2:]
+    size = ((h - 1) // stride + 1, (w - 1) // stride + 1)
+    return empty_like_layout(x_up, w_gwc.shape[0], dtype, size=size)
+
+
+@torch.library.custom_op('scconv::cru_backward', mutates_args=())
+def cru_backward(grad: torch.Tensor, x_up: torch.Tensor, x_low: torch.Tensor,
+                 w_gwc: torch.Tensor, w_up: torch.Tensor, w_low: torch.Tensor,
+                 sums: Optional[torch.Tensor], sums_offset: int, stride: int,
+                 dilation: int, groups: int, dtype: torch.dtype,
+                 kernels: bool) -> list[torch.Tensor]:
+    """The gradients of :func:`cru`'s output (without a folded affine):
+    ``[grad_x_up, grad_x_low, grad_w_gwc, grad_w_up, grad_w_low]``."""
+    args = (x_up, x_low, w_gwc, w_up, w_low, stride, dilation, groups, dtype)
+    if kernels:
+        from ..kernels import cru as cru_kernels
+        branch = cru_kernels.branch_grads(grad, *args, sums, sums_offset)
+    else:
+        branch = _branch_grads_torch(grad, *args)
+    grads = _input_grads(*branch, *args)
+    return [cast(grads[0], x_up.dtype), cast(grads[1], x_low.dtype),
+            *grads[2:]]
+
+
+@cru_backward.register_fake
+def _(grad, x_up, x_low, w_gwc, w_up, w_low, sums, sums_offset, stride,
+      dilation, groups, dtype, kernels):
+    return [torch.empty_like(t) for t in (x_up, x_low, w_gwc, w_up, w_low)]
+
+
+def _setup_context(ctx, inputs, output):
+    (x_up, x_low, w_gwc, w_up, w_low, sums, sums_offset, scale, _, stride,
+     dilation, groups, dtype, kernels) = inputs
+    ctx.save_for_backward(x_up, x_low, w_gwc, w_up, w_low, sums, scale)
+    ctx.options = (sums_offset, stride, dilation, groups, dtype, kernels)
+
+
+def _backward(ctx, grad):
+    x_up, x_low, w_gwc, w_up, w_low, sums, scale = ctx.saved_tensors
+    sums_offset, *options = ctx.options
+    if scale is not None:
+        grad = grad * scale.to(grad.dtype)[:, None, None]
+    grads = cru_backward(grad, x_up, x_low, w_gwc, w_up, w_low, sums,
+                         sums_offset, *options)
+    return (*grads, *[None] * 9)
+
+
+cru.register_autograd(_backward, setup_context=_setup_context)

@@ -1,0 +1,76 @@
+"""``scconv::scconv_inference``: a whole SCConv layer (``alpha=0.5``)
+without autograd, optionally with the following BatchNorm folded in (the
+deploy form).
+
+On the kernels it is four launches and one allocation (its output): the
+GroupNorm statistics (two launches), the SRU+squeeze GEMM
+(:mod:`..kernels.sru_squeeze`, which never writes the SRU output and adds up
+the CRU's pooled statistics as it stores the squeezed tensors) and the CRU
+kernel (:mod:`..kernels.cru`). Everything between them lives in reused
+scratch buffers (:mod:`..kernels._workspace`), since nothing of it is
+returned or kept: eager inference on a GPU is bound by the host's cost per
+call. The PyTorch twin composes the twins of ``scconv::sru_squeeze`` and
+``scconv::cru``.
+
+There is no autograd formula: training composes ``scconv::sru_squeeze`` and
+``scconv::cru``, which save what their backward needs.
+"""
+from typing import Optional
+
+import torch
+
+from ..kernels._layout import empty_like_layout
+from .cru import cru
+from .sru_squeeze import sru_squeeze
+
+
+@torch.library.custom_op('scconv::scconv_inference', mutates_args=())
+def scconv_inference(x: torch.Tensor, gamma: torch.Tensor,
+                     beta: torch.Tensor, w_squeeze_up: torch.Tensor,
+                     w_squeeze_low: torch.Tensor, w_gwc: torch.Tensor,
+                     w_pwc_up: torch.Tensor, w_pwc_low: torch.Tensor,
+                     scale: Optional[torch.Tensor],
+                     shift: Optional[torch.Tensor], groups: int, eps: float,
+                     threshold: float, gate: str, stride: int, dilation: int,
+                     dtype: torch.dtype, kernels: bool) -> torch.Tensor:
+    """SCConv's output (``scale * y + shift`` with a folded BatchNorm).
+
+    Args:
+        x (Tensor): ``(N, C, H, W)``.
+        gamma, beta (Tensor): The SRU GroupNorm's own affine.
+        w_squeeze_up, w_squeeze_low (Tensor): The CRU's squeeze weights.
+        w_gwc, w_pwc_up, w_pwc_low (Tensor): The CRU's other weights.
+        scale, shift (Tensor, optional): A folded BatchNorm's affine.
+        groups (int), eps (float): The GroupNorm's.
+        threshold (float), gate (str): The SRU gate's.
+        stride (int), dilation (int): The CRU's.
+        dtype (torch.dtype): The convolutions' dtype.
+        kernels (bool): Run the Triton kernels, else the PyTorch twins.
+    """
+    gwc_groups = w_squeeze_up.shape[0] // w_gwc.shape[1]
+    kernel_size = w_gwc.shape[-1]
+    if kernels:
+        from ..kernels import cru as cru_kernels
+        from ..kernels import sru_squeeze as squeeze_kernels
+        up, low, stats = squeeze_kernels.sru_squeeze(
+            x, gamma, beta, w_squeeze_up, w_squeeze_low, groups, eps,
+            threshold, gate, dtype, (kernel_size, stride, dilation),
+            reuse=True)
+        affine = None if scale is None else (scale.float(), shift.float())
+        return cru_kernels.cru_forward(up, low, w_gwc, w_pwc_up, w_pwc_low,
+                                       stride, dilation, gwc_groups, affine,
+                                       dtype, stats, 2 * x.shape[0] * groups)
+    up, low, stats = sru_squeeze(x, gamma, beta, w_squeeze_up,
+                                 w_squeeze_low, groups, eps, threshold, gate,
+                                 dtype, kernel_size, stride, dilation, False)
+    return cru(up, low, w_gwc, w_pwc_up, w_pwc_low, None, 0, scale, shift,
+               stride, dilation, gwc_groups, dtype, False)
+
+
+@scconv_inference.register_fake
+def _(x, gamma, beta, w_squeeze_up, w_squeeze_low, w_gwc, w_pwc_up,
+      w_pwc_low, scale, shift, groups, eps, threshold, gate, stride, dilation,
+      dtype, kernels):
+    h, w = x.shape[-2:]
+    size = ((h - 1) // stride + 1, (w - 1) // stride + 1)
+    return empty_like_layout(x, w_gwc.shape[0], dtype, size=size)

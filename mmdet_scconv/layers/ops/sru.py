@@ -1,0 +1,275 @@
+"""``scconv::sru``: the SRU (Eq. 1-4) as its two output halves.
+
+One registered op with its backward op ``scconv::sru_backward``, a fake
+(meta) implementation of each and the autograd formula that joins them.
+``kernels=True`` runs the Triton kernels of :mod:`..kernels.sru` (CUDA
+tensors, or CPU tensors under ``TRITON_INTERPRET=1``); ``kernels=False``
+runs the PyTorch twin below on any device. Both take the GroupNorm's own
+``gamma`` and ``beta``: the reweighting ``W_gamma = gamma / sum(gamma)``
+(Eq. 2) and its gradient happen inside the op, never as parameter-sized
+ops of their own on the host.
+
+The op returns the halves and one fp32 statistics tensor (the GroupNorm
+mean, then the rstd, ``N * groups`` each), which the backward reuses so
+that the reweights are recomputed, never stored.
+
+The PyTorch twin's helpers (:func:`gn_affine`, :func:`gate_halves`,
+:func:`sru_forward`) also serve the CPU inference path of :mod:`..fast`.
+"""
+import torch
+
+from ..sru import GAMMA_SUM_EPS, normalised_gamma, safe_sum
+
+
+def gn_affine(gamma, beta, gate='soft'):
+    """``(gamma * W_gamma, beta * W_gamma)``: the affine that makes one
+    GroupNorm call compute ``GN(X) * W_gamma`` (Eq. 1-3 before the
+    sigmoid), so the scaling costs no pass of its own. Detached for the hard
+    gate, whose 0/1 weights carry no gradient to the GroupNorm."""
+    w_gamma = normalised_gamma(gamma)
+    compute = w_gamma.dtype
+    weight = gamma.to(compute) * w_gamma
+    bias = beta.to(compute) * w_gamma
+    if gate == 'hard':
+        return weight.detach(), bias.detach()
+    return weight, bias
+
+
+def informative_mask(r, threshold, inplace=False):
+    """``[R > t]`` as 0/1 in ``r``'s dtype, as ``sign(max(R - t, 0))``: plain
+    vectorised arithmetic, cheaper on the CPU than a comparison (a bool
+    tensor to convert), ``threshold`` or ``where``. Exact: in floating point
+    ``R - t > 0`` exactly when ``R > t``. With ``inplace`` it is written over
+    ``r``."""
+    difference = r.sub_(threshold) if inplace else torch.sub(r, threshold)
+    return difference.clamp_min_(0.0).sign_()
+
+
+def gate_halves(r, x, threshold, gate):
+    """The two channel halves of the SRU output (Eq. 4) from reweights ``r``.
+
+    With the mask ``M = [R > t]`` (:func:`informative_mask`):
+
+    * soft: ``W2 = max(R - M, 0)`` (``R`` where ``R <= t``, else 0) and
+      ``W1 = W2 + M``, so with ``Q = W2 X`` and ``G = M X`` the output is
+      ``Q_a + Q_b + G_a`` and ``Q_a + Q_b + G_b``;
+    * hard: ``W1 = M``, ``W2 = 1 - W1``: ``G_a + X_b - G_b`` and
+      ``G_b + X_a - G_a``.
+
+    No autograd runs through it, so every result is written over ``r`` and
+    the mask: it allocates at most the mask (on the CPU each fresh large
+    allocation costs page faults) and returns channel slices of one tensor.
+
+    Args:
+        r (Tensor): Reweights, at least fp32; overwritten.
+        x (Tensor): SRU input.
+        threshold (float): The gate threshold ``t``.
+        gate (str): ``'soft'`` or ``'hard'``.
+    """
+    # The hard gate needs no R beside its mask: that is written over it.
+    mask = informative_mask(r, threshold, inplace=gate == 'hard')
+    half = x.shape[1] // 2
+    if gate == 'soft':
+        low_weighted = r.sub_(mask).clamp_min_(0.0).mul_(x)
+        shared = low_weighted[:, :half].add_(low_weighted[:, half:])
+    informative_x = mask.mul_(x)
+    upper_g, lower_g = informative_x[:, :half], informative_x[:, half:]
+    if gate == 'soft':
+        upper, lower = upper_g.add_(shared), lower_g.add_(shared)
+    else:
+        # With D = G_b - G_a: X_b - D and D + X_a.
+        difference = lower_g.sub_(upper_g)
+        upper = torch.sub(x[:, half:], difference, out=upper_g)
+        lower = difference.add_(x[:, :half])
+    return upper.to(x.dtype), lower.to(x.dtype)
+
+
+def _gn_layout(x):
+    """The layout aten's GroupNorm kernels accept: any dense layout on the
+    CPU, NCHW-contiguous elsewhere (CUDA refuses channels-last)."""
+    return x if x.device.type == 'cpu' else x.contiguous()
+
+
+def sru_forward(x, weight, bias, groups, eps, threshold, gate):
+    """SRU halves (channel slices of one tensor, see :func:`gate_halves`)
+    and the GroupNorm mean and rstd, in ``weight``'s dtype, from the affine
+    of :func:`gn_affine`."""
+    n, c = x.shape[:2]
+    z, mean, rstd = torch.ops.aten.native_group_norm(
+        _gn_layout(x.to(weight.dtype)), weight, bias, n, c, x[0, 0].numel(),
+        groups, eps)
+    upper, lower = gate_halves(z.sigmoid_(), x.to(weight.dtype), threshold,
+                               gate)
+    return upper, lower, mean, rstd
+
+
+def split_stats(stats, n, groups):
+    """``(mean, rstd)``, each ``(N, groups)``, of a statistics tensor."""
+    return stats[:n * groups].view(n, groups), stats[n * groups:2 * n *
+                                                    groups].view(n, groups)
+
+
+def recompute_reweights(x, weight, bias, stats, groups):
+    """``R`` again from the saved GroupNorm statistics (no statistics pass):
+    ``z = (x - mean) * rstd * weight + bias`` per (sample, channel)."""
+    per_group = x.shape[1] // groups
+    mean, rstd = split_stats(stats, x.shape[0], groups)
+    scale = rstd.repeat_interleave(per_group, dim=1) * weight
+    shift = bias - mean.repeat_interleave(per_group, dim=1) * scale
+    return torch.sigmoid(
+        torch.addcmul(shift[..., None, None], x, scale[..., None, None]))
+
+
+def halves_from_stats(x, gamma, beta, stats, groups, threshold, gate):
+    """The SRU halves of ``x`` from saved statistics (PyTorch), in at least
+    fp32."""
+    weight, bias = gn_affine(gamma, beta, gate)
+    x = x.to(weight.dtype)
+    r = recompute_reweights(x, weight, bias, stats, groups)
+    return gate_halves(r, x, threshold, gate)
+
+
+def gamma_grads(gamma, beta, grad_weight, grad_bias):
+    """Gradients of the GroupNorm's ``gamma`` and ``beta`` from those of the
+    affine ``(gamma^2 / s, beta gamma / s)`` of :func:`gn_affine` (``s =
+    sum(gamma)``, kept away from zero, where it passes no gradient): the
+    chain rule through Eq. 2, as the kernels' ``_backward_affine_kernel``
+    takes it."""
+    gamma, beta = gamma.float(), beta.float()
+    total = gamma.sum()
+    inverse = 1 / safe_sum(gamma)
+    through_sum = (grad_weight * gamma * gamma + grad_bias * beta *
+                   gamma).sum() * inverse * inverse
+    through_sum = through_sum.where(total.abs() >= GAMMA_SUM_EPS, 0)
+    grad_gamma = (2 * grad_weight * gamma + grad_bias * beta) * inverse
+    return grad_gamma - through_sum, grad_bias * gamma * inverse
+
+
+def sru_backward_torch(x, gamma, beta, stats, groups, threshold, gate,
+                       grad_upper, grad_lower):
+    """The PyTorch twin of the backward: ``(grad_x, grad_gamma,
+    grad_beta)``, the last two None for the hard gate."""
+    n, c = x.shape[:2]
+    weight, bias = gn_affine(gamma, beta, gate)
+    x = x.to(weight.dtype)
+    r = recompute_reweights(x, weight, bias, stats, groups)
+    informative = informative_mask(r, threshold)
+    g_own = torch.cat([grad_upper, grad_lower], 1).to(x.dtype)
+    g_other = torch.cat([grad_lower, grad_upper], 1).to(x.dtype)
+    if gate == 'hard':
+        # out_a = m_a x_a + (1 - m_b) x_b (and symmetrically).
+        return g_other + informative * (g_own - g_other), None, None
+    g_sum = g_own + g_other
+    not_informative = 1 - informative
+    # dX direct: W1 g_own + W2 g_other = W2 (g_own + g_other) + m g_own.
+    grad_x = torch.addcmul(r * not_informative * g_sum, informative, g_own)
+    # dR = (1 - m) X (g_own + g_other); dZ = dR R (1 - R).
+    grad_z = not_informative.mul_(x).mul_(g_sum).mul_(r * (1 - r))
+    mean, rstd = split_stats(stats, n, groups)
+    grad_gn_x, grad_weight, grad_bias = (
+        torch.ops.aten.native_group_norm_backward(
+            _gn_layout(grad_z), _gn_layout(x), mean, rstd, weight, n, c,
+            x[0, 0].numel(), groups, [True, True, True]))
+    return (grad_x + grad_gn_x,
+            *gamma_grads(gamma, beta, grad_weight, grad_bias))
+
+
+def stats_tensor(mean, rstd):
+    """One fp32 statistics tensor: the mean, then the rstd."""
+    return torch.cat([mean.flatten(), rstd.flatten()]).float()
+
+
+def sru_statistics(x, gamma, beta, groups, eps, threshold, gate, kernels):
+    """The halves (in ``x``'s dtype, channel slices where the twin ran) and
+    the statistics tensor, on the kernels or the twin."""
+    if kernels:
+        from ..kernels import sru as sru_kernels
+        return sru_kernels.forward(x, gamma, beta, groups, eps, threshold,
+                                   gate)
+    weight, bias = gn_affine(gamma, beta, gate)
+    upper, lower, mean, rstd = sru_forward(x, weight, bias, groups, eps,
+                                           threshold, gate)
+    return upper.to(x.dtype), lower.to(x.dtype), stats_tensor(mean, rstd)
+
+
+@torch.library.custom_op('scconv::sru', mutates_args=())
+def sru(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
+        groups: int, eps: float, threshold: float, gate: str,
+        kernels: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The SRU output's two channel halves (in ``x``'s dtype and layout)
+    and its GroupNorm statistics.
+
+    Args:
+        x (Tensor): ``(N, C, H, W)``, ``C`` even.
+        gamma, beta (Tensor): The GroupNorm's own affine, ``(C,)``.
+        groups (int), eps (float): The GroupNorm's.
+        threshold (float), gate (str): The gate's (``'soft'``/``'hard'``).
+        kernels (bool): Run the Triton kernels, else the PyTorch twin.
+
+    Returns:
+        tuple[Tensor, Tensor, Tensor]: ``upper``, ``lower`` (``C / 2``
+        channels each) and fp32 statistics (``2 N groups`` values).
+    """
+    upper, lower, stats = sru_statistics(x, gamma, beta, groups, eps,
+                                         threshold, gate, kernels)
+    if not kernels:
+        # The twin's halves are slices of one tensor: an op's outputs
+        # may not alias each other.
+        upper, lower = upper.clone(), lower.clone()
+    return upper, lower, stats
+
+
+@sru.register_fake
+def _(x, gamma, beta, groups, eps, threshold, gate, kernels):
+    n, c, h, w = x.shape
+    half = torch.empty_like(x[:, :c // 2])
+    return half, torch.empty_like(half), x.new_empty(
+        2 * n * groups, dtype=torch.float32)
+
+
+@torch.library.custom_op('scconv::sru_backward', mutates_args=())
+def sru_backward(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
+                 stats: torch.Tensor, grad_upper: torch.Tensor,
+                 grad_lower: torch.Tensor, groups: int, threshold: float,
+                 gate: str, kernels: bool) -> list[torch.Tensor]:
+    """The gradients of :func:`sru`'s halves: ``[grad_x]`` for the hard
+    gate, ``[grad_x, grad_gamma, grad_beta]`` for the soft one."""
+    if kernels:
+        from ..kernels import sru as sru_kernels
+        grads = sru_kernels.backward(x, gamma, beta, stats, groups,
+                                     threshold, gate, grad_upper, grad_lower)
+    else:
+        grads = sru_backward_torch(x, gamma, beta, stats, groups, threshold,
+                                   gate, grad_upper, grad_lower)
+    grad_x, grad_gamma, grad_beta = grads
+    grad_x = grad_x.to(x.dtype)
+    if gate == 'hard':
+        return [grad_x]
+    return [grad_x, grad_gamma.to(gamma.dtype), grad_beta.to(beta.dtype)]
+
+
+@sru_backward.register_fake
+def _(x, gamma, beta, stats, grad_upper, grad_lower, groups, threshold, gate,
+      kernels):
+    if gate == 'hard':
+        return [torch.empty_like(x)]
+    return [torch.empty_like(x), torch.empty_like(gamma),
+            torch.empty_like(beta)]
+
+
+def _setup_context(ctx, inputs, output):
+    x, gamma, beta, groups, eps, threshold, gate, kernels = inputs
+    ctx.save_for_backward(x, gamma, beta, output[2])
+    ctx.options = (groups, threshold, gate, kernels)
+
+
+def _backward(ctx, grad_upper, grad_lower, _):
+    x, gamma, beta, stats = ctx.saved_tensors
+    groups, threshold, gate, kernels = ctx.options
+    grads = sru_backward(x, gamma, beta, stats, grad_upper, grad_lower,
+                         groups, threshold, gate, kernels)
+    grad_gamma, grad_beta = grads[1:] if gate == 'soft' else (None, None)
+    return grads[0], grad_gamma, grad_beta, None, None, None, None, None
+
+
+sru.register_autograd(_backward, setup_context=_setup_context)
