@@ -17,6 +17,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 pytest.importorskip(
     'triton', reason="the kernels need triton: pip install -e '.[triton]'")
 
+from mmdet_scconv.benchmark.host import count_host_work  # noqa: E402
 from mmdet_scconv.benchmark.tuning import (format_tuned,  # noqa: E402
                                            tune_trunk)
 from mmdet_scconv.benchmark.exactness import (check_paths,  # noqa: E402
@@ -27,6 +28,8 @@ from mmdet_scconv.layers.fast import apply_affine  # noqa: E402
 from mmdet_scconv.layers.kernels import cru as triton_cru  # noqa: E402
 from mmdet_scconv.layers.kernels import sru as triton_sru  # noqa: E402
 from mmdet_scconv.layers.kernels.sru_squeeze import sru_squeeze  # noqa: E402
+from mmdet_scconv.layers.ops.sru import (sru_backward_torch,  # noqa: E402
+                                         sru_statistics)
 from test_fast import assert_relative_error  # noqa: E402
 from test_layers import randomise  # noqa: E402
 
@@ -55,48 +58,68 @@ SRU_CASES = [  # shape, GroupNorm groups, channels-last, gate
 ]
 
 
+def sru_twin(x, gamma, beta, groups, gate):
+    """The PyTorch twin's halves (in ``x``'s dtype) and statistics."""
+    return sru_statistics(x, gamma, beta, groups, 1e-5, 0.5, gate, False)
+
+
 @pytest.mark.parametrize('shape,groups,channels_last,gate', SRU_CASES)
 def test_sru_forward_matches_pytorch(shape, groups, channels_last, gate):
-    x, weight, bias = sru_inputs(shape, channels_last)
-    upper, lower, mean, rstd = fast.TorchSRU.forward(x, weight, bias, groups,
-                                                     1e-5, 0.5, gate)
-    k_upper, k_lower, k_mean, k_rstd = triton_sru.forward(
-        x, weight, bias, groups, 1e-5, 0.5, gate)
+    """The kernels take the GroupNorm's own gamma/beta and apply
+    W_gamma = gamma / sum(gamma) (Eq. 2) themselves."""
+    x, gamma, beta = sru_inputs(shape, channels_last)
+    upper, lower, stats = sru_twin(x, gamma, beta, groups, gate)
+    k_upper, k_lower, k_stats = triton_sru.forward(x, gamma, beta, groups,
+                                                   1e-5, 0.5, gate)
     assert k_upper.shape == upper.shape and k_lower.shape == lower.shape
     assert k_upper.is_contiguous(memory_format=torch.channels_last) == (
         channels_last)
     assert_relative_error(k_upper, upper, 1e-6, 'upper')
     assert_relative_error(k_lower, lower, 1e-6, 'lower')
-    assert_relative_error(k_mean, mean.view_as(k_mean), 1e-6, 'mean')
-    assert_relative_error(k_rstd, rstd.view_as(k_rstd), 1e-6, 'rstd')
+    assert_relative_error(k_stats, stats, 1e-6, 'mean and rstd')
 
 
 @pytest.mark.parametrize('shape,groups,channels_last,gate', SRU_CASES)
 def test_sru_backward_matches_pytorch(shape, groups, channels_last, gate):
-    x, weight, bias = sru_inputs(shape, channels_last)
-    _, _, mean, rstd = fast.TorchSRU.forward(x, weight, bias, groups, 1e-5,
-                                             0.5, gate)
+    """Gradients of x and of the GroupNorm's own gamma and beta (through
+    W_gamma)."""
+    x, gamma, beta = sru_inputs(shape, channels_last)
+    _, _, stats = sru_twin(x, gamma, beta, groups, gate)
     half = (shape[0], shape[1] // 2, *shape[2:])
     grad_upper = torch.randn(half, device=DEVICE)
     grad_lower = layout(torch.randn(half, device=DEVICE), not channels_last)
-    expected = fast.TorchSRU.backward(x, weight, bias, mean, rstd, groups,
-                                      0.5, gate, grad_upper, grad_lower,
-                                      (True, True))
-    actual = triton_sru.backward(x, weight, bias, mean, rstd, groups, 0.5,
-                                 gate, grad_upper, grad_lower, (True, True))
+    args = (x, gamma, beta, stats, groups, 0.5, gate, grad_upper, grad_lower)
+    expected = sru_backward_torch(*args)
+    actual = triton_sru.backward(*args)
     assert_relative_error(actual[0], expected[0], 1e-5, 'grad_x')
     if gate == 'hard':
         assert actual[1:] == (None, None) == expected[1:]
         return
-    assert_relative_error(actual[1], expected[1], 1e-5, 'grad_weight')
-    assert_relative_error(actual[2], expected[2], 1e-5, 'grad_bias')
+    assert_relative_error(actual[1], expected[1], 1e-5, 'grad_gamma')
+    assert_relative_error(actual[2], expected[2], 1e-5, 'grad_beta')
+
+
+def test_gamma_gradient_where_the_sum_of_gamma_is_held_away_from_zero():
+    """Where |sum(gamma)| is pushed up to its floor it passes no gradient,
+    in the kernel as in the twin (and in autograd of the reference)."""
+    x, gamma, beta = sru_inputs((2, 16, 5, 4), False)
+    gamma = torch.cat([gamma[:8], -gamma[:8]])  # sum(gamma) == 0
+    _, _, stats = sru_twin(x, gamma, beta, 4, 'soft')
+    grads = [torch.randn(2, 8, 5, 4, device=DEVICE) for _ in range(2)]
+    args = (x, gamma, beta, stats, 4, 0.5, 'soft', *grads)
+    expected = sru_backward_torch(*args)
+    actual = triton_sru.backward(*args)
+    for a, e, name in zip(actual, expected, ('x', 'gamma', 'beta')):
+        assert torch.isfinite(a).all()
+        assert_relative_error(a, e, 1e-5, name)
 
 
 def test_group_stats_stay_accurate_when_the_mean_dwarfs_the_spread():
     """Partial means and centred sums merged with Chan's formula: no
     catastrophic cancellation of ``E[x^2] - E[x]^2``."""
     x = 1000 + 0.01 * torch.randn(2, 16, 20, 30, dtype=torch.float64)
-    mean, rstd = triton_sru.group_stats(x.float().to(DEVICE), 4, 1e-12)
+    stats = triton_sru.group_stats(x.float().to(DEVICE), 4, 1e-12)
+    mean, rstd = stats[:8].view(2, 4), stats[8:].view(2, 4)
     grouped = x.view(2, 4, -1)
     torch.testing.assert_close(mean.double().cpu(), grouped.mean(-1),
                                rtol=1e-6, atol=0)
@@ -104,19 +127,15 @@ def test_group_stats_stay_accurate_when_the_mean_dwarfs_the_spread():
     assert_relative_error(rstd.cpu(), expected_rstd, 2e-3, 'rstd')
 
 
-def test_sru_kernel_normalises_gamma_itself():
-    """At inference the kernel takes the GroupNorm's own gamma/beta and
-    applies W_gamma = gamma / sum(gamma) (Eq. 2) in place of gn_affine."""
-    scconv = randomise(SCConv(32, 32, gn_groups=8)).to(DEVICE)
-    x = torch.randn(2, 32, 6, 7, device=DEVICE)
-    weight, bias = fast.gn_affine(scconv.sru)
-    expected = triton_sru.forward(x, weight.detach(), bias.detach(), 8, 1e-5,
-                                  0.5, 'soft')
-    actual = triton_sru.forward(x, scconv.sru.gn.weight.detach(),
-                                scconv.sru.gn.bias.detach(), 8, 1e-5, 0.5,
-                                'soft', normalise=True)
-    for a, e in zip(actual[:2], expected[:2]):
-        assert_relative_error(a, e, 1e-6, 'half')
+def test_group_stats_zero_the_values_after_them():
+    """The statistics kernel zeroes the accumulators a later kernel adds
+    into (no launch of their own), whatever the buffer held before."""
+    x = torch.randn(2, 16, 5, 5, device=DEVICE)
+    for _ in range(2):  # the second call may reuse the first one's memory
+        stats = triton_sru.group_stats(x, 4, 1e-5, extra=1000)
+        assert stats.shape == (16 + 1000, )
+        assert (stats[16:] == 0).all()
+        stats.fill_(7.0)
 
 
 @pytest.mark.parametrize(
@@ -134,7 +153,7 @@ def test_cru_kernel_matches_the_module(channels, out_channels, alpha,
                                        size, channels_last, with_affine):
     """The whole CRU after its squeeze convolutions (grouped convolution,
     pointwise convolutions, pooling, fuse, folded BatchNorm) as one kernel
-    equals the module's ops; trained through CRUFunction, so do the
+    equals the module's ops; trained through ``scconv::cru``, so do the
     gradients of the squeezed inputs and the three weights (against float64
     autograd)."""
     cru = randomise(CRU(channels, out_channels, kernel_size, stride,
@@ -165,8 +184,9 @@ def test_cru_kernel_matches_the_module(channels, out_channels, alpha,
         expected, inputs64 +
         [cru64.gwc.weight, cru64.pwc_up.weight, cru64.pwc_low.weight], grad)
     inputs = [t.detach().requires_grad_() for t in (x_up, x_low)]
-    actual = triton_cru.CRUFunction.apply(*inputs, *weights, stride,
-                                          dilation, groups, torch.float32)
+    actual = torch.ops.scconv.cru(*inputs, *weights, None, 0, None, None,
+                                  stride, dilation, groups, torch.float32,
+                                  True)
     actual_grads = torch.autograd.grad(actual, inputs + list(weights),
                                        grad.float())
     assert_relative_error(actual, expected, 1e-5, 'Y (training)')
@@ -185,17 +205,16 @@ def test_cru_kernel_matches_the_module(channels, out_channels, alpha,
 ])
 def test_fused_sru_squeeze_matches_sru_then_convolutions(
         channels, groups, channels_last, gate, dtype):
-    """The deploy form's GEMM equals the SRU halves put through the two
-    squeeze convolutions (operands rounded to the convolution dtype)."""
+    """The GEMM equals the SRU halves put through the two squeeze
+    convolutions (operands rounded to the convolution dtype)."""
     scconv = randomise(SCConv(channels, channels, gn_groups=groups,
                               gate=gate)).to(DEVICE)
     x = layout(torch.randn(2, channels, 9, 11, device=DEVICE),
                channels_last).to(dtype)
     sru, cru = scconv.sru, scconv.cru
     with torch.no_grad():
-        weight, bias = fast.gn_affine(sru)
-        upper, lower, _, _ = fast.TorchSRU.forward(x, weight, bias, groups,
-                                                   1e-5, 0.5, gate)
+        upper, lower, _ = sru_twin(x, sru.gn.weight, sru.gn.bias, groups,
+                                   gate)
         expected = [
             torch.nn.functional.conv2d(half.to(dtype), conv.weight.to(dtype))
             for half, conv in ((upper, cru.squeeze_up),
@@ -203,7 +222,7 @@ def test_fused_sru_squeeze_matches_sru_then_convolutions(
         ]
         actual = sru_squeeze(x, sru.gn.weight, sru.gn.bias,
                              cru.squeeze_up.weight, cru.squeeze_low.weight,
-                             groups, 1e-5, 0.5, gate, normalise=True)[:2]
+                             groups, 1e-5, 0.5, gate)[:2]
     tolerance = 1e-6 if dtype == torch.float32 else 5e-3
     for a, e in zip(actual, expected):
         assert a.dtype == dtype and a.shape == e.shape
@@ -215,25 +234,27 @@ def test_fused_sru_squeeze_matches_sru_then_convolutions(
 @pytest.mark.parametrize('stride,dilation,channels_last',
                          [(1, 1, True), (2, 1, False), (2, 2, True)])
 def test_squeeze_gemm_adds_up_the_cru_sums(stride, dilation, channels_last):
-    """The deploy form's GEMM adds up the CRU's pooled statistics of its
-    outputs as it stores them: the same as the separate sums pass."""
+    """The GEMM adds up the CRU's pooled statistics of its outputs as it
+    stores them, after the GroupNorm statistics: the same as the separate
+    sums pass."""
     scconv = randomise(SCConv(32, 32, gn_groups=8)).to(DEVICE)
     x = layout(torch.randn(2, 32, 9, 7, device=DEVICE), channels_last)
     sru, cru = scconv.sru, scconv.cru
-    sums = triton_cru.sums_buffer(2, 8, 8, 3, DEVICE)
     with torch.no_grad():
-        up, low, _, _ = sru_squeeze(
+        up, low, stats = sru_squeeze(
             x, sru.gn.weight, sru.gn.bias, cru.squeeze_up.weight,
-            cru.squeeze_low.weight, 8, 1e-5, 0.5, 'soft', normalise=True,
-            add_sums=(sums, 3, stride, dilation))
+            cru.squeeze_low.weight, 8, 1e-5, 0.5, 'soft',
+            cru_geometry=(3, stride, dilation))
     expected = triton_cru.pooled_sums(up, low, 3, stride, dilation)
-    assert_relative_error(sums, expected, 1e-6, 'sums')
+    assert_relative_error(stats[2 * 2 * 8:], expected, 1e-6, 'sums')
 
 
-def test_deploy_form_never_writes_the_sru_output(monkeypatch):
-    """On the kernels, the deploy form computes the SRU output inside the
-    squeeze GEMM, which also adds up the CRU's sums: neither the kernel that
-    writes the halves nor the separate sums pass may run."""
+@pytest.mark.parametrize('deploy', [False, True])
+def test_inference_never_writes_the_sru_output(monkeypatch, deploy):
+    """On the kernels, inference (the deploy form too) computes the SRU
+    output inside the squeeze GEMM, which also adds up the CRU's sums:
+    neither the kernel that writes the halves nor the separate sums pass
+    may run."""
 
     def no_halves(*args, **kwargs):
         raise AssertionError('the SRU halves were materialised')
@@ -247,32 +268,31 @@ def test_deploy_form_never_writes_the_sru_output(monkeypatch):
     bn = torch.nn.BatchNorm2d(32).to(DEVICE).eval()
     x = torch.randn(1, 32, 5, 5, device=DEVICE)
     with torch.no_grad():
-        expected = bn(set_scconv_impl(copy.deepcopy(scconv), 'reference')(x))
-        scconv.fuse_norm(bn)
-        assert_relative_error(scconv.eval()(x), expected, 1e-5, 'deploy')
-        with pytest.raises(AssertionError, match='materialised'):
-            set_scconv_impl(scconv, 'triton').norm_scale = None
-            scconv(x)  # the plain inference path does write them
+        expected = set_scconv_impl(copy.deepcopy(scconv), 'reference')(x)
+        if deploy:
+            expected = bn(expected)
+            scconv.fuse_norm(bn)
+        assert_relative_error(scconv.eval()(x), expected, 1e-5, 'output')
 
 
-class _AtenCalls(TorchDispatchMode):
-    """Counts the aten calls made outside kernel launches."""
+class _OpCalls(TorchDispatchMode):
+    """Counts the operators called at the top level (aten operators and
+    registered ops; not those inside a registered op)."""
 
     def __init__(self):
         super().__init__()
         self.calls = collections.Counter()
-        self.paused = False
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if not self.paused:
-            self.calls[str(func).split('.')[1]] += 1
+        self.calls[str(func).rsplit('.', 1)[0]] += 1
         return func(*args, **(kwargs or {}))
 
 
 def test_kernels_run_the_cru_convolutions_themselves(monkeypatch):
     """On the kernels neither inference nor training runs the CRU's
     convolutions after the squeeze as modules: one kernel computes them
-    with the fuse, in training through CRUFunction."""
+    with the fuse, in training through ``scconv::cru``, whose backward
+    takes each convolution's two gradients from one call."""
     scconv = randomise(SCConv(32, 32, gn_groups=8, impl='triton')).to(DEVICE)
     x = torch.randn(1, 32, 5, 5, device=DEVICE)
 
@@ -283,51 +303,13 @@ def test_kernels_run_the_cru_convolutions_themselves(monkeypatch):
         monkeypatch.setattr(conv, 'forward', no_module_call)
     with torch.no_grad():
         scconv(x)
-    calls = []
-    apply = triton_cru.CRUFunction.apply
-    monkeypatch.setattr(triton_cru.CRUFunction, 'apply',
-                        lambda *args: calls.append(1) or apply(*args))
-    aten = _AtenCalls()
-    with aten:
-        scconv(x).sum().backward()
-    assert calls == [1]
+    ops = _OpCalls()
+    with ops:
+        work = count_host_work(lambda: scconv(x).sum().backward())
+    assert ops.calls['scconv.cru'] == ops.calls['scconv.sru_squeeze'] == 1
     assert scconv.cru.gwc.weight.grad is not None
     # One call for both gradients of each of the five convolutions.
-    assert aten.calls['convolution_backward'] == 5
-
-
-def test_deploy_layer_is_four_launches_and_allocations(monkeypatch):
-    """Eager inference on a GPU is bound by the host's per-call cost, so the
-    deploy form's host work is pinned down: four Triton launches (the two
-    statistics kernels, the SRU+squeeze GEMM, the CRU kernel) and nothing
-    else than allocating their outputs."""
-    aten = _AtenCalls()
-    launches = collections.Counter()
-    kernel_type = type(triton_cru._cru_kernel)
-    run = kernel_type.run
-
-    def counted_run(kernel, *args, **kwargs):
-        launches[kernel.fn.__name__] += 1
-        aten.paused = True  # the interpreter's own tensor copies
-        try:
-            return run(kernel, *args, **kwargs)
-        finally:
-            aten.paused = False
-
-    monkeypatch.setattr(kernel_type, 'run', counted_run)
-    scconv = randomise(SCConv(64, 64, impl='triton')).to(DEVICE).eval()
-    scconv.fuse_norm(torch.nn.BatchNorm2d(64).to(DEVICE).eval())
-    x = torch.randn(1, 64, 8, 8, device=DEVICE).contiguous(
-        memory_format=torch.channels_last)
-    with torch.inference_mode():
-        scconv(x)  # compiles
-        launches.clear()
-        with aten:
-            scconv(x)
-    assert launches == {'_partial_stats_kernel': 1, '_group_stats_kernel': 1,
-                        '_sru_squeeze_kernel': 1, '_cru_kernel': 1}
-    assert set(aten.calls) <= {'zeros', 'empty', 'empty_like'}
-    assert sum(aten.calls.values()) <= 7
+    assert work.aten['convolution_backward'] == 5
 
 
 def test_scconv_triton_impl_equals_reference():
@@ -343,12 +325,10 @@ def test_scconv_triton_impl_equals_reference():
 
 
 def test_bf16_inputs_stay_bf16():
-    x, weight, bias = sru_inputs((2, 16, 5, 5), True, torch.bfloat16)
-    upper, lower, _, _ = triton_sru.forward(x, weight, bias, 4, 1e-5, 0.5,
-                                            'soft')
+    x, gamma, beta = sru_inputs((2, 16, 5, 5), True, torch.bfloat16)
+    upper, lower, _ = triton_sru.forward(x, gamma, beta, 4, 1e-5, 0.5, 'soft')
     assert upper.dtype == lower.dtype == torch.bfloat16
-    expected, _, _, _ = fast.TorchSRU.forward(x, weight, bias, 4, 1e-5, 0.5,
-                                              'soft')
+    expected, _, _ = sru_twin(x, gamma, beta, 4, 'soft')
     assert_relative_error(upper, expected, 1e-2, 'bf16 upper')
 
 
@@ -401,7 +381,7 @@ def test_kernels_compile_for_the_gpu():
     assert compiled == total, lines[-1]
     assert {line.split('(')[0] for line in lines[:-1]} == {
         '_partial_stats_kernel', '_group_stats_kernel', '_apply_kernel',
-        '_sru_squeeze_kernel', '_pooled_sums_kernel', '_cru_kernel',
-        '_grad_beta_kernel', '_backward_sums_kernel',
-        '_backward_input_kernel'
+        '_sru_squeeze_kernel', '_cru_kernel', '_grad_beta_kernel',
+        '_branch_grads_kernel', '_backward_sums_kernel',
+        '_backward_affine_kernel', '_backward_input_kernel'
     }

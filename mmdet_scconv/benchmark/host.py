@@ -188,7 +188,10 @@ def layer_host_work(channels=64, size=8, batch=2, strides=(1, 2),
     rows = []
     for stride in strides:
         plain = ConvNorm(channels, stride).to(device, memory_format=fmt)
-        plain_counts = [count_step(step) for step in layer_steps(plain, x)]
+        plain_counts = [
+            count_step(layer_steps(plain.train(train), x)[train])
+            for train in (False, True)
+        ]
         for gate in gates:
             scconv = ConvNorm(channels, stride, dict(impl=impl, gate=gate))
             scconv = scconv.to(device, memory_format=fmt)

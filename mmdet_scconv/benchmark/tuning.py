@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 import torch
 
 from ..layers import SCConv
-from ..layers.fast import cru_kernel_args, squeeze_kernel_args
 from .trunk import layer_label, scconv_layer_shapes
 
 #: The settings tried, per kernel (each combination once).
@@ -111,26 +110,32 @@ def tune_layer(channels, height, width, stride, count, label, batch, dtype,
     bn = torch.nn.BatchNorm2d(channels).to(device).eval()
     scconv.fuse_norm(bn)
     sru, cru = scconv.sru, scconv.cru
+    gn, gwc = sru.gn, cru.gwc
     x = torch.randn(batch, channels, height, width, device=device).to(
         DTYPES[dtype]).contiguous(memory_format=torch.channels_last)
     tolerance = 1e-4 if dtype == 'fp32' else 2e-2
+    geometry = (gwc.kernel_size[0], cru.stride, gwc.dilation[0])
 
     def squeeze(launch):
         return sru_squeeze.sru_squeeze(
-            x, *squeeze_kernel_args(sru, cru), x.dtype, normalise=True,
-            launch=launch)[:2]
+            x, gn.weight, gn.bias, cru.squeeze_up.weight,
+            cru.squeeze_low.weight, gn.num_groups, gn.eps,
+            sru.gate_threshold, sru.gate, x.dtype, geometry, launch=launch)
 
     with torch.no_grad():
-        x_up, x_low = squeeze(None)
+        x_up, x_low, stats = squeeze(None)
 
         def combine(launch):
             return (triton_cru.cru_forward(
-                x_up, x_low, *cru_kernel_args(cru), scconv.out_affine,
-                x.dtype, launch), )
+                x_up, x_low, gwc.weight, cru.pwc_up.weight,
+                cru.pwc_low.weight, cru.stride, gwc.dilation[0], gwc.groups,
+                scconv.out_affine, x.dtype, stats,
+                2 * batch * gn.num_groups, launch), )
 
         half, squeezed = channels // 2, x_up.shape[1]
         return [
-            _sweep('sru_squeeze', label, count, squeeze,
+            _sweep('sru_squeeze', label, count,
+                   lambda launch: squeeze(launch)[:2],
                    spaces['sru_squeeze'],
                    dict(BLOCK_K=max(16, half), BLOCK_P=height * width),
                    timer, tolerance),

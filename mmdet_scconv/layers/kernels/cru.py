@@ -173,8 +173,8 @@ def _pointwise(x_ptr, w_ptr, sums_ptr, n, ho, wo, p_mask, o, o_mask, K, H, W,
 @triton.jit
 def _grouped_conv(x_ptr, w_ptr, taps_row, n, ho, wo, p_mask, o, o_mask, C,
                   C_in, H, W, pad, dilation, groups, x_sn, x_sc, x_sp, w_so,
-                  w_sc, w_sh, w_sw, acc, s, KERNEL: tl.constexpr, STRIDE: tl.constexpr,
-                  DOT_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
+                  w_sc, w_sh, w_sw, acc, s, KERNEL: tl.constexpr,
+                  STRIDE: tl.constexpr, DOT_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
                   BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr):
     """The grouped ``KERNEL x KERNEL`` convolution's tile as an implicit
     GEMM, and its pixel sums: ``s += sum_{c, tap} W[o, c, tap] T[c, tap]``

@@ -20,6 +20,7 @@ from typing import Optional
 import torch
 
 from ..kernels._layout import empty_like_layout
+from ._common import cast
 from .cru import cru
 from .sru_squeeze import sru_squeeze
 
@@ -56,7 +57,8 @@ def scconv_inference(x: torch.Tensor, gamma: torch.Tensor,
             x, gamma, beta, w_squeeze_up, w_squeeze_low, groups, eps,
             threshold, gate, dtype, (kernel_size, stride, dilation),
             reuse=True)
-        affine = None if scale is None else (scale.float(), shift.float())
+        affine = None if scale is None else (cast(scale, torch.float32),
+                                             cast(shift, torch.float32))
         return cru_kernels.cru_forward(up, low, w_gwc, w_pwc_up, w_pwc_low,
                                        stride, dilation, gwc_groups, affine,
                                        dtype, stats, 2 * x.shape[0] * groups)

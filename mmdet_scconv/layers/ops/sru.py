@@ -19,6 +19,7 @@ The PyTorch twin's helpers (:func:`gn_affine`, :func:`gate_halves`,
 import torch
 
 from ..sru import GAMMA_SUM_EPS, normalised_gamma, safe_sum
+from ._common import cast
 
 
 def gn_affine(gamma, beta, gate='soft'):
@@ -242,10 +243,10 @@ def sru_backward(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
         grads = sru_backward_torch(x, gamma, beta, stats, groups, threshold,
                                    gate, grad_upper, grad_lower)
     grad_x, grad_gamma, grad_beta = grads
-    grad_x = grad_x.to(x.dtype)
+    grad_x = cast(grad_x, x.dtype)
     if gate == 'hard':
         return [grad_x]
-    return [grad_x, grad_gamma.to(gamma.dtype), grad_beta.to(beta.dtype)]
+    return [grad_x, cast(grad_gamma, gamma.dtype), cast(grad_beta, beta.dtype)]
 
 
 @sru_backward.register_fake

@@ -1,0 +1,158 @@
+"""SCConv's registered ops: ``torch.library.opcheck`` for each, and
+``torch.compile(fullgraph=True)`` of SCConv, a bottleneck and the trunk on
+the kernel path, which keeps the Triton kernels (checked on the CPU with
+``backend='aot_eager'`` and Triton's interpreter)."""
+import copy
+
+import pytest
+import torch
+
+pytest.importorskip(
+    'triton', reason="the kernels need triton: pip install -e '.[triton]'")
+
+from mmdet_scconv.benchmark.host import count_host_work  # noqa: E402
+from mmdet_scconv.benchmark.trunk import (Bottleneck,  # noqa: E402
+                                          ResNetTrunk)
+from mmdet_scconv.layers import SCConv, set_scconv_impl  # noqa: E402
+from mmdet_scconv.layers import ops  # noqa: E402
+from test_fast import assert_relative_error  # noqa: E402
+from test_layers import randomise  # noqa: E402
+
+DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
+
+
+def _inputs(channels=16, size=(5, 6), channels_last=True, grad=True):
+    torch.manual_seed(0)
+    scconv = randomise(SCConv(channels, channels, stride=2, gn_groups=4))
+    scconv = scconv.to(DEVICE)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(2, channels, *size, device=DEVICE).contiguous(
+        memory_format=fmt)
+    params = [p.detach().clone().requires_grad_(grad)
+              for p in scconv.parameters()]
+    return x.requires_grad_(grad), params
+
+
+def _op_args(kernels, channels_last=True, gate='soft'):
+    """Arguments of every op for one small strided layer."""
+    x, (gamma, beta, w_sq_up, w_sq_low, w_gwc, w_up, w_low) = _inputs(
+        channels_last=channels_last)
+    gn = (4, 1e-5, 0.5, gate)
+    geometry = (3, 2, 1)
+    with torch.no_grad():
+        up, low, stats = ops.sru_squeeze(x, gamma, beta, w_sq_up, w_sq_low,
+                                         *gn, torch.float32, *geometry,
+                                         kernels)
+        upper, lower, sru_stats = ops.sru(x, gamma, beta, *gn, kernels)
+        y = ops.cru(up, low, w_gwc, w_up, w_low, stats, 16, None, None, 2, 1,
+                    2, torch.float32, kernels)
+    up, low = (t.detach().requires_grad_() for t in (up, low))
+    grad_y = torch.randn_like(y)
+    sums = stats if kernels else None
+    return {
+        'sru': (x, gamma, beta, *gn, kernels),
+        'sru_backward': (x.detach(), gamma.detach(), beta.detach(),
+                         sru_stats, torch.randn_like(upper),
+                         torch.randn_like(lower), 4, 0.5, gate, kernels),
+        'sru_squeeze': (x, gamma, beta, w_sq_up, w_sq_low, *gn,
+                        torch.float32, *geometry, kernels),
+        'sru_squeeze_backward': (
+            x.detach(), gamma.detach(), beta.detach(), w_sq_up.detach(),
+            w_sq_low.detach(), stats, torch.randn_like(up),
+            torch.randn_like(low), 4, 0.5, gate, torch.float32, kernels),
+        'cru': (up, low, w_gwc, w_up, w_low, sums, 16, None, None, 2, 1, 2,
+                torch.float32, kernels),
+        'cru_backward': (grad_y, up.detach(), low.detach(), w_gwc.detach(),
+                         w_up.detach(), w_low.detach(), sums, 16, 2, 1, 2,
+                         torch.float32, kernels),
+        'scconv_inference': (x.detach(), gamma.detach(), beta.detach(),
+                             w_sq_up.detach(), w_sq_low.detach(),
+                             w_gwc.detach(), w_up.detach(), w_low.detach(),
+                             torch.rand(16, device=DEVICE),
+                             torch.randn(16, device=DEVICE), *gn, 2, 1,
+                             torch.float32, kernels),
+    }
+
+
+@pytest.mark.parametrize('kernels', [True, False])
+@pytest.mark.parametrize('name', [
+    'sru', 'sru_backward', 'sru_squeeze', 'sru_squeeze_backward', 'cru',
+    'cru_backward', 'scconv_inference'
+])
+def test_opcheck(name, kernels):
+    """Schema, fake implementation, autograd registration and AOT dispatch
+    (static and dynamic shapes) of every op, on both sides."""
+    args = _op_args(kernels)[name]
+    torch.library.opcheck(getattr(torch.ops.scconv, name), args)
+
+
+def test_opcheck_hard_gate_and_nchw():
+    for kernels in (True, False):
+        for name, args in _op_args(kernels, channels_last=False,
+                                   gate='hard').items():
+            torch.library.opcheck(getattr(torch.ops.scconv, name), args)
+
+
+def _layer(channels=32, stride=1):
+    return randomise(SCConv(channels, channels, stride=stride, gn_groups=8,
+                            impl='triton')).to(DEVICE)
+
+
+MODELS = {
+    'scconv': lambda: _layer(stride=2),
+    'bottleneck': lambda: Bottleneck(64, 16, 2, dict(impl='triton')),
+    'trunk': lambda: set_scconv_impl(ResNetTrunk(50, scconv_cfg={}),
+                                     'triton'),
+}
+SIZES = {'scconv': (7, 6), 'bottleneck': (9, 8), 'trunk': (32, 32)}
+CHANNELS = {'scconv': 32, 'bottleneck': 64, 'trunk': 3}
+
+
+def _model_and_input(name):
+    torch.manual_seed(0)
+    model = MODELS[name]().to(DEVICE, memory_format=torch.channels_last)
+    x = torch.randn(1, CHANNELS[name], *SIZES[name], device=DEVICE)
+    return model, x.contiguous(memory_format=torch.channels_last)
+
+
+def _outputs(result):
+    return list(result) if isinstance(result, (tuple, list)) else [result]
+
+
+@pytest.mark.parametrize('name', ['scconv', 'bottleneck', 'trunk'])
+def test_compiled_inference_keeps_the_kernels(name):
+    """``torch.compile(fullgraph=True)`` traces without a graph break (it
+    would raise) and the compiled model still launches the kernels."""
+    torch._dynamo.reset()
+    model, x = _model_and_input(name)
+    model.eval()
+    compiled = torch.compile(model, backend='aot_eager', fullgraph=True)
+    with torch.no_grad():
+        expected = _outputs(model(x))
+        compiled(x)
+        work = count_host_work(lambda: compiled(x))
+        actual = _outputs(compiled(x))
+    assert work.launches['_sru_squeeze_kernel'] >= 1
+    assert work.launches['_cru_kernel'] >= 1
+    for a, e in zip(actual, expected):
+        assert_relative_error(a, e, 1e-6, name)
+
+
+@pytest.mark.parametrize('name', ['scconv', 'bottleneck'])
+def test_compiled_training_keeps_the_kernels(name):
+    """A compiled training step (forward and backward traced with
+    AOTAutograd) runs the kernels both ways and gives eager's gradients."""
+    torch._dynamo.reset()
+    model, x = _model_and_input(name)
+    twin = copy.deepcopy(model)
+    compiled = torch.compile(model, backend='aot_eager', fullgraph=True)
+    work = count_host_work(
+        lambda: compiled(x).float().square().mean().backward())
+    twin(x).float().square().mean().backward()
+    assert work.launches['_sru_squeeze_kernel'] == work.launches[
+        '_cru_kernel'] >= 1
+    assert work.launches['_grad_beta_kernel'] >= 1
+    assert work.launches['_backward_input_kernel'] >= 1
+    for (param_name, p), q in zip(model.named_parameters(),
+                                  twin.parameters()):
+        assert_relative_error(p.grad, q.grad, 1e-5, param_name)
