@@ -1,6 +1,12 @@
 """Time SCConv-ResNet against ResNet side by side (A B A B ...).
 
 Prints a table of medians and ratios, writes JSON and a PNG bar chart.
+``--scope host`` instead counts the host work of one SCConv layer and its
+BatchNorm on the kernel path (operator calls and kernel launches, what an
+eager GPU step pays the host for) beside the 3x3 convolution and BatchNorm
+it replaces, for inference, the deploy form and a training step, stride 1
+and 2, soft and hard gate; on the CPU the kernels run in Triton's
+interpreter (counts do not depend on timing, so any machine gives them).
 ``--scope trunk`` and ``--scope layers`` need only torch (and matplotlib
 for the chart); ``--scope layers`` times each distinct SCConv of the trunk
 (with its BatchNorm) against the 3x3 convolution and BatchNorm it replaces,
@@ -15,6 +21,8 @@ Examples:
     # GPU, layer by layer, CUDA graphs (no launch cost)
     python tools/benchmark.py --device cuda --scope layers --dtypes bf16 \
         --channels-last on --cuda-graph
+    # Host work per layer (operator calls and launches), any machine
+    python tools/benchmark.py --scope host
 """
 import argparse
 import os
@@ -24,7 +32,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mmdet_scconv.benchmark import BenchmarkConfig, run_benchmark  # noqa
-from mmdet_scconv.benchmark.runner import (output_paths, write_chart,  # noqa
+from mmdet_scconv.benchmark.runner import (environment_of,  # noqa
+                                           output_paths, write_chart,
                                            write_json)
 
 DEFAULT_SHAPES = {'cpu': (1, 512, 768), 'cuda': (2, 800, 1216)}
@@ -32,7 +41,8 @@ DEFAULT_SHAPES = {'cpu': (1, 512, 768), 'cuda': (2, 800, 1216)}
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--scope', choices=['trunk', 'detector', 'layers'],
+    parser.add_argument('--scope',
+                        choices=['trunk', 'detector', 'layers', 'host'],
                         default='trunk')
     parser.add_argument('--depth', type=int, choices=[50, 101], default=50)
     parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
@@ -66,8 +76,28 @@ def parse_args():
     return parser.parse_args()
 
 
+def host_scope(args):
+    """``--scope host``: the host-work table and its JSON."""
+    if args.device == 'cpu':
+        # The kernels run on CPU tensors in Triton's interpreter, which
+        # must be chosen before triton is imported.
+        os.environ.setdefault('TRITON_INTERPRET', '1')
+    from mmdet_scconv.benchmark.host import (format_host_table, host_report,
+                                             layer_host_work)
+    rows = layer_host_work(device=args.device,
+                           channels_last=args.channels_last != 'off')
+    print(format_host_table(rows))
+    os.makedirs(args.out_dir, exist_ok=True)
+    path = os.path.join(args.out_dir, f'host_{args.device}.json')
+    write_json(dict(layer='2x64x8x8', env=environment_of(args.device),
+                    rows=host_report(rows)), path)
+    print(f'wrote {path}')
+
+
 def main():
     args = parse_args()
+    if args.scope == 'host':
+        return host_scope(args)
     if args.device == 'cuda' and not __import__('torch').cuda.is_available():
         sys.exit('--device cuda: torch sees no CUDA device.')
     if args.cuda_graph and args.device != 'cuda':

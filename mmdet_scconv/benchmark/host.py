@@ -216,3 +216,15 @@ def format_host_table(rows) -> str:
         lines.append(f"| {row['path']} | {row['stride']} | {row['gate']} | "
                      f"{plain} | {row['scconv'].summary()} |")
     return '\n'.join(lines)
+
+
+def host_report(rows) -> dict:
+    """:func:`layer_host_work`'s rows as JSON-ready data."""
+    def counts(work):
+        return None if work is None else dict(
+            total=work.total, aten=dict(work.aten),
+            launches=dict(work.launches))
+
+    return [dict(path=row['path'], stride=row['stride'], gate=row['gate'],
+                 conv3x3=counts(row['conv3x3']),
+                 scconv=counts(row['scconv'])) for row in rows]

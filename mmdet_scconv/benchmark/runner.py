@@ -56,10 +56,12 @@ class BenchmarkConfig:
     threads: int = None
 
 
-def environment(cfg):
+def environment_of(device):
+    """What a measurement ran on: torch, Python, the machine, threads and
+    the GPU on CUDA."""
     env = dict(torch=torch.__version__, python=platform.python_version(),
                machine=platform.machine(), threads=torch.get_num_threads())
-    if cfg.device == 'cuda':
+    if device == 'cuda':
         env['gpu'] = torch.cuda.get_device_name()
     return env
 
@@ -127,7 +129,7 @@ def run_benchmark(cfg: BenchmarkConfig, log=print) -> dict:
                                cfg.repeats, cfg.cuda_graph)
         log(format_table(case_results))
         results.extend(case_results)
-    return dict(config=asdict(cfg), env=environment(cfg),
+    return dict(config=asdict(cfg), env=environment_of(cfg.device),
                 results=[r.as_dict() for r in results])
 
 
