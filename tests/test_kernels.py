@@ -153,7 +153,7 @@ def test_cru_kernel_matches_the_module(channels, out_channels, alpha,
                                        size, channels_last, with_affine):
     """The whole CRU after its squeeze convolutions (grouped convolution,
     pointwise convolutions, pooling, fuse, folded BatchNorm) as one kernel
-    equals the module's ops; trained through ``scconv::cru``, so do the
+    equals the module's ops; trained through ``mmdet_scconv::cru``, so do the
     gradients of the squeezed inputs and the three weights (against float64
     autograd)."""
     cru = randomise(CRU(channels, out_channels, kernel_size, stride,
@@ -184,7 +184,7 @@ def test_cru_kernel_matches_the_module(channels, out_channels, alpha,
         expected, inputs64 +
         [cru64.gwc.weight, cru64.pwc_up.weight, cru64.pwc_low.weight], grad)
     inputs = [t.detach().requires_grad_() for t in (x_up, x_low)]
-    actual = torch.ops.scconv.cru(*inputs, *weights, None, 0, None, None,
+    actual = torch.ops.mmdet_scconv.cru(*inputs, *weights, None, 0, None, None,
                                   stride, dilation, groups, torch.float32,
                                   True)
     actual_grads = torch.autograd.grad(actual, inputs + list(weights),
@@ -291,7 +291,7 @@ class _OpCalls(TorchDispatchMode):
 def test_kernels_run_the_cru_convolutions_themselves(monkeypatch):
     """On the kernels neither inference nor training runs the CRU's
     convolutions after the squeeze as modules: one kernel computes them
-    with the fuse, in training through ``scconv::cru``, whose backward
+    with the fuse, in training through ``mmdet_scconv::cru``, whose backward
     takes each convolution's two gradients from one call."""
     scconv = randomise(SCConv(32, 32, gn_groups=8, impl='triton')).to(DEVICE)
     x = torch.randn(1, 32, 5, 5, device=DEVICE)
@@ -306,7 +306,8 @@ def test_kernels_run_the_cru_convolutions_themselves(monkeypatch):
     ops = _OpCalls()
     with ops:
         work = count_host_work(lambda: scconv(x).sum().backward())
-    assert ops.calls['scconv.cru'] == ops.calls['scconv.sru_squeeze'] == 1
+    assert ops.calls['mmdet_scconv.cru'] == 1
+    assert ops.calls['mmdet_scconv.sru_squeeze'] == 1
     assert scconv.cru.gwc.weight.grad is not None
     # One call for both gradients of each of the five convolutions.
     assert work.aten['convolution_backward'] == 5

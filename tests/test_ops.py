@@ -83,14 +83,14 @@ def test_opcheck(name, kernels):
     """Schema, fake implementation, autograd registration and AOT dispatch
     (static and dynamic shapes) of every op, on both sides."""
     args = _op_args(kernels)[name]
-    torch.library.opcheck(getattr(torch.ops.scconv, name), args)
+    torch.library.opcheck(getattr(torch.ops.mmdet_scconv, name), args)
 
 
 def test_opcheck_hard_gate_and_nchw():
     for kernels in (True, False):
         for name, args in _op_args(kernels, channels_last=False,
                                    gate='hard').items():
-            torch.library.opcheck(getattr(torch.ops.scconv, name), args)
+            torch.library.opcheck(getattr(torch.ops.mmdet_scconv, name), args)
 
 
 def _layer(channels=32, stride=1):

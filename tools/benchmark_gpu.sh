@@ -3,15 +3,15 @@
 # suffice: the trunk and layers scopes need no mmcv/mmengine/mmdet). Usage:
 #   bash tools/benchmark_gpu.sh [OUT_DIR [STEP ...]]
 # Writes JSON, PNG charts and logs to OUT_DIR (default: benchmark_results).
-# STEPs, in the order they run (default: all): exactness bf16 layers tune
-# fp32 profile compile. Each takes one to three minutes on an H200, so a
-# lease of a few minutes per call can run them in two calls, e.g.
-#   bash tools/benchmark_gpu.sh out exactness bf16 layers
+# STEPs, in the order they run (default: all): exactness host bf16 layers
+# tune fp32 profile compile. Each takes one to three minutes on an H200, so
+# a lease of a few minutes per call can run them in two calls, e.g.
+#   bash tools/benchmark_gpu.sh out exactness host bf16 layers
 #   bash tools/benchmark_gpu.sh out tune fp32 profile compile
 set -u
 out=${1:-benchmark_results}
 shift || true
-steps=${*:-exactness bf16 layers tune fp32 profile compile}
+steps=${*:-exactness host bf16 layers tune fp32 profile compile}
 mkdir -p "$out"
 py=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1
@@ -28,9 +28,17 @@ if wanted exactness; then
   run $py tools/check_exactness.py --device cuda --impls fast torch \
       --dtypes fp32 bf16 fp16 | tee "$out/exactness.log" | tail -n 1
 fi
-# The GPU target (bf16 autocast, channels-last), eager then CUDA graphs;
+# Host work per layer (operator calls and launches) with the real kernels.
+if wanted host; then
+  run $py tools/benchmark.py --scope host --device cuda --out-dir "$out" \
+      | tee "$out/host.log"
+fi
+# The GPU target (bf16 autocast, channels-last) as MMDetection runs it:
+# eager inference at batch 1, eager training at batch 2, then CUDA graphs;
 # torch = the fast path without the Triton kernels.
 if wanted bf16; then
+  bench --dtypes bf16 --impls fast deploy torch reference --batch 1 \
+      --modes infer | tee "$out/bf16_b1.log"
   bench --dtypes bf16 --impls fast deploy torch reference \
       | tee "$out/bf16.log"
   bench --dtypes bf16 --impls fast deploy torch --cuda-graph \
@@ -58,12 +66,13 @@ if wanted profile; then
   run $py tools/analysis_tools/profile_trunk.py --impl fast --mode train \
       --channels-last --rows 30 > "$out/profile_fast_train.log"
 fi
-# torch.compile (Inductor fuses the PyTorch path itself); last, it is slow.
+# torch.compile (the kernels are registered ops, which it keeps); last, it
+# is slow.
 if wanted compile; then
   timeout ${COMPILE_TIMEOUT:-150} $py tools/benchmark.py --device cuda \
       --channels-last on --warmup 5 --repeats 20 --out-dir "$out" \
-      --dtypes bf16 --modes infer --impls fast --compile 2>&1 \
+      --dtypes bf16 --impls fast --compile 2>&1 \
       | grep -v '^STAGE\|^USDT' | tee "$out/bf16_compiled.log"
 fi
-cat "$out"/bf16.log "$out"/bf16_graph.log "$out"/layers_bf16_graph.log \
+cat "$out"/host.log "$out"/bf16_b1.log "$out"/bf16.log "$out"/bf16_graph.log "$out"/layers_bf16_graph.log \
     "$out"/fp32*.log "$out"/bf16_compiled.log 2>/dev/null | grep -h '^|'

@@ -6,12 +6,12 @@ kernels (the CPU's path).
 With the kernels (``impl='triton'``, or ``impl='fast'`` on CUDA with triton
 installed), under ``torch.compile`` too:
 
-* inference (``alpha=0.5``): ``scconv::scconv_inference``, four launches
+* inference (``alpha=0.5``): ``mmdet_scconv::scconv_inference``, four launches
   and one allocation, a folded BatchNorm included (the deploy form);
-* training (``alpha=0.5``): ``scconv::sru_squeeze`` then ``scconv::cru``
-  (the GEMM adds up the CRU's pooled sums, so the CRU needs no pass for
-  them); any other split goes through ``scconv::sru``, the squeeze
-  convolutions and ``scconv::cru``.
+* training (``alpha=0.5``): ``mmdet_scconv::sru_squeeze`` then
+  ``mmdet_scconv::cru`` (the GEMM adds up the CRU's pooled sums, so the CRU
+  needs no pass for them); any other split goes through
+  ``mmdet_scconv::sru``, the squeeze convolutions and ``mmdet_scconv::cru``.
 
 Without them, training composes the same ops' PyTorch twins; inference runs
 this module's in-place path, against the reference modules

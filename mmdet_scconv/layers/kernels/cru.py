@@ -1,6 +1,6 @@
 """The whole CRU after its squeeze convolutions in two Triton launches and
 no convolution call, and the gradients of its two branches: the kernels of
-the registered op ``scconv::cru`` (:mod:`..ops.cru`).
+the registered op ``mmdet_scconv::cru`` (:mod:`..ops.cru`).
 
 From the squeezed ``X_up`` and ``X_low`` (full resolution):
 
@@ -174,8 +174,9 @@ def _pointwise(x_ptr, w_ptr, sums_ptr, n, ho, wo, p_mask, o, o_mask, K, H, W,
 def _grouped_conv(x_ptr, w_ptr, taps_row, n, ho, wo, p_mask, o, o_mask, C,
                   C_in, H, W, pad, dilation, groups, x_sn, x_sc, x_sp, w_so,
                   w_sc, w_sh, w_sw, acc, s, KERNEL: tl.constexpr,
-                  STRIDE: tl.constexpr, DOT_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
-                  BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr):
+                  STRIDE: tl.constexpr, DOT_DTYPE: tl.constexpr,
+                  PRECISION: tl.constexpr, BLOCK_C: tl.constexpr,
+                  BLOCK_K: tl.constexpr):
     """The grouped ``KERNEL x KERNEL`` convolution's tile as an implicit
     GEMM, and its pixel sums: ``s += sum_{c, tap} W[o, c, tap] T[c, tap]``
     (``T`` at ``taps_row``, see :func:`pooled_sums`).
@@ -423,7 +424,7 @@ def cru_forward(x_up, x_low, gwc_weight, pwc_up_weight, pwc_low_weight,
                 stride, dilation, groups, out_affine=None, dtype=None,
                 sums=None, sums_offset=0, launch=None):
     """:class:`CRU` from its squeezed inputs (Eq. 6-10), without autograd
-    (the registered op ``scconv::cru`` of :mod:`..ops.cru` trains through
+    (the registered op ``mmdet_scconv::cru`` of :mod:`..ops.cru` trains through
     it).
 
     Args:

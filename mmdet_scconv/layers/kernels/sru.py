@@ -1,7 +1,7 @@
 """The SRU in Triton: GroupNorm statistics, then the gate and the
 cross-reconstruction in one pass; the backward in three launches.
 
-The kernels of the registered op ``scconv::sru`` (:mod:`..ops.sru`, whose
+The kernels of the registered op ``mmdet_scconv::sru`` (:mod:`..ops.sru`, whose
 PyTorch twin computes the same). They take the GroupNorm's own ``gamma``
 and ``beta`` and apply ``W_gamma`` (Eq. 2) themselves, forward and
 backward, so no parameter-sized op runs on the host:

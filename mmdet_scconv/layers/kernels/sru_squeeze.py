@@ -109,7 +109,8 @@ def sru_squeeze(x, gamma, beta, w_up, w_low, groups, eps, threshold, gate,
                 dtype=None, cru_geometry=None, reuse=False, launch=None):
     """``(squeeze_up(upper), squeeze_low(lower))`` of the SRU output of
     ``x``, and the GroupNorm statistics. No autograd (the registered op
-    ``scconv::sru_squeeze`` of :mod:`..ops.sru_squeeze` trains through it).
+    ``mmdet_scconv::sru_squeeze`` of :mod:`..ops.sru_squeeze` trains
+    through it).
 
     Args:
         x (Tensor): SCConv input, ``C`` channels (even).

@@ -1,13 +1,13 @@
 """SCConv's fused operations, registered with ``torch.library`` in the
-``scconv`` namespace, one file per op: its schema, its Triton side (the
+``mmdet_scconv`` namespace, one file per op: its schema, its Triton side (the
 kernels of :mod:`..kernels`, imported on use: the core imports without
 triton), its PyTorch twin, its fake implementation and its autograd formula.
 
-* ``scconv::sru`` (+ ``sru_backward``): the SRU's two output halves;
-* ``scconv::sru_squeeze`` (+ ``sru_squeeze_backward``): the SRU through the
-  CRU's squeeze convolutions (``alpha=0.5``);
-* ``scconv::cru`` (+ ``cru_backward``): the CRU from its squeezed inputs;
-* ``scconv::scconv_inference``: a whole layer without autograd.
+* ``mmdet_scconv::sru`` (+ ``sru_backward``): the SRU's two output halves;
+* ``mmdet_scconv::sru_squeeze`` (+ ``sru_squeeze_backward``): the SRU
+  through the CRU's squeeze convolutions (``alpha=0.5``);
+* ``mmdet_scconv::cru`` (+ ``cru_backward``): the CRU from its squeezed inputs;
+* ``mmdet_scconv::scconv_inference``: a whole layer without autograd.
 
 Every op takes ``kernels``: the Triton kernels (CUDA, or the CPU under
 ``TRITON_INTERPRET=1``) or the PyTorch twin. :class:`..SCConv` composes

@@ -1,6 +1,6 @@
-"""``scconv::cru``: the CRU (Eq. 6-10) from its squeezed inputs.
+"""``mmdet_scconv::cru``: the CRU (Eq. 6-10) from its squeezed inputs.
 
-One registered op with its backward op ``scconv::cru_backward``, fake
+One registered op with its backward op ``mmdet_scconv::cru_backward``, fake
 implementations and the autograd formula. ``kernels=True`` computes the
 three convolutions, the pooling and the fuse in one Triton kernel
 (:mod:`..kernels.cru`) that writes only the output; ``kernels=False`` is the
@@ -87,7 +87,7 @@ def _input_grads(grad_y1, grad_p, grad_reuse, x_up, x_low, w_gwc, w_up,
     return [grad_up, grad_low, grad_w_gwc, grad_w_up, grad_w_low]
 
 
-@torch.library.custom_op('scconv::cru', mutates_args=())
+@torch.library.custom_op('mmdet_scconv::cru', mutates_args=())
 def cru(x_up: torch.Tensor, x_low: torch.Tensor, w_gwc: torch.Tensor,
         w_up: torch.Tensor, w_low: torch.Tensor, sums: Optional[torch.Tensor],
         sums_offset: int, scale: Optional[torch.Tensor],
@@ -101,9 +101,9 @@ def cru(x_up: torch.Tensor, x_low: torch.Tensor, w_gwc: torch.Tensor,
         w_gwc (Tensor): ``gwc`` weight, ``(C, C_up / groups, k, k)``.
         w_up, w_low (Tensor): ``pwc_up`` and ``pwc_low`` weights.
         sums (Tensor, optional): The inputs' pooled sums from
-            ``sums_offset`` on, as ``scconv::sru_squeeze`` adds them up on
-            the kernels; else the kernels add them up in a pass of their
-            own. The twin ignores them.
+            ``sums_offset`` on, as ``mmdet_scconv::sru_squeeze`` adds them
+            up on the kernels; else the kernels add them up in a pass of
+            their own. The twin ignores them.
         sums_offset (int): See ``sums``.
         scale, shift (Tensor, optional): A folded BatchNorm's per-channel
             affine, applied to the output.
@@ -145,7 +145,7 @@ def _(x_up, x_low, w_gwc, w_up, w_low, sums, sums_offset, scale, shift,
     return empty_like_layout(x_up, w_gwc.shape[0], dtype, size=size)
 
 
-@torch.library.custom_op('scconv::cru_backward', mutates_args=())
+@torch.library.custom_op('mmdet_scconv::cru_backward', mutates_args=())
 def cru_backward(grad: torch.Tensor, x_up: torch.Tensor, x_low: torch.Tensor,
                  w_gwc: torch.Tensor, w_up: torch.Tensor, w_low: torch.Tensor,
                  sums: Optional[torch.Tensor], sums_offset: int, stride: int,

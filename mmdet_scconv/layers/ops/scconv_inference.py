@@ -1,4 +1,4 @@
-"""``scconv::scconv_inference``: a whole SCConv layer (``alpha=0.5``)
+"""``mmdet_scconv::scconv_inference``: a whole SCConv layer (``alpha=0.5``)
 without autograd, optionally with the following BatchNorm folded in (the
 deploy form).
 
@@ -9,11 +9,12 @@ the CRU's pooled statistics as it stores the squeezed tensors) and the CRU
 kernel (:mod:`..kernels.cru`). Everything between them lives in reused
 scratch buffers (:mod:`..kernels._workspace`), since nothing of it is
 returned or kept: eager inference on a GPU is bound by the host's cost per
-call. The PyTorch twin composes the twins of ``scconv::sru_squeeze`` and
-``scconv::cru``.
+call. The PyTorch twin composes the twins of ``mmdet_scconv::sru_squeeze`` and
+``mmdet_scconv::cru``.
 
-There is no autograd formula: training composes ``scconv::sru_squeeze`` and
-``scconv::cru``, which save what their backward needs.
+There is no autograd formula: training composes
+``mmdet_scconv::sru_squeeze`` and ``mmdet_scconv::cru``, which save what
+their backward needs.
 """
 from typing import Optional
 
@@ -25,7 +26,7 @@ from .cru import cru
 from .sru_squeeze import sru_squeeze
 
 
-@torch.library.custom_op('scconv::scconv_inference', mutates_args=())
+@torch.library.custom_op('mmdet_scconv::scconv_inference', mutates_args=())
 def scconv_inference(x: torch.Tensor, gamma: torch.Tensor,
                      beta: torch.Tensor, w_squeeze_up: torch.Tensor,
                      w_squeeze_low: torch.Tensor, w_gwc: torch.Tensor,

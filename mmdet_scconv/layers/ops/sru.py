@@ -1,6 +1,6 @@
-"""``scconv::sru``: the SRU (Eq. 1-4) as its two output halves.
+"""``mmdet_scconv::sru``: the SRU (Eq. 1-4) as its two output halves.
 
-One registered op with its backward op ``scconv::sru_backward``, a fake
+One registered op with its backward op ``mmdet_scconv::sru_backward``, a fake
 (meta) implementation of each and the autograd formula that joins them.
 ``kernels=True`` runs the Triton kernels of :mod:`..kernels.sru` (CUDA
 tensors, or CPU tensors under ``TRITON_INTERPRET=1``); ``kernels=False``
@@ -193,7 +193,7 @@ def sru_statistics(x, gamma, beta, groups, eps, threshold, gate, kernels):
     return upper.to(x.dtype), lower.to(x.dtype), stats_tensor(mean, rstd)
 
 
-@torch.library.custom_op('scconv::sru', mutates_args=())
+@torch.library.custom_op('mmdet_scconv::sru', mutates_args=())
 def sru(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
         groups: int, eps: float, threshold: float, gate: str,
         kernels: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -228,7 +228,7 @@ def _(x, gamma, beta, groups, eps, threshold, gate, kernels):
         2 * n * groups, dtype=torch.float32)
 
 
-@torch.library.custom_op('scconv::sru_backward', mutates_args=())
+@torch.library.custom_op('mmdet_scconv::sru_backward', mutates_args=())
 def sru_backward(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
                  stats: torch.Tensor, grad_upper: torch.Tensor,
                  grad_lower: torch.Tensor, groups: int, threshold: float,

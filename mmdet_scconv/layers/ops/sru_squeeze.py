@@ -1,7 +1,7 @@
-"""``scconv::sru_squeeze``: the SRU followed by the CRU's two 1x1 squeeze
+"""``mmdet_scconv::sru_squeeze``: the SRU followed by the CRU's two 1x1 squeeze
 convolutions, for a CRU that splits at the half (``alpha=0.5``).
 
-One registered op with its backward op ``scconv::sru_squeeze_backward``,
+One registered op with its backward op ``mmdet_scconv::sru_squeeze_backward``,
 fake implementations and the autograd formula. ``kernels=True`` is one GEMM
 kernel (:mod:`..kernels.sru_squeeze`) that computes the SRU output tile by
 tile as its operand and never writes it, and also adds up the pooled
@@ -32,7 +32,7 @@ def _twin(x, gamma, beta, w_up, w_low, groups, eps, threshold, gate, dtype):
             stats_tensor(mean, rstd))
 
 
-@torch.library.custom_op('scconv::sru_squeeze', mutates_args=())
+@torch.library.custom_op('mmdet_scconv::sru_squeeze', mutates_args=())
 def sru_squeeze(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
                 w_up: torch.Tensor, w_low: torch.Tensor, groups: int,
                 eps: float, threshold: float, gate: str, dtype: torch.dtype,
@@ -53,8 +53,8 @@ def sru_squeeze(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
         cru_kernel_size (int), cru_stride (int), cru_dilation (int): The
             CRU's grouped convolution: on the kernels the statistics tensor
             also carries the CRU's pooled sums of both outputs (after the
-            GroupNorm's ``2 N groups`` values), which ``scconv::cru`` then
-            takes instead of a pass of its own.
+            GroupNorm's ``2 N groups`` values), which ``mmdet_scconv::cru``
+            then takes instead of a pass of its own.
         kernels (bool): Run the Triton kernel, else the PyTorch twin.
 
     Returns:
@@ -81,7 +81,7 @@ def _(x, gamma, beta, w_up, w_low, groups, eps, threshold, gate, dtype,
         2 * n * groups + extra, dtype=torch.float32)
 
 
-@torch.library.custom_op('scconv::sru_squeeze_backward', mutates_args=())
+@torch.library.custom_op('mmdet_scconv::sru_squeeze_backward', mutates_args=())
 def sru_squeeze_backward(x: torch.Tensor, gamma: torch.Tensor,
                          beta: torch.Tensor, w_up: torch.Tensor,
                          w_low: torch.Tensor, stats: torch.Tensor,
