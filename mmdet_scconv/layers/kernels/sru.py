@@ -25,7 +25,7 @@ from ..sru import GAMMA_SUM_EPS
 from ._layout import (dense, empty_like_layout, kernel_arg, next_power_of_2,
                       pixel_block, strides)
 from ._workspace import scratch
-from ._tiles import load_tile, program_tile, store_tile
+from ._tiles import dot_options, load_tile, program_tile, store_tile
 
 _TILE = 4096  # values per program tile
 
@@ -187,21 +187,54 @@ def _grad_z(x, r, g_sum, threshold):
 
 
 @triton.jit
-def _backward_tiles(x_ptr, gu_ptr, gl_ptr, weight_ptr, bias_ptr, stats_ptr,
-                    NG, half, HW, G, stride_n, stride_c, stride_p,
-                    gu_stride_n, gu_stride_c, gu_stride_p, gl_stride_n,
-                    gl_stride_c, gl_stride_p, gamma_eps,
-                    BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+def _through_squeeze(g, w_ptr, o, o_mask, c, c_mask, half,
+                     DOT_DTYPE: tl.constexpr, PRECISION: tl.constexpr):
+    """The gradient of an SRU half from its squeeze convolution's output
+    gradient ``g`` (pixels x outputs ``o``): ``g @ W[o, c]``, rounded to
+    the convolution's dtype as its input gradient would be."""
+    w = tl.load(w_ptr + o[:, None] * half + c[None, :],
+                mask=o_mask[:, None] & c_mask[None, :], other=0.0)
+    product = tl.dot(g.to(DOT_DTYPE), w.to(DOT_DTYPE),
+                     input_precision=PRECISION)
+    return product.to(DOT_DTYPE).to(tl.float32)
+
+
+@triton.jit
+def _backward_tiles(x_ptr, gu_ptr, gl_ptr, w_up_ptr, w_low_ptr, weight_ptr,
+                    bias_ptr, stats_ptr, NG, half, O, HW, G, stride_n,
+                    stride_c, stride_p, gu_stride_n, gu_stride_c,
+                    gu_stride_p, gl_stride_n, gl_stride_c, gl_stride_p,
+                    gamma_eps, SQUEEZED: tl.constexpr, DOT_DTYPE: tl.constexpr,
+                    PRECISION: tl.constexpr, BLOCK_P: tl.constexpr,
+                    BLOCK_C: tl.constexpr, BLOCK_O: tl.constexpr,
                     BLOCK_ALL_C: tl.constexpr):
-    """What both backward passes load and recompute for their tile."""
+    """What both backward passes load and recompute for their tile. With
+    ``SQUEEZED`` the incoming gradients are those of the squeeze
+    convolutions' outputs (``O`` channels, weights ``w_up``/``w_low``),
+    taken back through them here; they are returned too."""
     n, p, c, c_mask, mask = _tile_indices(half, HW, BLOCK_P, BLOCK_C)
     x_a = load_tile(x_ptr, n, p, c, mask, stride_n, stride_c, stride_p)
     x_b = load_tile(x_ptr, n, p, c + half, mask, stride_n, stride_c,
                     stride_p)
-    g_up = load_tile(gu_ptr, n, p, c, mask, gu_stride_n, gu_stride_c,
-                     gu_stride_p)
-    g_low = load_tile(gl_ptr, n, p, c, mask, gl_stride_n, gl_stride_c,
-                      gl_stride_p)
+    if SQUEEZED:
+        o = tl.arange(0, BLOCK_O)
+        o_mask = o < O
+        squeezed_mask = (p < HW)[:, None] & o_mask[None, :]
+        g_up_sq = load_tile(gu_ptr, n, p, o, squeezed_mask, gu_stride_n,
+                            gu_stride_c, gu_stride_p)
+        g_low_sq = load_tile(gl_ptr, n, p, o, squeezed_mask, gl_stride_n,
+                             gl_stride_c, gl_stride_p)
+        g_up = _through_squeeze(g_up_sq, w_up_ptr, o, o_mask, c, c_mask,
+                                half, DOT_DTYPE, PRECISION)
+        g_low = _through_squeeze(g_low_sq, w_low_ptr, o, o_mask, c, c_mask,
+                                 half, DOT_DTYPE, PRECISION)
+    else:
+        g_up = load_tile(gu_ptr, n, p, c, mask, gu_stride_n, gu_stride_c,
+                         gu_stride_p)
+        g_low = load_tile(gl_ptr, n, p, c, mask, gl_stride_n, gl_stride_c,
+                          gl_stride_p)
+        g_up_sq = g_up
+        g_low_sq = g_low
     group_channels = 2 * half // G
     inv_sum = inv_gamma_sum(weight_ptr, 2 * half, gamma_eps, BLOCK_ALL_C)
     r_a, xh_a, w_a, rstd_a = _reweights(x_a, c, n, G, group_channels,
@@ -211,25 +244,29 @@ def _backward_tiles(x_ptr, gu_ptr, gl_ptr, weight_ptr, bias_ptr, stats_ptr,
                                         weight_ptr, bias_ptr, stats_ptr, NG,
                                         c_mask, inv_sum)
     return (n, p, c, c_mask, mask, x_a, x_b, g_up, g_low, r_a, xh_a, w_a,
-            rstd_a, r_b, xh_b, w_b, rstd_b)
+            rstd_a, r_b, xh_b, w_b, rstd_b, g_up_sq, g_low_sq)
 
 
 @triton.jit
-def _backward_sums_kernel(x_ptr, gu_ptr, gl_ptr, weight_ptr, bias_ptr,
-                          stats_ptr, NG, sums_ptr, half, HW, G, stride_n,
-                          stride_c, stride_p, gu_stride_n, gu_stride_c,
-                          gu_stride_p, gl_stride_n, gl_stride_c, gl_stride_p,
-                          threshold, gamma_eps, BLOCK_P: tl.constexpr,
-                          BLOCK_C: tl.constexpr, BLOCK_ALL_C: tl.constexpr):
+def _backward_sums_kernel(x_ptr, gu_ptr, gl_ptr, w_up_ptr, w_low_ptr,
+                          weight_ptr, bias_ptr, stats_ptr, NG, sums_ptr, half,
+                          O, HW, G, stride_n, stride_c, stride_p, gu_stride_n,
+                          gu_stride_c, gu_stride_p, gl_stride_n, gl_stride_c,
+                          gl_stride_p, threshold, gamma_eps,
+                          SQUEEZED: tl.constexpr, DOT_DTYPE: tl.constexpr,
+                          PRECISION: tl.constexpr, BLOCK_P: tl.constexpr,
+                          BLOCK_C: tl.constexpr, BLOCK_O: tl.constexpr,
+                          BLOCK_ALL_C: tl.constexpr):
     """Adds per (sample, channel) ``sum dz * x_hat`` and ``sum dz`` into
     ``sums`` (``(N, 2, C)``, zeroed; soft gate only: the hard gate sends
     nothing to the GroupNorm)."""
     (n, p, c, c_mask, mask, x_a, x_b, g_up, g_low, r_a, xh_a, _, _, r_b,
-     xh_b, _, _) = _backward_tiles(
-         x_ptr, gu_ptr, gl_ptr, weight_ptr, bias_ptr, stats_ptr, NG, half,
-         HW, G, stride_n, stride_c, stride_p, gu_stride_n, gu_stride_c,
-         gu_stride_p, gl_stride_n, gl_stride_c, gl_stride_p, gamma_eps,
-         BLOCK_P, BLOCK_C, BLOCK_ALL_C)
+     xh_b, _, _, _, _) = _backward_tiles(
+         x_ptr, gu_ptr, gl_ptr, w_up_ptr, w_low_ptr, weight_ptr, bias_ptr,
+         stats_ptr, NG, half, O, HW, G, stride_n, stride_c, stride_p,
+         gu_stride_n, gu_stride_c, gu_stride_p, gl_stride_n, gl_stride_c,
+         gl_stride_p, gamma_eps, SQUEEZED, DOT_DTYPE, PRECISION, BLOCK_P,
+         BLOCK_C, BLOCK_O, BLOCK_ALL_C)
     g_sum = g_up + g_low
     dz_a = tl.where(mask, _grad_z(x_a, r_a, g_sum, threshold), 0.0)
     dz_b = tl.where(mask, _grad_z(x_b, r_b, g_sum, threshold), 0.0)
@@ -301,22 +338,50 @@ def _grad_x(x, r, x_hat, weight, rstd, g_own, g_other, c1, c2, threshold,
 
 
 @triton.jit
-def _backward_input_kernel(x_ptr, gu_ptr, gl_ptr, gx_ptr, weight_ptr,
-                           bias_ptr, stats_ptr, NG, coef_ptr, half, HW, G,
+def _add_weight_grad(dw_ptr, g, half_tile, c, c_mask, O, half,
+                     DOT_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
+                     BLOCK_O: tl.constexpr):
+    """``dW[o, c] += sum_p g[p, o] half[p, c]``: a squeeze convolution's
+    weight gradient, this tile's share."""
+    o = tl.arange(0, BLOCK_O)
+    share = tl.dot(tl.trans(g.to(DOT_DTYPE)), half_tile.to(DOT_DTYPE),
+                   input_precision=PRECISION)
+    tl.atomic_add(dw_ptr + o[:, None] * half + c[None, :], share,
+                  mask=(o < O)[:, None] & c_mask[None, :])
+
+
+@triton.jit
+def _backward_input_kernel(x_ptr, gu_ptr, gl_ptr, gx_ptr, w_up_ptr,
+                           w_low_ptr, dw_up_ptr, dw_low_ptr, weight_ptr,
+                           bias_ptr, stats_ptr, NG, coef_ptr, half, O, HW, G,
                            stride_n, stride_c, stride_p, gu_stride_n,
                            gu_stride_c, gu_stride_p, gl_stride_n,
                            gl_stride_c, gl_stride_p, threshold, gamma_eps,
-                           SOFT: tl.constexpr, BLOCK_P: tl.constexpr,
-                           BLOCK_C: tl.constexpr, BLOCK_ALL_C: tl.constexpr):
+                           SOFT: tl.constexpr, SQUEEZED: tl.constexpr,
+                           DOT_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
+                           BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+                           BLOCK_O: tl.constexpr, BLOCK_ALL_C: tl.constexpr):
     """``grad_x``: the gate's direct term plus (soft) the GroupNorm's,
     ``rstd (dz w - c1 - x_hat c2)``, with ``c1, c2`` per (sample, group)
-    in ``coef_ptr`` as rows ``[c1; c2]``."""
+    in ``coef_ptr`` as rows ``[c1; c2]``; with ``SQUEEZED`` also the
+    squeeze convolutions' weight gradients (added into ``dw_up``,
+    ``dw_low``), from the SRU halves recomputed here."""
     (n, p, c, c_mask, mask, x_a, x_b, g_up, g_low, r_a, xh_a, w_a, rstd_a,
-     r_b, xh_b, w_b, rstd_b) = _backward_tiles(
-         x_ptr, gu_ptr, gl_ptr, weight_ptr, bias_ptr, stats_ptr, NG, half,
-         HW, G, stride_n, stride_c, stride_p, gu_stride_n, gu_stride_c,
-         gu_stride_p, gl_stride_n, gl_stride_c, gl_stride_p, gamma_eps,
-         BLOCK_P, BLOCK_C, BLOCK_ALL_C)
+     r_b, xh_b, w_b, rstd_b, g_up_sq, g_low_sq) = _backward_tiles(
+         x_ptr, gu_ptr, gl_ptr, w_up_ptr, w_low_ptr, weight_ptr, bias_ptr,
+         stats_ptr, NG, half, O, HW, G, stride_n, stride_c, stride_p,
+         gu_stride_n, gu_stride_c, gu_stride_p, gl_stride_n, gl_stride_c,
+         gl_stride_p, gamma_eps, SQUEEZED, DOT_DTYPE, PRECISION, BLOCK_P,
+         BLOCK_C, BLOCK_O, BLOCK_ALL_C)
+    if SQUEEZED:
+        w1_a, w2_a = _gate_weights(r_a, threshold, SOFT)
+        w1_b, w2_b = _gate_weights(r_b, threshold, SOFT)
+        upper = tl.where(mask, w1_a * x_a + w2_b * x_b, 0.0)
+        lower = tl.where(mask, w1_b * x_b + w2_a * x_a, 0.0)
+        _add_weight_grad(dw_up_ptr, g_up_sq, upper, c, c_mask, O, half,
+                         DOT_DTYPE, PRECISION, BLOCK_O)
+        _add_weight_grad(dw_low_ptr, g_low_sq, lower, c, c_mask, O, half,
+                         DOT_DTYPE, PRECISION, BLOCK_O)
     c1_a = tl.zeros((BLOCK_C, ), tl.float32)
     c1_b = c1_a
     c2_a = c1_a
@@ -407,28 +472,53 @@ def forward(x, gamma, beta, groups, eps, threshold, gate):
 
 
 def backward(x, gamma, beta, stats, groups, threshold, gate, grad_upper,
-             grad_lower):
+             grad_lower, squeeze=None):
     """``(grad_x, grad_gamma, grad_beta)`` of the SRU halves, with respect
     to the GroupNorm's own ``gamma`` and ``beta``; the affine gradients are
-    None for the hard gate (its 0/1 weights pass none)."""
+    None for the hard gate (its 0/1 weights pass none).
+
+    Args:
+        squeeze (tuple, optional): ``(w_up, w_low, dtype)``: the incoming
+            gradients are those of the squeeze convolutions' outputs (in
+            ``dtype``) that took the halves; the kernels take them back
+            through the weights themselves and also return the weights'
+            gradients, so the halves are never written. Default: None.
+
+    Returns:
+        tuple: ``(grad_x, grad_gamma, grad_beta)``, then with ``squeeze``
+        ``(grad_w_up, grad_w_low)`` (fp32).
+    """
     x, grad_upper, grad_lower = dense(x), dense(grad_upper), dense(grad_lower)
     n, c, h, w = x.shape
     gamma, beta = kernel_arg(gamma), kernel_arg(beta)
-    block_c = next_power_of_2(c // 2)
+    block_c = max(16, next_power_of_2(c // 2))
     block_p = pixel_block(block_c, _TILE // 4)
     grid = _grid(x, block_p)
     soft = gate == 'soft'
     tensors = (x, grad_upper, grad_lower)
     layout = [s for t in tensors for s in strides(t)]
-    sizes = dict(BLOCK_P=block_p, BLOCK_C=block_c,
+    if squeeze is None:
+        w_up = w_low = grad_w_up = grad_w_low = gamma  # never read
+        out_channels, dot = 1, dot_options(torch.float32, x.device)
+    else:
+        w_up, w_low, dtype = squeeze
+        w_up, w_low = kernel_arg(w_up), kernel_arg(w_low)
+        out_channels, dot = w_up.shape[0], dot_options(dtype, x.device)
+        grad_w_up, grad_w_low = (torch.zeros(t.shape, dtype=torch.float32,
+                                             device=x.device)
+                                 for t in (w_up, w_low))
+    sizes = dict(SQUEEZED=squeeze is not None, **dot, BLOCK_P=block_p,
+                 BLOCK_C=block_c,
+                 BLOCK_O=max(16, next_power_of_2(out_channels)),
                  BLOCK_ALL_C=next_power_of_2(c))
     grad_gamma = grad_beta = None
     coefficients = stats  # the hard gate never reads them
     if soft:
         sums = torch.zeros((n, 2, c), dtype=torch.float32, device=x.device)
         _backward_sums_kernel[grid](
-            *tensors, gamma, beta, stats, n * groups, sums, c // 2, h * w,
-            groups, *layout, threshold, GAMMA_SUM_EPS, **sizes)
+            *tensors, w_up, w_low, gamma, beta, stats, n * groups, sums,
+            c // 2, out_channels, h * w, groups, *layout, threshold,
+            GAMMA_SUM_EPS, **sizes)
         coefficients = scratch('sru.coefficients', (2, n * groups),
                                torch.float32, x.device)
         grad_gamma = torch.empty(c, dtype=torch.float32, device=x.device)
@@ -438,7 +528,9 @@ def backward(x, gamma, beta, stats, groups, threshold, gate, grad_upper,
             groups, h * w, GAMMA_SUM_EPS, BLOCK_C=next_power_of_2(c))
     grad_x = torch.empty_like(x)
     _backward_input_kernel[grid](
-        *tensors, grad_x, gamma, beta, stats, n * groups, coefficients,
-        c // 2, h * w, groups, *layout, threshold, GAMMA_SUM_EPS, SOFT=soft,
-        **sizes)
-    return grad_x, grad_gamma, grad_beta
+        *tensors, grad_x, w_up, w_low, grad_w_up, grad_w_low, gamma, beta,
+        stats, n * groups, coefficients, c // 2, out_channels, h * w, groups,
+        *layout, threshold, GAMMA_SUM_EPS, SOFT=soft, **sizes)
+    if squeeze is None:
+        return grad_x, grad_gamma, grad_beta
+    return grad_x, grad_gamma, grad_beta, grad_w_up, grad_w_low

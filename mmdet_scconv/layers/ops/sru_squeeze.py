@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..kernels._layout import empty_like_layout, sums_length
-from ._common import cast, conv_grads
+from ._common import cast, conv_grads, in_layout_of
 from .sru import (gn_affine, halves_from_stats, sru_backward, sru_forward,
                   stats_tensor)
 
@@ -93,12 +93,23 @@ def sru_squeeze_backward(x: torch.Tensor, gamma: torch.Tensor,
     grad_w_up, grad_w_low]``, then ``grad_gamma, grad_beta`` for the soft
     gate."""
     if kernels:
+        # The kernels take the gradients back through the squeeze weights
+        # and add up the weights' gradients from the SRU halves they
+        # recompute tile by tile: no halves, no convolution call.
         from ..kernels import sru as sru_kernels
-        upper, lower = sru_kernels.halves(x, gamma, beta, stats, groups,
-                                          threshold, gate)
-    else:
-        upper, lower = halves_from_stats(x, gamma, beta, stats, groups,
-                                         threshold, gate)
+        grad_x, grad_gamma, grad_beta, grad_w_up, grad_w_low = (
+            sru_kernels.backward(x, gamma, beta, stats, groups, threshold,
+                                 gate, grad_up, grad_low,
+                                 squeeze=(w_up, w_low, dtype)))
+        grads = [cast(grad_x, x.dtype),
+                 *[in_layout_of(cast(g, w.dtype), w)
+                   for g, w in ((grad_w_up, w_up), (grad_w_low, w_low))]]
+        if gate == 'soft':
+            grads += [cast(grad_gamma, gamma.dtype),
+                      cast(grad_beta, beta.dtype)]
+        return grads
+    upper, lower = halves_from_stats(x, gamma, beta, stats, groups,
+                                     threshold, gate)
     grad_upper, grad_w_up = conv_grads(grad_up, upper, w_up, dtype)
     grad_lower, grad_w_low = conv_grads(grad_low, lower, w_low, dtype)
     grads = sru_backward(x, gamma, beta, stats, grad_upper, grad_lower,
