@@ -19,7 +19,7 @@ The PyTorch twin's helpers (:func:`gn_affine`, :func:`gate_halves`,
 import torch
 
 from ..sru import GAMMA_SUM_EPS, normalised_gamma, safe_sum
-from ._common import cast
+from ._common import cast, zeros_for_none
 
 
 def gn_affine(gamma, beta, gate='soft'):
@@ -262,10 +262,15 @@ def _setup_context(ctx, inputs, output):
     x, gamma, beta, groups, eps, threshold, gate, kernels = inputs
     ctx.save_for_backward(x, gamma, beta, output[2])
     ctx.options = (groups, threshold, gate, kernels)
+    # The statistics get no gradient: autograd need not fill one with zeros.
+    ctx.set_materialize_grads(False)
 
 
 def _backward(ctx, grad_upper, grad_lower, _):
     x, gamma, beta, stats = ctx.saved_tensors
+    grad_upper, grad_lower = zeros_for_none(
+        (grad_upper, grad_lower), (x.shape[0], x.shape[1] // 2, *x.shape[2:]),
+        x.dtype, x.device)
     groups, threshold, gate, kernels = ctx.options
     grads = sru_backward(x, gamma, beta, stats, grad_upper, grad_lower,
                          groups, threshold, gate, kernels)

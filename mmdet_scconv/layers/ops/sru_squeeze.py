@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..kernels._layout import empty_like_layout, sums_length
-from ._common import cast, conv_grads, in_layout_of
+from ._common import cast, conv_grads, in_layout_of, zeros_for_none
 from .sru import (gn_affine, halves_from_stats, sru_backward, sru_forward,
                   stats_tensor)
 
@@ -132,9 +132,15 @@ def _setup_context(ctx, inputs, output):
      _, _, _, kernels) = inputs
     ctx.save_for_backward(x, gamma, beta, w_up, w_low, output[2])
     ctx.options = (groups, threshold, gate, dtype, kernels)
+    # The statistics get no gradient: autograd need not fill one with zeros.
+    ctx.set_materialize_grads(False)
 
 
 def _backward(ctx, grad_up, grad_low, _):
+    x, w_up = ctx.saved_tensors[0], ctx.saved_tensors[3]
+    grad_up, grad_low = zeros_for_none(
+        (grad_up, grad_low), (x.shape[0], w_up.shape[0], *x.shape[2:]),
+        ctx.options[3], x.device)
     grads = sru_squeeze_backward(*ctx.saved_tensors, grad_up, grad_low,
                                  *ctx.options)
     grad_x, grad_w_up, grad_w_low = grads[:3]
