@@ -187,3 +187,26 @@ def test_switch_to_deploy_keeps_outputs():
                for n in model.res_layers for b in getattr(model, n))
     for out, ref in zip(outs, expected):
         torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_scconv_resnet_compiles_whole_and_keeps_the_kernels():
+    """mmdet's SCConvResNet on the kernel path (Triton's interpreter on the
+    CPU): ``torch.compile(fullgraph=True)`` traces it without a graph break
+    and the compiled backbone launches the kernels, with eager's outputs."""
+    pytest.importorskip('triton')
+    from mmdet_scconv.benchmark.host import count_host_work
+    from test_fast import assert_relative_error
+
+    torch._dynamo.reset()
+    model = build(depth=50, scconv_cfg=dict(impl='triton'))
+    model.eval()
+    x = torch.rand(1, 3, 32, 32)
+    compiled = torch.compile(model, backend='aot_eager', fullgraph=True)
+    with torch.no_grad():
+        expected = model(x)
+        compiled(x)
+        work = count_host_work(lambda: compiled(x))
+        actual = compiled(x)
+    assert work.launches['_sru_squeeze_kernel'] == 16
+    for a, e in zip(actual, expected):
+        assert_relative_error(a, e, 1e-6, 'stage output')
