@@ -1,6 +1,8 @@
 """The benchmark's report: every case, ratios against ResNet, JSON, PNG."""
 import json
 
+import torch
+
 from mmdet_scconv.benchmark import BenchmarkConfig, run_benchmark
 from mmdet_scconv.benchmark.runner import (output_paths, write_chart,
                                            write_json)
@@ -10,7 +12,16 @@ from mmdet_scconv.benchmark.trunk import scconv_layer_shapes
 def test_report_json_and_chart(tmp_path):
     cfg = BenchmarkConfig(height=32, width=48, warmup=0, repeats=2,
                           channels_last=[False])
-    report = run_benchmark(cfg, log=lambda text: None)
+    logged = []
+    report = run_benchmark(cfg, log=logged.append)
+    # What the ratios depend on: the CPU, the ISA torch's kernels use and
+    # the threads, in the JSON and atop the tables.
+    env = report['env']
+    assert env['cpu'] and env['cpu_count'] >= 1
+    assert env['cpu_capability'] == torch.backends.cpu.get_cpu_capability()
+    assert env['threads'] == torch.get_num_threads()
+    assert logged[0].startswith(f"{env['cpu']} ({env['cpu_capability']}), "
+                                f"{env['threads']} threads")
     rows = {(r['case'], r['model']): r for r in report['results']}
     assert set(rows) == {
         ('trunk infer fp32', 'resnet50'), ('trunk infer fp32', 'scconv50-fast'),

@@ -32,8 +32,9 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mmdet_scconv.benchmark import BenchmarkConfig, run_benchmark  # noqa
-from mmdet_scconv.benchmark.runner import (environment_of,  # noqa
-                                           output_paths, write_chart,
+from mmdet_scconv.benchmark.environment import (describe,  # noqa
+                                                environment_of)
+from mmdet_scconv.benchmark.runner import (output_paths, write_chart,  # noqa
                                            write_json)
 
 DEFAULT_SHAPES = {'cpu': (1, 512, 768), 'cuda': (2, 800, 1216)}
@@ -86,10 +87,12 @@ def host_scope(args):
                                              layer_host_work)
     rows = layer_host_work(device=args.device,
                            channels_last=args.channels_last != 'off')
+    env = environment_of(args.device)
+    print(describe(env))
     print(format_host_table(rows))
     os.makedirs(args.out_dir, exist_ok=True)
     path = os.path.join(args.out_dir, f'host_{args.device}.json')
-    write_json(dict(layer='2x64x8x8', env=environment_of(args.device),
+    write_json(dict(layer='2x64x8x8', env=env,
                     rows=host_report(rows)), path)
     print(f'wrote {path}')
 

@@ -3,12 +3,12 @@ import copy
 import itertools
 import json
 import os.path as osp
-import platform
 from dataclasses import asdict, dataclass, field
 
 import torch
 
 from . import models as model_zoo
+from .environment import describe, environment_of
 from .timing import compare, format_table
 
 
@@ -56,16 +56,6 @@ class BenchmarkConfig:
     threads: int = None
 
 
-def environment_of(device):
-    """What a measurement ran on: torch, Python, the machine, threads and
-    the GPU on CUDA."""
-    env = dict(torch=torch.__version__, python=platform.python_version(),
-               machine=platform.machine(), threads=torch.get_num_threads())
-    if device == 'cuda':
-        env['gpu'] = torch.cuda.get_device_name()
-    return env
-
-
 def _suites(cfg, device):
     """``(label, models, batch, loss_fn, baseline)`` per group of models
     compared side by side: one for the trunk or detector scope, one per
@@ -101,6 +91,8 @@ def run_benchmark(cfg: BenchmarkConfig, log=print) -> dict:
     device = torch.device(cfg.device)
     # Every model gets cuDNN's fastest algorithms for the one input shape.
     torch.backends.cudnn.benchmark = device.type == 'cuda'
+    env = environment_of(cfg.device)
+    log(describe(env))
     results = []
     for (label, models, batch, loss_fn, baseline), mode, dtype, \
             channels_last in itertools.product(
@@ -129,7 +121,7 @@ def run_benchmark(cfg: BenchmarkConfig, log=print) -> dict:
                                cfg.repeats, cfg.cuda_graph)
         log(format_table(case_results))
         results.extend(case_results)
-    return dict(config=asdict(cfg), env=environment_of(cfg.device),
+    return dict(config=asdict(cfg), env=env,
                 results=[r.as_dict() for r in results])
 
 
@@ -164,7 +156,7 @@ def write_chart(report, path):
     ax.set_xticklabels(cases, rotation=20, ha='right', fontsize=8)
     ax.set_ylabel('time / ResNet time')
     env = report['env']
-    ax.set_title(f"{env.get('gpu', 'CPU')} - torch {env['torch']}")
+    ax.set_title(describe(env), fontsize=8)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
