@@ -22,7 +22,11 @@ setup(
             'mmcv>=2.0.0rc4,<2.2.0', 'mmengine==0.10.7', 'mmdet==3.3.0',
             'pycocotools'
         ],
-        'tests': ['pytest', 'pytest-timeout'],
+        # The style checks run with the tests (.ci/run), as in mmdet.
+        'tests': [
+            'pytest', 'pytest-timeout', 'flake8==7.5.0', 'isort==9.0.2',
+            'yapf==0.43.0'
+        ],
         # The GPU kernels; on the CPU the tests run them in Triton's
         # interpreter.
         'triton': ['triton>=3.0'],

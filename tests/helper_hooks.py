@@ -19,7 +19,10 @@ class InterruptAfterIterHook(Hook):
     def __init__(self, iters):
         self.iters = iters
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
                          outputs=None):
         if runner.iter + 1 >= self.iters:
             raise Interrupted(f'interrupted after iteration {self.iters}')
@@ -35,9 +38,15 @@ class DumpRankWeightsHook(Hook):
 
     def after_run(self, runner):
         model = getattr(runner.model, 'module', runner.model)
-        norms = sorted({type(m).__name__ for m in model.backbone.modules()
-                        if 'Norm' in type(m).__name__})
+        norms = sorted({
+            type(m).__name__
+            for m in model.backbone.modules() if 'Norm' in type(m).__name__
+        })
         torch.save(
-            dict(params={k: v.detach() for k, v in model.named_parameters()},
-                 norms=norms),
+            dict(
+                params={
+                    k: v.detach()
+                    for k, v in model.named_parameters()
+                },
+                norms=norms),
             osp.join(runner.work_dir, f'rank{runner.rank}.pth'))

@@ -21,8 +21,8 @@ def spec_sru(x, gamma, beta, groups, threshold=0.5, gate='soft'):
     """Eq. 1-4 of the spec."""
     c = x.shape[1]
     w_gamma = gamma / gamma.sum()
-    r = 1 / (1 + torch.exp(-spec_group_norm(x, gamma, beta, groups) *
-                           w_gamma.view(1, c, 1, 1)))
+    r = 1 / (1 + torch.exp(
+        -spec_group_norm(x, gamma, beta, groups) * w_gamma.view(1, c, 1, 1)))
     above = r > threshold
     if gate == 'soft':
         w1, w2 = r.clone(), r.clone()
@@ -62,9 +62,13 @@ def spec_cru(x, w, alpha, kernel_size, stride=1, dilation=1, groups=2):
     x_up = F.conv2d(x[:, :up], w['squeeze_up'])
     x_low = F.conv2d(x[:, up:], w['squeeze_low'])
     pad = dilation * (kernel_size // 2)
-    y1 = F.conv2d(x_up, w['gwc'], stride=stride, padding=pad,
-                  dilation=dilation, groups=groups) + F.conv2d(
-                      spec_pool(x_up, stride), w['pwc_up'])
+    y1 = F.conv2d(
+        x_up,
+        w['gwc'],
+        stride=stride,
+        padding=pad,
+        dilation=dilation,
+        groups=groups) + F.conv2d(spec_pool(x_up, stride), w['pwc_up'])
     x_low = spec_pool(x_low, stride)
     y2 = torch.cat([F.conv2d(x_low, w['pwc_low']), x_low], dim=1)
     s1, s2 = y1.mean((2, 3)), y2.mean((2, 3))

@@ -3,11 +3,11 @@ import pytest
 import torch
 from mmcv.cnn import build_conv_layer
 from mmdet.registry import MODELS
+from test_layers import randomise_running_stats
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import mmdet_scconv  # noqa: F401
 from mmdet_scconv.layers import SCConv
-from test_layers import randomise_running_stats
 
 
 def build(**cfg):
@@ -74,8 +74,10 @@ def test_resnet_options_keep_working():
 
 def test_stage_with_scconv_picks_stages():
     model = build(depth=50, stage_with_scconv=(False, True, False, True))
-    kinds = [isinstance(getattr(model, n)[0].conv2, SCConv)
-             for n in model.res_layers]
+    kinds = [
+        isinstance(getattr(model, n)[0].conv2, SCConv)
+        for n in model.res_layers
+    ]
     assert kinds == [False, True, False, True]
 
 
@@ -123,19 +125,25 @@ def test_default_init_sets_gn_gamma_to_one():
 def test_zero_init_residual_like_resnet(zero_init_residual):
     model = build(depth=50, zero_init_residual=zero_init_residual)
     model.init_weights()
-    norm3 = [b.norm3.weight for n in model.res_layers
-             for b in getattr(model, n)]
+    norm3 = [
+        b.norm3.weight for n in model.res_layers for b in getattr(model, n)
+    ]
     assert all(bool((w == 0).all()) == zero_init_residual for w in norm3)
 
 
 def test_build_conv_layer_builds_scconv():
-    conv = build_conv_layer(dict(type='SCConv'), 64, 64, 3, stride=2,
-                            padding=1)
+    conv = build_conv_layer(
+        dict(type='SCConv'), 64, 64, 3, stride=2, padding=1)
     assert isinstance(conv, SCConv)
     assert conv(torch.rand(1, 64, 9, 9)).shape == (1, 64, 5, 5)
     conv = build_conv_layer(
-        dict(type='SCConv', alpha=0.75, gn_groups=4), 32, 64, 3, dilation=2,
-        padding=2, bias=False)
+        dict(type='SCConv', alpha=0.75, gn_groups=4),
+        32,
+        64,
+        3,
+        dilation=2,
+        padding=2,
+        bias=False)
     assert conv.cru.up_channels == 24
 
 
@@ -143,10 +151,12 @@ def test_conv_cfg_scconv_in_mmdet_bottleneck():
     """mmdet's own Bottleneck builds SCConv from a conv_cfg."""
     from mmdet.models.backbones.resnet import Bottleneck
     block = Bottleneck(
-        64, 64, conv_cfg=dict(type='SCConv', gn_groups=4),
+        64,
+        64,
+        conv_cfg=dict(type='SCConv', gn_groups=4),
         downsample=torch.nn.Conv2d(64, 256, 1))
-    assert all(isinstance(c, SCConv)
-               for c in (block.conv1, block.conv2, block.conv3))
+    assert all(
+        isinstance(c, SCConv) for c in (block.conv1, block.conv2, block.conv3))
     assert block(torch.rand(1, 64, 8, 8)).shape == (1, 256, 8, 8)
 
 
@@ -183,8 +193,9 @@ def test_switch_to_deploy_keeps_outputs():
         expected = model(x)
         model.switch_to_deploy()
         outs = model(x)
-    assert all(isinstance(b.norm2, torch.nn.Identity)
-               for n in model.res_layers for b in getattr(model, n))
+    assert all(
+        isinstance(b.norm2, torch.nn.Identity) for n in model.res_layers
+        for b in getattr(model, n))
     for out, ref in zip(outs, expected):
         torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
 
@@ -194,8 +205,9 @@ def test_scconv_resnet_compiles_whole_and_keeps_the_kernels():
     CPU): ``torch.compile(fullgraph=True)`` traces it without a graph break
     and the compiled backbone launches the kernels, with eager's outputs."""
     pytest.importorskip('triton')
-    from mmdet_scconv.benchmark.host import count_host_work
     from test_fast import assert_relative_error
+
+    from mmdet_scconv.benchmark.host import count_host_work
 
     torch._dynamo.reset()
     model = build(depth=50, scconv_cfg=dict(impl='triton'))

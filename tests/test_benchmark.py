@@ -4,14 +4,13 @@ import json
 import torch
 
 from mmdet_scconv.benchmark import BenchmarkConfig, run_benchmark
-from mmdet_scconv.benchmark.runner import (output_paths, write_chart,
-                                           write_json)
+from mmdet_scconv.benchmark.runner import output_paths, write_chart, write_json
 from mmdet_scconv.benchmark.trunk import scconv_layer_shapes
 
 
 def test_report_json_and_chart(tmp_path):
-    cfg = BenchmarkConfig(height=32, width=48, warmup=0, repeats=2,
-                          channels_last=[False])
+    cfg = BenchmarkConfig(
+        height=32, width=48, warmup=0, repeats=2, channels_last=[False])
     logged = []
     report = run_benchmark(cfg, log=logged.append)
     # What the ratios depend on: the CPU, the ISA torch's kernels use and
@@ -23,13 +22,13 @@ def test_report_json_and_chart(tmp_path):
     assert logged[0].startswith(f"{env['cpu']} ({env['cpu_capability']}), "
                                 f"{env['threads']} threads")
     rows = {(r['case'], r['model']): r for r in report['results']}
-    assert set(rows) == {
-        ('trunk infer fp32', 'resnet50'), ('trunk infer fp32', 'scconv50-fast'),
-        ('trunk infer fp32', 'scconv50-deploy'),
-        ('trunk infer fp32', 'scconv50-reference'),
-        ('trunk train fp32', 'resnet50'), ('trunk train fp32', 'scconv50-fast'),
-        ('trunk train fp32', 'scconv50-reference')
-    }
+    assert set(rows) == {('trunk infer fp32', 'resnet50'),
+                         ('trunk infer fp32', 'scconv50-fast'),
+                         ('trunk infer fp32', 'scconv50-deploy'),
+                         ('trunk infer fp32', 'scconv50-reference'),
+                         ('trunk train fp32', 'resnet50'),
+                         ('trunk train fp32', 'scconv50-fast'),
+                         ('trunk train fp32', 'scconv50-reference')}
     for (case, model), row in rows.items():
         assert row['median_ms'] > 0
         assert (row['ratio'] == 1.0) == (model == 'resnet50')
@@ -47,14 +46,21 @@ def test_layers_scope_compares_each_scconv_shape_with_its_3x3_conv():
     """One group per distinct SCConv input of the trunk (stride-2 first
     blocks apart), each against the 3x3 convolution + BatchNorm it
     replaces, in channels-last training too."""
-    assert scconv_layer_shapes(50, 64, 96) == [
-        (1, 64, 16, 24, 1, 3), (2, 128, 16, 24, 2, 1), (2, 128, 8, 12, 1, 3),
-        (3, 256, 8, 12, 2, 1), (3, 256, 4, 6, 1, 5), (4, 512, 4, 6, 2, 1),
-        (4, 512, 2, 3, 1, 2)
-    ]
-    cfg = BenchmarkConfig(scope='layers', height=33, width=47, warmup=0,
-                          repeats=1, channels_last=[True],
-                          impls=['fast', 'deploy'])
+    assert scconv_layer_shapes(50, 64, 96) == [(1, 64, 16, 24, 1, 3),
+                                               (2, 128, 16, 24, 2, 1),
+                                               (2, 128, 8, 12, 1, 3),
+                                               (3, 256, 8, 12, 2, 1),
+                                               (3, 256, 4, 6, 1, 5),
+                                               (4, 512, 4, 6, 2, 1),
+                                               (4, 512, 2, 3, 1, 2)]
+    cfg = BenchmarkConfig(
+        scope='layers',
+        height=33,
+        width=47,
+        warmup=0,
+        repeats=1,
+        channels_last=[True],
+        impls=['fast', 'deploy'])
     report = run_benchmark(cfg, log=lambda text: None)
     cases = {}
     for row in report['results']:
@@ -62,7 +68,9 @@ def test_layers_scope_compares_each_scconv_shape_with_its_3x3_conv():
         assert (row['ratio'] == 1.0) == (row['model'] == 'conv3x3')
     assert len(cases) == 2 * 7
     assert cases['layers stage2 128x9x12 s2 (x1) infer fp32 '
-                 'channels-last'] == ['conv3x3', 'scconv50-fast',
-                                      'scconv50-deploy']
+                 'channels-last'] == [
+                     'conv3x3', 'scconv50-fast', 'scconv50-deploy'
+                 ]
     assert cases['layers stage4 512x2x2 (x2) train fp32 channels-last'] == [
-        'conv3x3', 'scconv50-fast']
+        'conv3x3', 'scconv50-fast'
+    ]

@@ -5,13 +5,13 @@ import os.path as osp
 import pytest
 import torch
 from mmdet.registry import MODELS
+from tiny import run_tool
 
 import mmdet_scconv  # noqa: F401
 from mmdet_scconv.engine import CheckpointLoadError, load_local_checkpoint
 from mmdet_scconv.engine.checkpoint import TRUSTED_ENV
 from mmdet_scconv.layers import SCConv
 from mmdet_scconv.models.backbones import scconv_resnet
-from tiny import run_tool
 
 
 @pytest.fixture(scope='module')
@@ -27,8 +27,10 @@ def resnet_state():
 
 def build_scconv_r50(checkpoint):
     return MODELS.build(
-        dict(type='SCConvResNet', depth=50,
-             init_cfg=dict(type='Pretrained', checkpoint=checkpoint)))
+        dict(
+            type='SCConvResNet',
+            depth=50,
+            init_cfg=dict(type='Pretrained', checkpoint=checkpoint)))
 
 
 @pytest.mark.parametrize('layout', ['bare', 'state_dict', 'detector'])
@@ -39,9 +41,16 @@ def test_pretrained_loads_matching_tensors(tmp_path, resnet_state, layout,
                         lambda msg, **kwargs: logged.append(msg))
     payload = {
         'bare': resnet_state,
-        'state_dict': {'state_dict': resnet_state, 'meta': {}},
-        'detector': {'state_dict': {f'backbone.{k}': v
-                                    for k, v in resnet_state.items()}},
+        'state_dict': {
+            'state_dict': resnet_state,
+            'meta': {}
+        },
+        'detector': {
+            'state_dict': {
+                f'backbone.{k}': v
+                for k, v in resnet_state.items()
+            }
+        },
     }[layout]
     path = str(tmp_path / 'resnet50.pth')
     torch.save(payload, path)
@@ -77,18 +86,20 @@ def test_corrupt_checkpoint_names_the_file(tmp_path):
         build_scconv_r50(str(path)).init_weights()
 
 
-@pytest.mark.parametrize('source', ['torchvision://resnet50',
-                                    'https://example.org/r50.pth'])
+@pytest.mark.parametrize(
+    'source', ['torchvision://resnet50', 'https://example.org/r50.pth'])
 def test_remote_sources_fail_fast_offline(source):
-    with pytest.raises(CheckpointLoadError,
-                       match='downloads nothing.*local path'):
+    with pytest.raises(
+            CheckpointLoadError, match='downloads nothing.*local path'):
         build_scconv_r50(source).init_weights()
 
 
 def test_unsafe_checkpoint_needs_an_explicit_opt_in(tmp_path, monkeypatch):
     path = str(tmp_path / 'unsafe.pth')
-    torch.save({'state_dict': {}, 'hook': functools.partial(print, 'hi')},
-               path)
+    torch.save({
+        'state_dict': {},
+        'hook': functools.partial(print, 'hi')
+    }, path)
     with pytest.raises(CheckpointLoadError) as error:
         load_local_checkpoint(path)
     message = str(error.value)

@@ -8,10 +8,10 @@ import statistics
 
 import pytest
 from mmengine.config import Config
-
-from mmdet_scconv.analysis import (WorkDirError, backbone_complexity,
-                                   load_run, runs_table)
 from tiny import CONFIGS, ROOT, run_tool
+
+from mmdet_scconv.analysis import (WorkDirError, backbone_complexity, load_run,
+                                   runs_table)
 
 DEMO_CONFIG = 'configs/demo/retinanet_scconv_r50_shapes.py'
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
@@ -27,9 +27,15 @@ def compared(tmp_path_factory):
     # A 6-iteration model scores below mmdet's 0.05: keep all its boxes so
     # that the metrics have something to evaluate.
     result = run_tool(
-        f'{ROOT}/tools/demo.py', DEMO_CONFIG, '--compare', '--work-dir',
-        str(work), '--cfg-options', 'train_cfg.max_iters=6',
-        'model.test_cfg.score_thr=0.0', 'default_hooks.logger.interval=2',
+        f'{ROOT}/tools/demo.py',
+        DEMO_CONFIG,
+        '--compare',
+        '--work-dir',
+        str(work),
+        '--cfg-options',
+        'train_cfg.max_iters=6',
+        'model.test_cfg.score_thr=0.0',
+        'default_hooks.logger.interval=2',
         cwd=str(root))
     return work, result.stdout + result.stderr
 
@@ -38,8 +44,10 @@ def _table(report):
     """The report's first markdown table as one dict per row."""
     lines = [line for line in report.splitlines() if line.startswith('|')]
     header = [cell.strip() for cell in lines[0].strip('|').split('|')]
-    return [dict(zip(header, (c.strip() for c in line.strip('|').split('|'))))
-            for line in lines[2:]]
+    return [
+        dict(zip(header, (c.strip() for c in line.strip('|').split('|'))))
+        for line in lines[2:]
+    ]
 
 
 def _logged(run_dir):
@@ -78,8 +86,8 @@ def test_demo_compare_reports_what_the_runs_logged(compared):
             4 / test['time'], abs=0.05)
     # No paper row: the shapes data is not the paper's test set.
     assert '**paper**' not in report
-    scconv, resnet = (float(rows[n]['params (M)'])
-                      for n in ('scconv_r50', 'r50'))
+    scconv, resnet = (
+        float(rows[n]['params (M)']) for n in ('scconv_r50', 'r50'))
     assert scconv == pytest.approx(14.48, abs=0.01)
     assert resnet == pytest.approx(23.51, abs=0.01)
 

@@ -2,13 +2,13 @@
 import os.path as osp
 
 import pytest
+from mmdet.registry import MODELS
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
-from mmdet.registry import MODELS
+from tiny import CONFIGS
 
 import mmdet_scconv  # noqa: F401
 from mmdet_scconv.layers import SCConv
-from tiny import CONFIGS
 
 PAPER_CONFIGS = {
     # name: (backbone type, depth, dataset)
@@ -45,8 +45,10 @@ def test_config_builds_its_model(name):
     assert type(model.backbone).__name__ == backbone_type
     assert model.backbone.depth == depth
     num_scconv = sum(isinstance(m, SCConv) for m in model.modules())
-    assert num_scconv == ({50: 16, 101: 33}[depth]
-                          if backbone_type == 'SCConvResNet' else 0)
+    assert num_scconv == ({
+        50: 16,
+        101: 33
+    }[depth] if backbone_type == 'SCConvResNet' else 0)
     assert model.bbox_head.num_classes == (80 if dataset == 'coco' else 20)
 
 
@@ -82,8 +84,8 @@ def schedule(cfg):
         batch_per_gpu=cfg.train_dataloader.batch_size)
 
 
-@pytest.mark.parametrize('name', [n for n, v in PAPER_CONFIGS.items()
-                                  if v[2] == 'coco'])
+@pytest.mark.parametrize(
+    'name', [n for n, v in PAPER_CONFIGS.items() if v[2] == 'coco'])
 def test_coco_schedule_is_the_papers(name):
     cfg = load(name)
     assert schedule(cfg) == dict(
@@ -101,8 +103,8 @@ def test_coco_schedule_is_the_papers(name):
     assert cfg.test_evaluator == cfg.val_evaluator
 
 
-@pytest.mark.parametrize('name', [n for n, v in PAPER_CONFIGS.items()
-                                  if v[2] == 'voc'])
+@pytest.mark.parametrize(
+    'name', [n for n, v in PAPER_CONFIGS.items() if v[2] == 'voc'])
 def test_voc_schedule_is_the_papers(name):
     cfg = load(name)
     assert schedule(cfg) == dict(

@@ -3,14 +3,13 @@ import copy
 
 import pytest
 import torch
+from test_layers import randomise, randomise_running_stats
 
 from mmdet_scconv.benchmark.exactness import (batchnorm_with_stats,
-                                              forward_backward,
-                                              relative_error)
+                                              forward_backward, relative_error)
 from mmdet_scconv.layers import SCConv, set_scconv_impl
 from mmdet_scconv.layers.cru import downsample
 from mmdet_scconv.layers.fast import pool
-from test_layers import randomise, randomise_running_stats
 
 
 def assert_relative_error(actual, expected, tol, what=''):
@@ -35,12 +34,19 @@ def run(module, x, dtype='fp32'):
 
 @pytest.mark.parametrize('gate', ['soft', 'hard'])
 @pytest.mark.parametrize('alpha', [0.5, 0.75])
-@pytest.mark.parametrize('stride,size,channels_last', [
-    (1, (16, 16), False), (2, (15, 9), False), (2, (16, 12), True),
-    (2, (16, 12), False), (1, (7, 13), True)])
+@pytest.mark.parametrize('stride,size,channels_last', [(1, (16, 16), False),
+                                                       (2, (15, 9), False),
+                                                       (2, (16, 12), True),
+                                                       (2, (16, 12), False),
+                                                       (1, (7, 13), True)])
 def test_fast_equals_reference_fp32(gate, alpha, stride, size, channels_last):
-    fast, reference = pair(in_channels=32, out_channels=48, stride=stride,
-                           alpha=alpha, gn_groups=8, gate=gate)
+    fast, reference = pair(
+        in_channels=32,
+        out_channels=48,
+        stride=stride,
+        alpha=alpha,
+        gn_groups=8,
+        gate=gate)
     x = torch.randn(2, 32, *size)
     if channels_last:
         x = x.to(memory_format=torch.channels_last)
@@ -88,8 +94,8 @@ def test_inference_path_equals_reference(batch, gate, stride, channels_last,
     """Without autograd the fast path works in place (for one NCHW sample
     even its SRU halves overwrite their operands, and the CRU's pointwise
     convolutions are added into Y1); same numbers."""
-    fast, reference = pair(in_channels=32, out_channels=40, stride=stride,
-                           gn_groups=8, gate=gate)
+    fast, reference = pair(
+        in_channels=32, out_channels=40, stride=stride, gn_groups=8, gate=gate)
     x = torch.randn(batch, 32, *size)
     if channels_last:
         x = x.to(memory_format=torch.channels_last)
@@ -106,8 +112,8 @@ def test_inference_path_equals_reference(batch, gate, stride, channels_last,
 def test_reweights_exactly_at_threshold_match(gate):
     """A constant GroupNorm group with beta = 0 gives R = 0.5 = t exactly:
     both paths treat it as not informative (R > t is false)."""
-    fast, reference = pair(in_channels=16, out_channels=16, gn_groups=4,
-                           gate=gate)
+    fast, reference = pair(
+        in_channels=16, out_channels=16, gn_groups=4, gate=gate)
     with torch.no_grad():
         fast.sru.gn.bias.zero_()
         reference.sru.gn.bias.zero_()
@@ -135,8 +141,12 @@ def test_scconv_resnet_block_compiles_without_breaks_in_scconv():
 @pytest.mark.parametrize('impl', ['fast', 'reference'])
 @pytest.mark.parametrize('alpha,stride', [(0.5, 1), (0.75, 2)])
 def test_fused_norm_equals_scconv_then_batchnorm(impl, alpha, stride):
-    fast, _ = pair(in_channels=32, out_channels=48, alpha=alpha,
-                   stride=stride, gn_groups=8)
+    fast, _ = pair(
+        in_channels=32,
+        out_channels=48,
+        alpha=alpha,
+        stride=stride,
+        gn_groups=8)
     set_scconv_impl(fast, impl)
     bn = batchnorm_with_stats(48)
     x = torch.randn(2, 32, 11, 12)
@@ -160,15 +170,19 @@ def test_trunk_deploy_form_equals_eval_model():
         expected = trunk(x)
         deployed = copy.deepcopy(trunk).switch_to_deploy()
         outs = deployed(x)
-    assert sum(isinstance(m, torch.nn.BatchNorm2d)
-               for m in deployed.modules()) == 53 - 16
+    assert sum(
+        isinstance(m, torch.nn.BatchNorm2d)
+        for m in deployed.modules()) == 53 - 16
     for out, ref in zip(outs, expected):
         assert_relative_error(out, ref, 1e-5, 'stage output')
 
 
-@pytest.mark.parametrize('stride,size,layout', [
-    (2, (12, 16), 'nchw'), (3, (9, 6), 'nchw'), (2, (12, 16), 'cl'),
-    (2, (13, 16), 'nchw'), (1, (5, 5), 'nchw'), (2, (12, 16), 'cl half')])
+@pytest.mark.parametrize('stride,size,layout', [(2, (12, 16), 'nchw'),
+                                                (3, (9, 6), 'nchw'),
+                                                (2, (12, 16), 'cl'),
+                                                (2, (13, 16), 'nchw'),
+                                                (1, (5, 5), 'nchw'),
+                                                (2, (12, 16), 'cl half')])
 def test_pool_equals_downsample(stride, size, layout):
     """The strided-slices mean (windows tiling exactly) or avg_pool2d
     (otherwise): the CRU's downsample either way, gradients too."""

@@ -11,17 +11,21 @@ import torch
 pytest.importorskip(
     'triton', reason="the kernels need triton: pip install -e '.[triton]'")
 
-from mmdet_scconv.benchmark.host import (count_host_work,  # noqa: E402
-                                         format_host_table, layer_host_work)
+from mmdet_scconv.benchmark.host import (count_host_work, format_host_table,
+                                         layer_host_work)
 
 #: SCConv + its BatchNorm on the kernel path, at most.
 INFERENCE_BUDGET = 8
 DEPLOY_BUDGET = 6
 #: Training step (forward, backward, with the BatchNorm) over the 3x3
 #: convolution + BatchNorm's, at most, per (gate, stride): what the ops do
-#: today (the goal is 25, see docs/speed.md).
-TRAINING_EXCESS = {('soft', 1): 32, ('soft', 2): 36, ('hard', 1): 25,
-                   ('hard', 2): 29}
+#: today (the goal is 25, see docs/host_work.md).
+TRAINING_EXCESS = {
+    ('soft', 1): 32,
+    ('soft', 2): 36,
+    ('hard', 1): 25,
+    ('hard', 2): 29
+}
 
 
 @pytest.fixture(scope='module')

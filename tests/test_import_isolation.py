@@ -23,8 +23,9 @@ def torch_only_dir(tmp_path):
         spec = importlib.util.find_spec(name)
         if spec is None:
             continue
-        path = (spec.submodule_search_locations[0]
-                if spec.submodule_search_locations else spec.origin)
+        path = (
+            spec.submodule_search_locations[0]
+            if spec.submodule_search_locations else spec.origin)
         os.symlink(path, folder / osp.basename(path))
         libs = osp.join(osp.dirname(path), f'{name}.libs')
         if osp.isdir(libs):
@@ -36,8 +37,11 @@ def run_python(code, path, cwd=ROOT):
     """Run ``code`` with ``path`` instead of site-packages on sys.path."""
     prelude = ('import sys; sys.path = [p for p in sys.path if '
                f'"site-packages" not in p] + {path!r}; ')
-    return subprocess.run([sys.executable, '-c', prelude + code], cwd=cwd,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run([sys.executable, '-c', prelude + code],
+                          cwd=cwd,
+                          capture_output=True,
+                          text=True,
+                          timeout=600)
 
 
 def test_core_and_trunk_benchmark_without_mm_packages(tmp_path):
@@ -53,8 +57,7 @@ def test_core_and_trunk_benchmark_without_mm_packages(tmp_path):
         f'sys.argv = ["benchmark", "--size", "64", "64", "--repeats", "1", '
         f'"--warmup", "0", "--channels-last", "off", "--out-dir", "{out}"]; '
         'import runpy; runpy.run_path("tools/benchmark.py", '
-        'run_name="__main__")',
-        [torch_only_dir(tmp_path), ROOT])
+        'run_name="__main__")', [torch_only_dir(tmp_path), ROOT])
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'scconv50-fast' in result.stdout
     with open(out / 'trunk_r50_cpu_b1_64x64.json') as f:
@@ -66,11 +69,15 @@ def test_core_and_trunk_benchmark_without_mm_packages(tmp_path):
 def test_broken_mmdet_fails_loudly(tmp_path):
     broken = tmp_path / 'broken' / 'mmdet'
     broken.mkdir(parents=True)
-    (broken / '__init__.py').write_text(
-        "raise ImportError('this mmdet install is broken')\n")
-    result = subprocess.run(
-        [sys.executable, '-c', 'import mmdet_scconv'], cwd=ROOT,
-        env=dict(os.environ, PYTHONPATH=str(tmp_path / 'broken')),
-        capture_output=True, text=True, timeout=600)
+    (broken / '__init__.py'
+     ).write_text("raise ImportError('this mmdet install is broken')\n")
+    result = subprocess.run([sys.executable, '-c', 'import mmdet_scconv'],
+                            cwd=ROOT,
+                            env=dict(
+                                os.environ,
+                                PYTHONPATH=str(tmp_path / 'broken')),
+                            capture_output=True,
+                            text=True,
+                            timeout=600)
     assert result.returncode != 0
     assert 'this mmdet install is broken' in result.stderr

@@ -17,30 +17,26 @@ from torch.utils._python_dispatch import TorchDispatchMode
 pytest.importorskip(
     'triton', reason="the kernels need triton: pip install -e '.[triton]'")
 
-from mmdet_scconv.benchmark.host import count_host_work  # noqa: E402
-from mmdet_scconv.benchmark.tuning import (format_tuned,  # noqa: E402
-                                           tune_trunk)
-from mmdet_scconv.benchmark.exactness import (check_paths,  # noqa: E402
-                                              format_checks)
-from mmdet_scconv.layers import (CRU, SCConv, fast,  # noqa: E402
-                                 set_scconv_impl)
-from mmdet_scconv.layers.fast import apply_affine  # noqa: E402
-from mmdet_scconv.layers.kernels import cru as triton_cru  # noqa: E402
-from mmdet_scconv.layers.kernels import sru as triton_sru  # noqa: E402
-from mmdet_scconv.layers.kernels.sru_squeeze import sru_squeeze  # noqa: E402
-from mmdet_scconv.layers.ops.sru import (sru_backward_torch,  # noqa: E402
-                                         sru_statistics)
-from test_fast import assert_relative_error  # noqa: E402
-from test_layers import randomise  # noqa: E402
+from test_fast import assert_relative_error
+from test_layers import randomise
+
+from mmdet_scconv.benchmark.exactness import check_paths, format_checks
+from mmdet_scconv.benchmark.host import count_host_work
+from mmdet_scconv.benchmark.tuning import format_tuned, tune_trunk
+from mmdet_scconv.layers import CRU, SCConv, fast, set_scconv_impl
+from mmdet_scconv.layers.fast import apply_affine
+from mmdet_scconv.layers.kernels import cru as triton_cru
+from mmdet_scconv.layers.kernels import sru as triton_sru
+from mmdet_scconv.layers.kernels.sru_squeeze import sru_squeeze
+from mmdet_scconv.layers.ops.sru import sru_backward_torch, sru_statistics
 
 DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def layout(x, channels_last):
-    return x.contiguous(
-        memory_format=torch.channels_last if channels_last else
-        torch.contiguous_format)
+    return x.contiguous(memory_format=torch.channels_last
+                        if channels_last else torch.contiguous_format)
 
 
 def sru_inputs(shape, channels_last, dtype=torch.float32):
@@ -121,8 +117,8 @@ def test_group_stats_stay_accurate_when_the_mean_dwarfs_the_spread():
     stats = triton_sru.group_stats(x.float().to(DEVICE), 4, 1e-12)
     mean, rstd = stats[:8].view(2, 4), stats[8:].view(2, 4)
     grouped = x.view(2, 4, -1)
-    torch.testing.assert_close(mean.double().cpu(), grouped.mean(-1),
-                               rtol=1e-6, atol=0)
+    torch.testing.assert_close(
+        mean.double().cpu(), grouped.mean(-1), rtol=1e-6, atol=0)
     expected_rstd = grouped.var(-1, unbiased=False).rsqrt()
     assert_relative_error(rstd.cpu(), expected_rstd, 2e-3, 'rstd')
 
@@ -140,7 +136,8 @@ def test_group_stats_zero_the_values_after_them():
 
 @pytest.mark.parametrize(
     'channels,out_channels,alpha,kernel_size,stride,dilation,groups,size,'
-    'channels_last,with_affine', [
+    'channels_last,with_affine',
+    [
         (64, 64, 0.5, 3, 1, 1, 2, (7, 5), False, False),
         (64, 64, 0.5, 3, 2, 1, 2, (7, 6), True, True),  # odd, strided
         (64, 48, 0.75, 3, 2, 2, 4, (9, 8), False, True),
@@ -156,8 +153,14 @@ def test_cru_kernel_matches_the_module(channels, out_channels, alpha,
     equals the module's ops; trained through ``mmdet_scconv::cru``, so do the
     gradients of the squeezed inputs and the three weights (against float64
     autograd)."""
-    cru = randomise(CRU(channels, out_channels, kernel_size, stride,
-                        dilation, alpha, groups=groups)).to(DEVICE)
+    cru = randomise(
+        CRU(channels,
+            out_channels,
+            kernel_size,
+            stride,
+            dilation,
+            alpha,
+            groups=groups)).to(DEVICE)
     x = layout(torch.randn(2, channels, *size, device=DEVICE), channels_last)
     affine = ((torch.randn(out_channels, device=DEVICE),
                torch.randn(out_channels, device=DEVICE))
@@ -185,8 +188,8 @@ def test_cru_kernel_matches_the_module(channels, out_channels, alpha,
         [cru64.gwc.weight, cru64.pwc_up.weight, cru64.pwc_low.weight], grad)
     inputs = [t.detach().requires_grad_() for t in (x_up, x_low)]
     actual = torch.ops.mmdet_scconv.cru(*inputs, *weights, None, 0, None, None,
-                                  stride, dilation, groups, torch.float32,
-                                  True)
+                                        stride, dilation, groups,
+                                        torch.float32, True)
     actual_grads = torch.autograd.grad(actual, inputs + list(weights),
                                        grad.float())
     assert_relative_error(actual, expected, 1e-5, 'Y (training)')
@@ -196,29 +199,30 @@ def test_cru_kernel_matches_the_module(channels, out_channels, alpha,
         assert_relative_error(a, e, 1e-5, name)
 
 
-@pytest.mark.parametrize('channels,groups,channels_last,gate,dtype', [
-    (64, 16, True, 'soft', torch.float32),
-    (32, 8, False, 'hard', torch.float32),
-    (16, 4, True, 'soft', torch.float16),  # half < the GEMM's K block
-    (48, 3, False, 'soft', torch.float16),
-    (256, 16, True, 'soft', torch.float32),  # two K blocks, wide output
-])
+@pytest.mark.parametrize(
+    'channels,groups,channels_last,gate,dtype',
+    [
+        (64, 16, True, 'soft', torch.float32),
+        (32, 8, False, 'hard', torch.float32),
+        (16, 4, True, 'soft', torch.float16),  # half < the GEMM's K block
+        (48, 3, False, 'soft', torch.float16),
+        (256, 16, True, 'soft', torch.float32),  # two K blocks, wide output
+    ])
 def test_fused_sru_squeeze_matches_sru_then_convolutions(
         channels, groups, channels_last, gate, dtype):
     """The GEMM equals the SRU halves put through the two squeeze
     convolutions (operands rounded to the convolution dtype)."""
-    scconv = randomise(SCConv(channels, channels, gn_groups=groups,
-                              gate=gate)).to(DEVICE)
+    scconv = randomise(
+        SCConv(channels, channels, gn_groups=groups, gate=gate)).to(DEVICE)
     x = layout(torch.randn(2, channels, 9, 11, device=DEVICE),
                channels_last).to(dtype)
     sru, cru = scconv.sru, scconv.cru
     with torch.no_grad():
-        upper, lower, _ = sru_twin(x, sru.gn.weight, sru.gn.bias, groups,
-                                   gate)
+        upper, lower, _ = sru_twin(x, sru.gn.weight, sru.gn.bias, groups, gate)
         expected = [
             torch.nn.functional.conv2d(half.to(dtype), conv.weight.to(dtype))
-            for half, conv in ((upper, cru.squeeze_up),
-                               (lower, cru.squeeze_low))
+            for half, conv in ((upper, cru.squeeze_up), (lower,
+                                                         cru.squeeze_low))
         ]
         actual = sru_squeeze(x, sru.gn.weight, sru.gn.bias,
                              cru.squeeze_up.weight, cru.squeeze_low.weight,
@@ -231,8 +235,9 @@ def test_fused_sru_squeeze_matches_sru_then_convolutions(
         assert_relative_error(a, e, tolerance, 'squeezed')
 
 
-@pytest.mark.parametrize('stride,dilation,channels_last',
-                         [(1, 1, True), (2, 1, False), (2, 2, True)])
+@pytest.mark.parametrize('stride,dilation,channels_last', [(1, 1, True),
+                                                           (2, 1, False),
+                                                           (2, 2, True)])
 def test_squeeze_gemm_adds_up_the_cru_sums(stride, dilation, channels_last):
     """The GEMM adds up the CRU's pooled statistics of its outputs as it
     stores them, after the GroupNorm statistics: the same as the separate
@@ -242,8 +247,15 @@ def test_squeeze_gemm_adds_up_the_cru_sums(stride, dilation, channels_last):
     sru, cru = scconv.sru, scconv.cru
     with torch.no_grad():
         up, low, stats = sru_squeeze(
-            x, sru.gn.weight, sru.gn.bias, cru.squeeze_up.weight,
-            cru.squeeze_low.weight, 8, 1e-5, 0.5, 'soft',
+            x,
+            sru.gn.weight,
+            sru.gn.bias,
+            cru.squeeze_up.weight,
+            cru.squeeze_low.weight,
+            8,
+            1e-5,
+            0.5,
+            'soft',
             cru_geometry=(3, stride, dilation))
     expected = triton_cru.pooled_sums(up, low, 3, stride, dilation)
     assert_relative_error(stats[2 * 2 * 8:], expected, 1e-6, 'sums')
@@ -349,20 +361,22 @@ def test_tuning_sweep_checks_and_times_every_setting():
     """The launch-settings sweep runs every setting of a small space on a
     real layer, checks it against the defaults and reports the best; a
     setting the kernel cannot take is reported, not hidden."""
-    spaces = dict(sru_squeeze=dict(BLOCK_P=(16, 32), BLOCK_K=(16, )),
-                  cru=dict(BLOCK_P=(16, ), BLOCK_C=(16, 24)))
-    rows = tune_trunk(50, 1, 32, 32, 'fp32', DEVICE, stages=(2, ),
-                      spaces=spaces)
-    assert [(r.kernel, r.layer) for r in rows] == [
-        ('sru_squeeze', 'stage2 128x8x8 s2 (x1)'),
-        ('cru', 'stage2 128x8x8 s2 (x1)'),
-        ('sru_squeeze', 'stage2 128x4x4 (x3)'), ('cru', 'stage2 128x4x4 (x3)')
-    ]
+    spaces = dict(
+        sru_squeeze=dict(BLOCK_P=(16, 32), BLOCK_K=(16, )),
+        cru=dict(BLOCK_P=(16, ), BLOCK_C=(16, 24)))
+    rows = tune_trunk(
+        50, 1, 32, 32, 'fp32', DEVICE, stages=(2, ), spaces=spaces)
+    assert [(r.kernel, r.layer)
+            for r in rows] == [('sru_squeeze', 'stage2 128x8x8 s2 (x1)'),
+                               ('cru', 'stage2 128x8x8 s2 (x1)'),
+                               ('sru_squeeze', 'stage2 128x4x4 (x3)'),
+                               ('cru', 'stage2 128x4x4 (x3)')]
     for row in rows:
         assert 0 < row.best_ms <= row.default_ms
     # Blocks must be powers of two: BLOCK_C=24 fails, loudly.
-    assert all(len(r.failed) == 1 and 'BLOCK_C' in r.failed[0]
-               for r in rows if r.kernel == 'cru')
+    assert all(
+        len(r.failed) == 1 and 'BLOCK_C' in r.failed[0] for r in rows
+        if r.kernel == 'cru')
     assert all(not r.failed for r in rows if r.kernel == 'sru_squeeze')
     assert 'trunk total' in format_tuned(rows)
 
@@ -372,18 +386,24 @@ def test_kernels_compile_for_the_gpu():
     compiles for the H100/H200 (sm_90) with Triton's own compiler, here,
     without a GPU: what the interpreter cannot check."""
     env = {k: v for k, v in os.environ.items() if k != 'TRITON_INTERPRET'}
-    result = subprocess.run(
-        [sys.executable, 'tools/analysis_tools/compile_kernels.py',
-         '--channels', '64', '--strides', '2', '--dtypes', 'bf16',
-         '--alphas', '0.5'], cwd=REPO, env=env, capture_output=True,
-        text=True, timeout=600)
+    result = subprocess.run([
+        sys.executable, 'tools/analysis_tools/compile_kernels.py',
+        '--channels', '64', '--strides', '2', '--dtypes', 'bf16', '--alphas',
+        '0.5'
+    ],
+                            cwd=REPO,
+                            env=env,
+                            capture_output=True,
+                            text=True,
+                            timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.strip().splitlines()
     compiled, total = lines[-1].split()[0].split('/')
     assert compiled == total, lines[-1]
-    assert {line.split('(')[0] for line in lines[:-1]} == {
-        '_partial_stats_kernel', '_group_stats_kernel',
-        '_sru_squeeze_kernel', '_cru_kernel', '_grad_beta_kernel',
-        '_branch_grads_kernel', '_backward_sums_kernel',
-        '_backward_affine_kernel', '_backward_input_kernel'
-    }
+    assert {line.split('(')[0]
+            for line in lines[:-1]} == {
+                '_partial_stats_kernel', '_group_stats_kernel',
+                '_sru_squeeze_kernel', '_cru_kernel', '_grad_beta_kernel',
+                '_branch_grads_kernel', '_backward_sums_kernel',
+                '_backward_affine_kernel', '_backward_input_kernel'
+            }

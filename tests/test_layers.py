@@ -2,10 +2,10 @@
 import pytest
 import torch
 import torch.nn as nn
+from spec_reference import eq11_params, spec_cru, spec_pool, spec_sru
 
 from mmdet_scconv.benchmark.exactness import randomised as randomise
 from mmdet_scconv.layers import CRU, SRU, SCConv
-from spec_reference import eq11_params, spec_cru, spec_pool, spec_sru
 
 
 def randomise_running_stats(model):
@@ -29,8 +29,8 @@ def cru_weights(cru):
 def test_sru_matches_spec(gate, gn_groups):
     sru = randomise(SRU(32, gn_groups=gn_groups, gate=gate)).double()
     x = torch.randn(2, 32, 7, 9, dtype=torch.float64)
-    expected = spec_sru(x, sru.gn.weight.detach(), sru.gn.bias.detach(),
-                        gn_groups, gate=gate)
+    expected = spec_sru(
+        x, sru.gn.weight.detach(), sru.gn.bias.detach(), gn_groups, gate=gate)
     torch.testing.assert_close(sru(x), expected, rtol=1e-10, atol=1e-10)
 
 
@@ -48,8 +48,12 @@ def test_sru_gates_differ_and_use_both_sides_of_threshold():
 def test_sru_threshold(threshold):
     sru = randomise(SRU(8, gn_groups=2, gate_threshold=threshold)).double()
     x = torch.randn(1, 8, 5, 5, dtype=torch.float64)
-    expected = spec_sru(x, sru.gn.weight.detach(), sru.gn.bias.detach(), 2,
-                        threshold=threshold)
+    expected = spec_sru(
+        x,
+        sru.gn.weight.detach(),
+        sru.gn.bias.detach(),
+        2,
+        threshold=threshold)
     torch.testing.assert_close(sru(x), expected)
 
 
@@ -77,8 +81,8 @@ def test_fuse_softmax_is_per_channel_across_branches():
     y2 = torch.cat([cru.pwc_low(x_low), x_low], 1)
     beta1 = (y - y2) / (y1 - y2)
     per_channel = beta1.flatten(2)
-    assert torch.allclose(per_channel, per_channel[..., :1].expand_as(
-        per_channel), atol=1e-8)
+    assert torch.allclose(
+        per_channel, per_channel[..., :1].expand_as(per_channel), atol=1e-8)
     expected = torch.sigmoid(y1.mean((2, 3)) - y2.mean((2, 3)))
     torch.testing.assert_close(per_channel[..., 0], expected)
 
@@ -86,11 +90,12 @@ def test_fuse_softmax_is_per_channel_across_branches():
 @pytest.mark.parametrize('gate', ['soft', 'hard'])
 @pytest.mark.parametrize('alpha', [0.5, 0.75])
 def test_scconv_is_cru_after_sru(gate, alpha):
-    m = randomise(SCConv(32, 48, alpha=alpha, gn_groups=8, gate=gate,
-                         stride=2)).double()
+    m = randomise(
+        SCConv(32, 48, alpha=alpha, gn_groups=8, gate=gate,
+               stride=2)).double()
     x = torch.randn(2, 32, 11, 7, dtype=torch.float64)
-    mid = spec_sru(x, m.sru.gn.weight.detach(), m.sru.gn.bias.detach(), 8,
-                   gate=gate)
+    mid = spec_sru(
+        x, m.sru.gn.weight.detach(), m.sru.gn.bias.detach(), 8, gate=gate)
     expected = spec_cru(mid, cru_weights(m.cru), alpha, 3, stride=2)
     torch.testing.assert_close(m(x), expected, rtol=1e-10, atol=1e-10)
 
@@ -101,8 +106,13 @@ def test_scconv_is_cru_after_sru(gate, alpha):
 @pytest.mark.parametrize('kernel_size', [1, 3, 5])
 def test_output_size_matches_conv2d(size, stride, dilation, kernel_size):
     m = SCConv(16, 24, kernel_size, stride, dilation, gn_groups=4)
-    conv = nn.Conv2d(16, 24, kernel_size, stride,
-                     padding=dilation * (kernel_size // 2), dilation=dilation)
+    conv = nn.Conv2d(
+        16,
+        24,
+        kernel_size,
+        stride,
+        padding=dilation * (kernel_size // 2),
+        dilation=dilation)
     x = torch.randn(1, 16, *size)
     assert m(x).shape == conv(x).shape
 

@@ -3,11 +3,11 @@ import math
 
 import pytest
 import torch
+from tiny import write_tiny
 
 from mmdet_scconv.apis import apply_train_options, build_runner, load_config
 from mmdet_scconv.layers import SCConv
 from mmdet_scconv.layers.sru import normalised_gamma
-from tiny import write_tiny
 
 
 def forward_backward(module, x, dtype=None):
@@ -25,8 +25,8 @@ def assert_all_finite(module, *tensors):
         assert p.grad is None or torch.isfinite(p.grad).all(), name
 
 
-@pytest.mark.parametrize('gamma_kind', ['sum_zero', 'tiny', 'all_zero',
-                                        'negative_sum'])
+@pytest.mark.parametrize('gamma_kind',
+                         ['sum_zero', 'tiny', 'all_zero', 'negative_sum'])
 @pytest.mark.parametrize('gate', ['soft', 'hard'])
 def test_gamma_corner_cases(gamma_kind, gate):
     m = SCConv(16, 16, gn_groups=4, gate=gate)
@@ -74,8 +74,12 @@ def test_tiny_detector_trains_finite_under_bf16_amp(tmp_path):
     # 3x3 conv on a 1x1 input (FPN's P7 conv at 64 px) is NaN about one time
     # in seven, with or without SCConv.
     cfg = load_config(
-        write_tiny(tmp_path, 'coco', 'retinanet_scconv_r50_coco.py',
-                   max_iters=6, scale=128),
+        write_tiny(
+            tmp_path,
+            'coco',
+            'retinanet_scconv_r50_coco.py',
+            max_iters=6,
+            scale=128),
         work_dir=str(tmp_path / 'work'))
     apply_train_options(cfg, amp=True)
     assert cfg.optim_wrapper.type == 'AutocastOptimWrapper'

@@ -10,13 +10,12 @@ import torch
 pytest.importorskip(
     'triton', reason="the kernels need triton: pip install -e '.[triton]'")
 
-from mmdet_scconv.benchmark.host import count_host_work  # noqa: E402
-from mmdet_scconv.benchmark.trunk import (Bottleneck,  # noqa: E402
-                                          ResNetTrunk)
-from mmdet_scconv.layers import SCConv, set_scconv_impl  # noqa: E402
-from mmdet_scconv.layers import ops  # noqa: E402
-from test_fast import assert_relative_error  # noqa: E402
-from test_layers import randomise  # noqa: E402
+from test_fast import assert_relative_error
+from test_layers import randomise
+
+from mmdet_scconv.benchmark.host import count_host_work
+from mmdet_scconv.benchmark.trunk import Bottleneck, ResNetTrunk
+from mmdet_scconv.layers import SCConv, ops, set_scconv_impl
 
 DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
 
@@ -26,17 +25,18 @@ def _inputs(channels=16, size=(5, 6), channels_last=True, grad=True):
     scconv = randomise(SCConv(channels, channels, stride=2, gn_groups=4))
     scconv = scconv.to(DEVICE)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    x = torch.randn(2, channels, *size, device=DEVICE).contiguous(
-        memory_format=fmt)
-    params = [p.detach().clone().requires_grad_(grad)
-              for p in scconv.parameters()]
+    x = torch.randn(
+        2, channels, *size, device=DEVICE).contiguous(memory_format=fmt)
+    params = [
+        p.detach().clone().requires_grad_(grad) for p in scconv.parameters()
+    ]
     return x.requires_grad_(grad), params
 
 
 def _op_args(kernels, channels_last=True, gate='soft'):
     """Arguments of every op for one small strided layer."""
-    x, (gamma, beta, w_sq_up, w_sq_low, w_gwc, w_up, w_low) = _inputs(
-        channels_last=channels_last)
+    x, (gamma, beta, w_sq_up, w_sq_low, w_gwc, w_up,
+        w_low) = _inputs(channels_last=channels_last)
     gn = (4, 1e-5, 0.5, gate)
     geometry = (3, 2, 1)
     with torch.no_grad():
@@ -51,26 +51,25 @@ def _op_args(kernels, channels_last=True, gate='soft'):
     sums = stats if kernels else None
     return {
         'sru': (x, gamma, beta, *gn, kernels),
-        'sru_backward': (x.detach(), gamma.detach(), beta.detach(),
-                         sru_stats, torch.randn_like(upper),
-                         torch.randn_like(lower), 4, 0.5, gate, kernels),
-        'sru_squeeze': (x, gamma, beta, w_sq_up, w_sq_low, *gn,
-                        torch.float32, *geometry, kernels),
-        'sru_squeeze_backward': (
-            x.detach(), gamma.detach(), beta.detach(), w_sq_up.detach(),
-            w_sq_low.detach(), stats, torch.randn_like(up),
-            torch.randn_like(low), 4, 0.5, gate, torch.float32, kernels),
+        'sru_backward': (x.detach(), gamma.detach(), beta.detach(), sru_stats,
+                         torch.randn_like(upper), torch.randn_like(lower), 4,
+                         0.5, gate, kernels),
+        'sru_squeeze': (x, gamma, beta, w_sq_up, w_sq_low, *gn, torch.float32,
+                        *geometry, kernels),
+        'sru_squeeze_backward':
+        (x.detach(), gamma.detach(), beta.detach(), w_sq_up.detach(),
+         w_sq_low.detach(), stats, torch.randn_like(up), torch.randn_like(low),
+         4, 0.5, gate, torch.float32, kernels),
         'cru': (up, low, w_gwc, w_up, w_low, sums, 16, None, None, 2, 1, 2,
                 torch.float32, kernels),
-        'cru_backward': (grad_y, up.detach(), low.detach(), w_gwc.detach(),
-                         w_up.detach(), w_low.detach(), sums, 16, 2, 1, 2,
-                         torch.float32, kernels),
-        'scconv_inference': (x.detach(), gamma.detach(), beta.detach(),
-                             w_sq_up.detach(), w_sq_low.detach(),
-                             w_gwc.detach(), w_up.detach(), w_low.detach(),
-                             torch.rand(16, device=DEVICE),
-                             torch.randn(16, device=DEVICE), *gn, 2, 1,
-                             torch.float32, kernels),
+        'cru_backward':
+        (grad_y, up.detach(), low.detach(), w_gwc.detach(), w_up.detach(),
+         w_low.detach(), sums, 16, 2, 1, 2, torch.float32, kernels),
+        'scconv_inference':
+        (x.detach(), gamma.detach(), beta.detach(), w_sq_up.detach(),
+         w_sq_low.detach(), w_gwc.detach(), w_up.detach(), w_low.detach(),
+         torch.rand(16, device=DEVICE), torch.randn(16, device=DEVICE), *gn, 2,
+         1, torch.float32, kernels),
     }
 
 
@@ -89,21 +88,20 @@ def test_opcheck(name, kernels):
 def test_opcheck_hard_gate_and_nchw():
     """The kernels' side with the hard gate (no GroupNorm gradients) and
     NCHW tensors (the twin's NCHW paths are plain aten calls)."""
-    for name, args in _op_args(True, channels_last=False,
-                               gate='hard').items():
+    for name, args in _op_args(True, channels_last=False, gate='hard').items():
         torch.library.opcheck(getattr(torch.ops.mmdet_scconv, name), args)
 
 
 def _layer(channels=32, stride=1):
-    return randomise(SCConv(channels, channels, stride=stride, gn_groups=8,
-                            impl='triton')).to(DEVICE)
+    return randomise(
+        SCConv(channels, channels, stride=stride, gn_groups=8,
+               impl='triton')).to(DEVICE)
 
 
 MODELS = {
     'scconv': lambda: _layer(stride=2),
     'bottleneck': lambda: Bottleneck(64, 16, 2, dict(impl='triton')),
-    'trunk': lambda: set_scconv_impl(ResNetTrunk(50, scconv_cfg={}),
-                                     'triton'),
+    'trunk': lambda: set_scconv_impl(ResNetTrunk(50, scconv_cfg={}), 'triton'),
 }
 SIZES = {'scconv': (7, 6), 'bottleneck': (9, 8), 'trunk': (32, 32)}
 CHANNELS = {'scconv': 32, 'bottleneck': 64, 'trunk': 3}
@@ -154,6 +152,5 @@ def test_compiled_training_keeps_the_kernels(name):
         '_cru_kernel'] >= 1
     assert work.launches['_grad_beta_kernel'] >= 1
     assert work.launches['_backward_input_kernel'] >= 1
-    for (param_name, p), q in zip(model.named_parameters(),
-                                  twin.parameters()):
+    for (param_name, p), q in zip(model.named_parameters(), twin.parameters()):
         assert_relative_error(p.grad, q.grad, 1e-5, param_name)

@@ -21,7 +21,7 @@ def test_adds_a_pointwise_convolution_into_a_channel_slice(
     expected = out.clone()
     for n in range(batch):
         expected[n:n + 1, 2:6] += F.conv2d(x[n:n + 1], weight[n, ..., None,
-                                                                None])
+                                                              None])
     result = add_pointwise_(out[:, 2:6], x, weight)
     assert result.data_ptr() == out[:, 2:6].data_ptr()
     torch.testing.assert_close(out, expected)
@@ -44,5 +44,5 @@ def test_pointwise_reads_a_channel_slice_and_keeps_its_layout(channels_last):
     weight = torch.randn(6, 4, 1, 1)
     y = pointwise(half, weight)
     torch.testing.assert_close(y, F.conv2d(half.contiguous(), weight))
-    assert y.is_contiguous(memory_format=torch.channels_last if channels_last
-                           else torch.contiguous_format)
+    assert y.is_contiguous(memory_format=torch.channels_last
+                           if channels_last else torch.contiguous_format)

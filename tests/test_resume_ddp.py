@@ -9,9 +9,9 @@ import sys
 import torch
 from mmdet.registry import MODELS
 from mmengine.model import convert_sync_batchnorm
+from tiny import ROOT, run_tool, write_tiny
 
 import mmdet_scconv  # noqa: F401
-from tiny import ROOT, run_tool, write_tiny
 
 TESTS = osp.dirname(osp.abspath(__file__))
 
@@ -52,8 +52,8 @@ def assert_same_state(a, b, path=''):
 
 
 def test_interrupted_run_resumes_exactly(tmp_path):
-    config = write_tiny(tmp_path, 'coco', 'retinanet_scconv_r50_coco.py',
-                        max_iters=6)
+    config = write_tiny(
+        tmp_path, 'coco', 'retinanet_scconv_r50_coco.py', max_iters=6)
     with open(config, 'a') as f:
         f.write('log_processor = dict(window_size=1)\n')
     interrupting = tmp_path / 'interrupting.py'
@@ -64,8 +64,13 @@ def test_interrupted_run_resumes_exactly(tmp_path):
         "custom_hooks = [dict(type='InterruptAfterIterHook', iters=3)]\n")
     full, cut = str(tmp_path / 'full'), str(tmp_path / 'cut')
     run_tool('tools/train.py', config, '--work-dir', full)
-    interrupted = run_tool('tools/train.py', str(interrupting), '--work-dir',
-                           cut, env=env_with_tests_on_path(), check=False)
+    interrupted = run_tool(
+        'tools/train.py',
+        str(interrupting),
+        '--work-dir',
+        cut,
+        env=env_with_tests_on_path(),
+        check=False)
     assert interrupted.returncode != 0
     assert 'interrupted after iteration 3' in interrupted.stderr
     assert not osp.exists(osp.join(cut, 'iter_4.pth'))
@@ -94,18 +99,22 @@ def free_port():
 
 
 def test_two_process_ddp_on_cpu(tmp_path):
-    config = write_tiny(tmp_path, 'coco', 'retinanet_scconv_r50_coco.py',
-                        max_iters=3)
+    config = write_tiny(
+        tmp_path, 'coco', 'retinanet_scconv_r50_coco.py', max_iters=3)
     with open(config, 'a') as f:
         f.write("custom_imports = dict(imports=['mmdet_scconv', "
                 "'helper_hooks'], allow_failed_imports=False)\n"
                 "custom_hooks = [dict(type='DumpRankWeightsHook')]\n")
     work = str(tmp_path / 'work')
-    env = dict(env_with_tests_on_path(), PYTHON=sys.executable,
-               PORT=str(free_port()))
+    env = dict(
+        env_with_tests_on_path(), PYTHON=sys.executable, PORT=str(free_port()))
     result = subprocess.run(
         ['bash', 'tools/dist_train.sh', config, '2', '--work-dir', work],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600)
     assert result.returncode == 0, result.stderr[-5000:]
     rank0 = torch.load(osp.join(work, 'rank0.pth'), weights_only=True)
     rank1 = torch.load(osp.join(work, 'rank1.pth'), weights_only=True)
@@ -121,7 +130,8 @@ def test_sync_bn_converts_batchnorm_and_keeps_scconv_groupnorm():
     model = MODELS.build(dict(type='SCConvResNet', depth=50))
     model = convert_sync_batchnorm(model, 'torch')
     kinds = {type(m) for m in model.modules()}
-    assert torch.nn.SyncBatchNorm in kinds and torch.nn.BatchNorm2d not in kinds
+    assert torch.nn.SyncBatchNorm in kinds
+    assert torch.nn.BatchNorm2d not in kinds
     assert isinstance(model.layer2[0].conv2.sru.gn, torch.nn.GroupNorm)
     model.eval()
     outs = model(torch.rand(1, 3, 64, 64))

@@ -6,17 +6,17 @@ import os.path as osp
 
 import mmdet
 import pytest
-
 from tiny import run_tool, write_tiny
 
-MMDET_TEST_TOOL = osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools',
-                           'test.py')
+MMDET_TEST_TOOL = osp.join(
+    osp.dirname(mmdet.__file__), '.mim', 'tools', 'test.py')
 
 
 def last_metrics(work_dir):
     """The metrics a test run wrote to ``<work_dir>/<time>/<time>.json``."""
-    runs = sorted(d for d in os.listdir(work_dir)
-                  if osp.isdir(osp.join(work_dir, d)) and d[:1].isdigit())
+    runs = sorted(
+        d for d in os.listdir(work_dir)
+        if osp.isdir(osp.join(work_dir, d)) and d[:1].isdigit())
     with open(osp.join(work_dir, runs[-1], f'{runs[-1]}.json')) as f:
         return json.load(f)
 
@@ -49,7 +49,7 @@ def test_coco_train_resume_test_load_from(tmp_path):
                         str(tmp_path / 'finetune'), '--cfg-options',
                         f'load_from={checkpoint}', 'train_cfg.max_iters=2')
     assert f'Load checkpoint from {checkpoint}' in (finetune.stdout +
-                                                   finetune.stderr)
+                                                    finetune.stderr)
 
 
 def test_voc_train_resume_test_reports_both_metrics(tmp_path):
@@ -87,8 +87,8 @@ def test_stock_mmdet_config_with_custom_imports(tmp_path):
 
 @pytest.mark.parametrize('flag', ['--amp', '--auto-scale-lr'])
 def test_train_flags(tmp_path, flag):
-    config = write_tiny(tmp_path, 'coco', 'retinanet_scconv_r50_coco.py',
-                        max_iters=2)
+    config = write_tiny(
+        tmp_path, 'coco', 'retinanet_scconv_r50_coco.py', max_iters=2)
     result = run_tool('tools/train.py', config, '--work-dir',
                       str(tmp_path / 'w'), flag, '--cfg-options',
                       'default_hooks.checkpoint.interval=2')
@@ -97,15 +97,16 @@ def test_train_flags(tmp_path, flag):
         assert "type='AutocastOptimWrapper'" in log  # no CUDA here
     else:
         # 2 images x 1 process against base_batch_size=16.
-        assert 'LR is set based on batch size of 16 and the current batch size is 2' in log
+        assert ('LR is set based on batch size of 16 and the current batch '
+                'size is 2') in log
 
 
 def test_mmengine_compile_trains_scconv_resnet(tmp_path):
     """``compile=True`` (mmengine's ``torch.compile`` of the train step,
     Inductor) trains SCConvResNet: its layers are registered ops that the
     compiler traces."""
-    config = write_tiny(tmp_path, 'coco', 'retinanet_scconv_r50_coco.py',
-                        max_iters=2)
+    config = write_tiny(
+        tmp_path, 'coco', 'retinanet_scconv_r50_coco.py', max_iters=2)
     result = run_tool('tools/train.py', config, '--work-dir',
                       str(tmp_path / 'work'), '--cfg-options', 'compile=True')
     log = result.stdout + result.stderr

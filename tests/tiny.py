@@ -3,12 +3,18 @@ import os.path as osp
 import subprocess
 import sys
 
-from mmdet_scconv.datasets import SHAPES_CLASSES, ShapesSpec, make_shapes_dataset
+from mmdet_scconv.datasets import (SHAPES_CLASSES, ShapesSpec,
+                                   make_shapes_dataset)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(ROOT, 'configs')
-TINY_SPEC = ShapesSpec(num_train=8, num_val=4, image_size=64, min_size=20,
-                       max_size=32, max_objects=2)
+TINY_SPEC = ShapesSpec(
+    num_train=8,
+    num_val=4,
+    image_size=64,
+    min_size=20,
+    max_size=32,
+    max_objects=2)
 
 _PIPELINES = """
 train_pipeline = [
@@ -48,6 +54,7 @@ default_hooks = dict(
 env_cfg = dict(dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0, deterministic=True)
 """
+
 
 def coco_config(data_root, base, max_iters=4, scale=64):
     """A config file text inheriting ``base`` on the COCO-layout shapes."""
@@ -105,8 +112,10 @@ def write_tiny(tmp_path, layout, base_name, max_iters=4, scale=64):
     make_shapes_dataset(data_root, TINY_SPEC)
     base = base_name if base_name.startswith('mmdet::') else osp.join(
         CONFIGS, base_name)
-    text = {'coco': coco_config, 'voc': voc_config}[layout](
-        data_root, base, max_iters, scale)
+    text = {
+        'coco': coco_config,
+        'voc': voc_config
+    }[layout](data_root, base, max_iters, scale)
     path = tmp_path / f'tiny_{layout}.py'
     path.write_text(text)
     return str(path)
@@ -115,8 +124,12 @@ def write_tiny(tmp_path, layout, base_name, max_iters=4, scale=64):
 def run_tool(*args, env=None, check=True, cwd=ROOT):
     """Run ``python <args>`` (from the repository root by default) and
     return the result; fail with its output unless it exits 0."""
-    result = subprocess.run([sys.executable, *args], cwd=cwd, env=env,
-                            capture_output=True, text=True, timeout=900)
+    result = subprocess.run([sys.executable, *args],
+                            cwd=cwd,
+                            env=env,
+                            capture_output=True,
+                            text=True,
+                            timeout=900)
     if check and result.returncode != 0:
         raise AssertionError(
             f'{args} failed ({result.returncode}):\n'

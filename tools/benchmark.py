@@ -31,48 +31,62 @@ import sys
 # Run from a checkout without installing: the package sits one level up.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mmdet_scconv.benchmark import BenchmarkConfig, run_benchmark  # noqa
-from mmdet_scconv.benchmark.environment import (describe,  # noqa
-                                                environment_of)
-from mmdet_scconv.benchmark.runner import (output_paths, write_chart,  # noqa
-                                           write_json)
+from mmdet_scconv.benchmark import BenchmarkConfig, run_benchmark
+from mmdet_scconv.benchmark.environment import describe, environment_of
+from mmdet_scconv.benchmark.runner import output_paths, write_chart, write_json
 
 DEFAULT_SHAPES = {'cpu': (1, 512, 768), 'cuda': (2, 800, 1216)}
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--scope',
-                        choices=['trunk', 'detector', 'layers', 'host'],
-                        default='trunk')
+    parser.add_argument(
+        '--scope',
+        choices=['trunk', 'detector', 'layers', 'host'],
+        default='trunk')
     parser.add_argument('--depth', type=int, choices=[50, 101], default=50)
     parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
     parser.add_argument('--batch', type=int, help='default: 1 CPU, 2 CUDA')
-    parser.add_argument('--size', type=int, nargs=2, metavar=('H', 'W'),
-                        help='default: 512 768 CPU, 800 1216 CUDA')
-    parser.add_argument('--modes', nargs='+', choices=['infer', 'train'],
-                        default=['infer', 'train'])
-    parser.add_argument('--dtypes', nargs='+', choices=['fp32', 'bf16', 'fp16'],
-                        default=['fp32'])
-    parser.add_argument('--channels-last', choices=['off', 'on', 'both'],
-                        default='both')
-    parser.add_argument('--impls', nargs='+',
-                        choices=['fast', 'deploy', 'triton', 'torch',
-                                 'reference'],
-                        default=['fast', 'deploy', 'reference'],
-                        help='SCConv variants (fast = Triton kernels on '
-                        'CUDA, torch = the fast path without them); deploy '
-                        '= fast with the following BatchNorms folded in '
-                        '(inference only)')
-    parser.add_argument('--compile', action='store_true',
-                        help='wrap every model in torch.compile')
-    parser.add_argument('--cuda-graph', action='store_true',
-                        help='time CUDA graph replays (no CPU launch cost)')
+    parser.add_argument(
+        '--size',
+        type=int,
+        nargs=2,
+        metavar=('H', 'W'),
+        help='default: 512 768 CPU, 800 1216 CUDA')
+    parser.add_argument(
+        '--modes',
+        nargs='+',
+        choices=['infer', 'train'],
+        default=['infer', 'train'])
+    parser.add_argument(
+        '--dtypes',
+        nargs='+',
+        choices=['fp32', 'bf16', 'fp16'],
+        default=['fp32'])
+    parser.add_argument(
+        '--channels-last', choices=['off', 'on', 'both'], default='both')
+    parser.add_argument(
+        '--impls',
+        nargs='+',
+        choices=['fast', 'deploy', 'triton', 'torch', 'reference'],
+        default=['fast', 'deploy', 'reference'],
+        help='SCConv variants (fast = Triton kernels on '
+        'CUDA, torch = the fast path without them); deploy '
+        '= fast with the following BatchNorms folded in '
+        '(inference only)')
+    parser.add_argument(
+        '--compile',
+        action='store_true',
+        help='wrap every model in torch.compile')
+    parser.add_argument(
+        '--cuda-graph',
+        action='store_true',
+        help='time CUDA graph replays (no CPU launch cost)')
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--repeats', type=int, default=10)
     parser.add_argument('--threads', type=int, help='CPU threads')
-    parser.add_argument('--config-dir', default='configs',
-                        help='configs for --scope detector')
+    parser.add_argument(
+        '--config-dir', default='configs', help='configs for --scope detector')
     parser.add_argument('--out-dir', default='benchmark_results')
     return parser.parse_args()
 
@@ -85,15 +99,14 @@ def host_scope(args):
         os.environ.setdefault('TRITON_INTERPRET', '1')
     from mmdet_scconv.benchmark.host import (format_host_table, host_report,
                                              layer_host_work)
-    rows = layer_host_work(device=args.device,
-                           channels_last=args.channels_last != 'off')
+    rows = layer_host_work(
+        device=args.device, channels_last=args.channels_last != 'off')
     env = environment_of(args.device)
     print(describe(env))
     print(format_host_table(rows))
     os.makedirs(args.out_dir, exist_ok=True)
     path = os.path.join(args.out_dir, f'host_{args.device}.json')
-    write_json(dict(layer='2x64x8x8', env=env,
-                    rows=host_report(rows)), path)
+    write_json(dict(layer='2x64x8x8', env=env, rows=host_report(rows)), path)
     print(f'wrote {path}')
 
 
@@ -107,16 +120,25 @@ def main():
         sys.exit('--cuda-graph needs --device cuda.')
     batch, height, width = DEFAULT_SHAPES[args.device]
     cfg = BenchmarkConfig(
-        scope=args.scope, depth=args.depth, device=args.device,
+        scope=args.scope,
+        depth=args.depth,
+        device=args.device,
         batch=args.batch or batch,
         height=(args.size or (height, width))[0],
-        width=(args.size or (height, width))[1], modes=args.modes,
+        width=(args.size or (height, width))[1],
+        modes=args.modes,
         dtypes=args.dtypes,
-        channels_last={'off': [False], 'on': [True],
-                       'both': [False, True]}[args.channels_last],
-        impls=args.impls, compile=args.compile, cuda_graph=args.cuda_graph,
+        channels_last={
+            'off': [False],
+            'on': [True],
+            'both': [False, True]
+        }[args.channels_last],
+        impls=args.impls,
+        compile=args.compile,
+        cuda_graph=args.cuda_graph,
         warmup=args.warmup,
-        repeats=args.repeats, config_dir=args.config_dir,
+        repeats=args.repeats,
+        config_dir=args.config_dir,
         threads=args.threads)
     report = run_benchmark(cfg)
     os.makedirs(args.out_dir, exist_ok=True)

@@ -11,17 +11,22 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mmdet_scconv.benchmark.exactness import (check_paths,  # noqa: E402
-                                              format_checks)
+from mmdet_scconv.benchmark.exactness import check_paths, format_checks
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--device', default='cuda')
-    parser.add_argument('--impls', nargs='+', default=['fast'],
-                        choices=['fast', 'triton', 'torch'])
-    parser.add_argument('--dtypes', nargs='+', default=['fp32', 'bf16'],
-                        choices=['fp32', 'bf16', 'fp16'])
+    parser.add_argument(
+        '--impls',
+        nargs='+',
+        default=['fast'],
+        choices=['fast', 'triton', 'torch'])
+    parser.add_argument(
+        '--dtypes',
+        nargs='+',
+        default=['fp32', 'bf16'],
+        choices=['fp32', 'bf16', 'fp16'])
     args = parser.parse_args()
     checks = check_paths(args.device, args.impls, args.dtypes)
     print(format_checks(checks))

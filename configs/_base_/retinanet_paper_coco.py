@@ -17,8 +17,7 @@ warmup_iters = 500
 val_interval = 10000
 
 # From scratch nothing may stay frozen and BatchNorm must learn its stats.
-model = dict(
-    backbone=dict(frozen_stages=-1, norm_eval=False, init_cfg=None))
+model = dict(backbone=dict(frozen_stages=-1, norm_eval=False, init_cfg=None))
 
 # 8 GPUs x 2 images = 16 images per iteration.
 train_dataloader = dict(

@@ -20,8 +20,7 @@ val_interval = 2000
 data_root = 'data/VOCdevkit/'
 backend_args = None
 
-model = dict(
-    backbone=dict(frozen_stages=-1, norm_eval=False, init_cfg=None))
+model = dict(backbone=dict(frozen_stages=-1, norm_eval=False, init_cfg=None))
 
 train_pipeline = [
     dict(type='LoadImageFromFile', backend_args=backend_args),
@@ -64,10 +63,10 @@ train_dataloader = dict(
         type='ConcatDataset',
         ignore_keys=['dataset_type'],
         datasets=[
-            voc_split(2007, 'trainval.txt', train_pipeline,
-                      filter_cfg=train_filter),
-            voc_split(2012, 'trainval.txt', train_pipeline,
-                      filter_cfg=train_filter)
+            voc_split(
+                2007, 'trainval.txt', train_pipeline, filter_cfg=train_filter),
+            voc_split(
+                2012, 'trainval.txt', train_pipeline, filter_cfg=train_filter)
         ]))
 val_dataloader = dict(
     dataset=dict(

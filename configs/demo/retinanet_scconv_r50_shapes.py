@@ -73,11 +73,9 @@ val_dataloader = None
 val_cfg = None
 val_evaluator = None
 
-train_cfg = dict(
-    _delete_=True, type='IterBasedTrainLoop', max_iters=max_iters)
+train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters)
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
-         end=100),
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
     dict(
         type='MultiStepLR',
         by_epoch=False,
@@ -93,8 +91,7 @@ auto_scale_lr = dict(enable=False, base_batch_size=4)
 
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False,
-                    interval=max_iters),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters),
     visualization=dict(type='DetVisualizationHook', draw=False))
 log_processor = dict(by_epoch=False)
 randomness = dict(seed=0)

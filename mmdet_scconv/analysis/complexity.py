@@ -3,8 +3,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-from mmengine.analysis import FlopAnalyzer, parameter_count
 from mmdet.registry import MODELS
+from mmengine.analysis import FlopAnalyzer, parameter_count
 
 from ..layers import set_scconv_impl
 
@@ -24,7 +24,8 @@ class BackboneComplexity:
     flops: int
 
 
-def backbone_complexity(backbone_cfg: dict, input_size=(224, 224),
+def backbone_complexity(backbone_cfg: dict,
+                        input_size=(224, 224),
                         name=None) -> BackboneComplexity:
     """Count a backbone's parameters and FLOPs for one image.
 
@@ -44,8 +45,8 @@ def backbone_complexity(backbone_cfg: dict, input_size=(224, 224),
     analyzer.unsupported_ops_warnings(False)
     analyzer.uncalled_modules_warnings(False)
     label = name or f"{backbone_cfg['type']}-{backbone_cfg.get('depth', '')}"
-    return BackboneComplexity(label, parameter_count(model)[''],
-                              analyzer.total())
+    return BackboneComplexity(label,
+                              parameter_count(model)[''], analyzer.total())
 
 
 def compare_backbones(depths: Sequence[int] = (50, 101),

@@ -19,8 +19,10 @@ def first_predictions(runner, num_images: int) -> list:
     return samples[:num_images]
 
 
-def draw_detections(predictions: Dict[str, Sequence], classes: Sequence[str],
-                    path: str, score_thr: float = 0.3) -> str:
+def draw_detections(predictions: Dict[str, Sequence],
+                    classes: Sequence[str],
+                    path: str,
+                    score_thr: float = 0.3) -> str:
     """One row per model, one column per image: the image with the boxes
     scoring at least ``score_thr``.
 
@@ -41,7 +43,8 @@ def draw_detections(predictions: Dict[str, Sequence], classes: Sequence[str],
     figure = Figure(figsize=(3 * columns, 3.2 * rows), tight_layout=True)
     for row, (name, samples) in enumerate(predictions.items()):
         for column, sample in enumerate(samples):
-            axes = figure.add_subplot(rows, columns, row * columns + column + 1)
+            axes = figure.add_subplot(rows, columns,
+                                      row * columns + column + 1)
             axes.imshow(mmcv.imread(sample.img_path, channel_order='rgb'))
             axes.set_axis_off()
             axes.set_title(f'{name}: image {sample.img_id}', fontsize='small')
@@ -51,11 +54,20 @@ def draw_detections(predictions: Dict[str, Sequence], classes: Sequence[str],
                                          found.scores[keep].tolist(),
                                          found.labels[keep].tolist()):
                 x1, y1, x2, y2 = box
-                axes.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1,
-                                         fill=False, color='yellow',
-                                         linewidth=1.5))
-                axes.text(x1, y1, f'{classes[label]} {score:.2f}',
-                          fontsize='x-small', color='black',
-                          backgroundcolor='yellow', va='bottom')
+                axes.add_patch(
+                    Rectangle((x1, y1),
+                              x2 - x1,
+                              y2 - y1,
+                              fill=False,
+                              color='yellow',
+                              linewidth=1.5))
+                axes.text(
+                    x1,
+                    y1,
+                    f'{classes[label]} {score:.2f}',
+                    fontsize='x-small',
+                    color='black',
+                    backgroundcolor='yellow',
+                    va='bottom')
     figure.savefig(path, dpi=100)
     return path

@@ -10,8 +10,8 @@ from .paper import DATASET_NAMES, paper_row
 from .runs import Run
 
 #: Columns of box AP, with CocoMetric's key suffix.
-_COCO_COLUMNS = (('AP', 'bbox_mAP'), ('AP50', 'bbox_mAP_50'),
-                 ('AP75', 'bbox_mAP_75'))
+_COCO_COLUMNS = (('AP', 'bbox_mAP'), ('AP50', 'bbox_mAP_50'), ('AP75',
+                                                               'bbox_mAP_75'))
 _SIZE_COLUMNS = (('AP_S', 'bbox_mAP_s'), ('AP_M', 'bbox_mAP_m'),
                  ('AP_L', 'bbox_mAP_l'))
 _VOC_KEY = 'pascal_voc/mAP'
@@ -48,43 +48,54 @@ def runs_table(runs: Sequence[Run], input_size=(224, 224)) -> str:
         input_size (tuple[int, int]): Height and width at which the
             backbones' parameters and FLOPs are counted.
     """
-    sizes = any(_coco_metric(run.test, key) is not None
-                for run in runs for _, key in _SIZE_COLUMNS)
+    sizes = any(
+        _coco_metric(run.test, key) is not None for run in runs
+        for _, key in _SIZE_COLUMNS)
     voc = any(_VOC_KEY in run.test for run in runs)
     columns = ['run', 'backbone', 'data', 'params (M)', 'FLOPs (G)']
     columns += [name for name, _ in _COCO_COLUMNS]
     columns += [name for name, _ in _SIZE_COLUMNS] if sizes else []
     columns += ['VOC mAP@.5'] if voc else []
     columns += ['iters', 's/iter (train)', 'img/s (test)']
-    lines = ['| ' + ' | '.join(columns) + ' |',
-             '|---|---|---|' + '---:|' * (len(columns) - 3)]
+    lines = [
+        '| ' + ' | '.join(columns) + ' |',
+        '|---|---|---|' + '---:|' * (len(columns) - 3)
+    ]
     for run in runs:
         complexity = _complexity(run, input_size)
-        cells = [run.name, run.backbone, run.dataset_name,
-                 f'{complexity.params / 1e6:.2f}',
-                 f'{complexity.flops / 1e9:.2f}']
-        cells += [_percent(_coco_metric(run.test, key))
-                  for _, key in _COCO_COLUMNS]
+        cells = [
+            run.name, run.backbone, run.dataset_name,
+            f'{complexity.params / 1e6:.2f}', f'{complexity.flops / 1e9:.2f}'
+        ]
+        cells += [
+            _percent(_coco_metric(run.test, key)) for _, key in _COCO_COLUMNS
+        ]
         if sizes:
-            cells += [_percent(_coco_metric(run.test, key))
-                      for _, key in _SIZE_COLUMNS]
+            cells += [
+                _percent(_coco_metric(run.test, key))
+                for _, key in _SIZE_COLUMNS
+            ]
         if voc:
             cells.append(_percent(run.test.get(_VOC_KEY), digits=2))
         images = run.images_per_second
-        cells += [str(run.iterations), f'{run.seconds_per_iter:.3f}',
-                  _EMPTY if images is None else f'{images:.1f}']
+        cells += [
+            str(run.iterations), f'{run.seconds_per_iter:.3f}',
+            _EMPTY if images is None else f'{images:.1f}'
+        ]
         lines.append('| ' + ' | '.join(cells) + ' |')
         paper = paper_row(run.detector, run.dataset, run.backbone)
         if paper is not None:
-            lines.append('| ' + ' | '.join(_paper_cells(paper, sizes, voc))
-                         + ' |')
+            lines.append('| ' + ' | '.join(_paper_cells(paper, sizes, voc)) +
+                         ' |')
     return '\n'.join(lines)
 
 
 def _paper_cells(paper, sizes, voc):
-    cells = ['**paper**', paper.backbone, DATASET_NAMES[paper.dataset],
-             f'{paper.params / 1e6:.2f}*', f'{paper.flops / 1e9:.2f}*',
-             f'{paper.ap}', f'{paper.ap50}', f'{paper.ap75}']
+    cells = [
+        '**paper**', paper.backbone, DATASET_NAMES[paper.dataset],
+        f'{paper.params / 1e6:.2f}*', f'{paper.flops / 1e9:.2f}*',
+        f'{paper.ap}', f'{paper.ap50}', f'{paper.ap75}'
+    ]
     cells += [_EMPTY] * 3 if sizes else []
     cells += [_EMPTY] if voc else []
     return cells + [_EMPTY] * 3
@@ -92,11 +103,14 @@ def _paper_cells(paper, sizes, voc):
 
 def _series(run):
     """Training curves of a run: name -> (iterations, values)."""
-    names = sorted({key for entry in run.train for key in entry
-                    if key.startswith('loss')}) + ['lr']
+    names = sorted({
+        key
+        for entry in run.train
+        for key in entry if key.startswith('loss')
+    }) + ['lr']
     series = {
-        name: ([e['iter'] for e in run.train if name in e],
-               [e[name] for e in run.train if name in e])
+        name: ([e['iter'] for e in run.train
+                if name in e], [e[name] for e in run.train if name in e])
         for name in names
     }
     for key in ('coco/bbox_mAP', _VOC_KEY):
@@ -123,8 +137,10 @@ def plot_curves(runs: Sequence[Run], path: str) -> str:
         axes = figure.add_subplot(rows, columns, index + 1)
         for run, series in zip(runs, all_series):
             if name in series:
-                axes.plot(*series[name], label=run.name,
-                          marker='o' if name.startswith('val') else None)
+                axes.plot(
+                    *series[name],
+                    label=run.name,
+                    marker='o' if name.startswith('val') else None)
         axes.set_title(name)
         axes.set_xlabel('iteration')
         if name == 'lr':
@@ -134,7 +150,9 @@ def plot_curves(runs: Sequence[Run], path: str) -> str:
     return path
 
 
-def write_report(runs: Sequence[Run], out_dir: str, input_size=(224, 224),
+def write_report(runs: Sequence[Run],
+                 out_dir: str,
+                 input_size=(224, 224),
                  extra: Optional[str] = None) -> str:
     """Write ``out_dir/report.md`` and ``out_dir/curves.png``.
 
@@ -153,8 +171,8 @@ def write_report(runs: Sequence[Run], out_dir: str, input_size=(224, 224),
     height, width = input_size
     sections = [
         '# Runs compared',
-        f'Written {datetime.date.today().isoformat()} from '
-        + ', '.join(f'`{run.work_dir}`' for run in runs) + '.',
+        f'Written {datetime.date.today().isoformat()} from ' +
+        ', '.join(f'`{run.work_dir}`' for run in runs) + '.',
         runs_table(runs, input_size),
         f'Backbone parameters and FLOPs (multiply-accumulates) are counted '
         f'on each run\'s backbone config at 1x3x{height}x{width}, without '

@@ -80,8 +80,10 @@ class Run:
         """``'SCConv-R50'``, ``'R101'``, ... or ``'<type>-<depth>'``."""
         backbone = self.cfg.model.backbone
         depth = backbone.get('depth', '')
-        prefix = {'ResNet': 'R', 'SCConvResNet': 'SCConv-R'}.get(
-            backbone.type, f'{backbone.type}-')
+        prefix = {
+            'ResNet': 'R',
+            'SCConvResNet': 'SCConv-R'
+        }.get(backbone.type, f'{backbone.type}-')
         return f'{prefix}{depth}'
 
     @property
@@ -142,8 +144,10 @@ def _split_scalars(entries):
 def _merge_by_iter(entries):
     """Entries by iteration; a resumed run's override the earlier run's at
     the same iteration."""
-    return [entry for _, entry in sorted({e['iter']: e
-                                          for e in entries}.items())]
+    return [
+        entry for _, entry in sorted({e['iter']: e
+                                      for e in entries}.items())
+    ]
 
 
 def load_run(work_dir: str, name: Optional[str] = None) -> Run:
@@ -190,6 +194,7 @@ def load_run(work_dir: str, name: Optional[str] = None) -> Run:
         if not osp.isfile(path):
             raise WorkDirError(f'{path!r} is missing: MMEngine writes the '
                                f'config of each run there.')
-    return Run(name or osp.basename(osp.normpath(work_dir)), work_dir,
-               Config.fromfile(train_config), _merge_by_iter(train),
-               _merge_by_iter(val), test, Config.fromfile(test_config))
+    return Run(
+        name or osp.basename(osp.normpath(work_dir)), work_dir,
+        Config.fromfile(train_config), _merge_by_iter(train),
+        _merge_by_iter(val), test, Config.fromfile(test_config))

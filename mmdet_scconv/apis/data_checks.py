@@ -9,10 +9,12 @@ import json
 import os.path as osp
 
 LAYOUTS = {
-    'CocoDataset': 'data/coco/annotations/instances_{train,val}2017.json '
-                   'with images in data/coco/{train,val}2017/',
-    'VOCDataset': 'data/VOCdevkit/VOC{2007,2012}/ with Annotations/*.xml, '
-                  'JPEGImages/*.jpg and ImageSets/Main/{trainval,test}.txt',
+    'CocoDataset':
+    'data/coco/annotations/instances_{train,val}2017.json '
+    'with images in data/coco/{train,val}2017/',
+    'VOCDataset':
+    'data/VOCdevkit/VOC{2007,2012}/ with Annotations/*.xml, '
+    'JPEGImages/*.jpg and ImageSets/Main/{trainval,test}.txt',
 }
 _WRAPPER_KEYS = ('dataset', 'datasets')
 # A json this large is a real annotation file; not worth parsing to count.
@@ -28,8 +30,8 @@ def _leaf_datasets(dataset_cfg):
     for key in _WRAPPER_KEYS:
         inner = dataset_cfg.get(key)
         if inner is not None:
-            for cfg in (inner if isinstance(inner, (list, tuple)) else
-                        [inner]):
+            for cfg in (inner if isinstance(inner,
+                                            (list, tuple)) else [inner]):
                 yield from _leaf_datasets(cfg)
             return
     yield dataset_cfg

@@ -23,8 +23,10 @@ def _print_result(metrics, start, label='Demo result'):
     else:  # CocoMetric logs an error and returns nothing
         result = ('no detections above the test score threshold (train '
                   'longer, or lower model.test_cfg.score_thr)')
-    print_log(f'{label} on the held-out split: {result} (wall time '
-              f'{minutes:.1f} min)', logger='current')
+    print_log(
+        f'{label} on the held-out split: {result} (wall time '
+        f'{minutes:.1f} min)',
+        logger='current')
 
 
 def run_demo(cfg) -> dict:
@@ -60,9 +62,10 @@ def _log_at_least_once(cfg):
     compare: log every ``max_iters`` iterations then."""
     logger, max_iters = cfg.default_hooks.logger, cfg.train_cfg.max_iters
     if logger.get('interval', 10) > max_iters:
-        print_log(f'Logging every {max_iters} iterations (the schedule is '
-                  f'shorter than the logger interval {logger.interval})',
-                  logger='current')
+        print_log(
+            f'Logging every {max_iters} iterations (the schedule is '
+            f'shorter than the logger interval {logger.interval})',
+            logger='current')
         logger.interval = max_iters
 
 
@@ -101,7 +104,8 @@ def run_comparison(cfg) -> str:
     classes = cfg.test_dataloader.dataset.metainfo['classes']
     draw_detections(predictions, classes, osp.join(root, 'detections.png'))
     path = write_report(
-        [load_run(work_dir) for work_dir in work_dirs], root,
+        [load_run(work_dir) for work_dir in work_dirs],
+        root,
         extra='## Detections on held-out images\n\n'
         'Boxes scoring at least 0.3.\n\n![detections](detections.png)')
     print_log(f'Comparison report: {path}', logger='current')

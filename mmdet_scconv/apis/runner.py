@@ -12,7 +12,9 @@ from mmengine.runner import Runner
 from .data_checks import check_dataloaders
 
 
-def load_config(config_path, cfg_options=None, work_dir=None,
+def load_config(config_path,
+                cfg_options=None,
+                work_dir=None,
                 launcher='none') -> Config:
     """Load a config and apply the options every tool shares.
 
@@ -37,7 +39,9 @@ def load_config(config_path, cfg_options=None, work_dir=None,
     return cfg
 
 
-def apply_train_options(cfg: Config, amp=False, auto_scale_lr=False,
+def apply_train_options(cfg: Config,
+                        amp=False,
+                        auto_scale_lr=False,
                         resume=None) -> Config:
     """Apply ``--amp``, ``--auto-scale-lr`` and ``--resume`` like mmdet.
 
@@ -56,8 +60,10 @@ def apply_train_options(cfg: Config, amp=False, auto_scale_lr=False,
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.loss_scale = 'dynamic'
     elif amp:
-        print_log('--amp without CUDA: training under bf16 autocast on the '
-                  'CPU (AutocastOptimWrapper)', logger='current')
+        print_log(
+            '--amp without CUDA: training under bf16 autocast on the '
+            'CPU (AutocastOptimWrapper)',
+            logger='current')
         cfg.optim_wrapper.type = 'AutocastOptimWrapper'
         cfg.optim_wrapper.dtype = 'bfloat16'
     if auto_scale_lr:

@@ -7,6 +7,5 @@ from .timing import Result, format_table
 from .trunk import ResNetTrunk
 
 __all__ = [
-    'BenchmarkConfig', 'run_benchmark', 'Result', 'format_table',
-    'ResNetTrunk'
+    'BenchmarkConfig', 'run_benchmark', 'Result', 'format_table', 'ResNetTrunk'
 ]

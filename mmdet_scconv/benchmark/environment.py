@@ -26,10 +26,13 @@ def gpu_driver() -> str:
     if shutil.which('nvidia-smi') is None:
         return 'unknown'
     try:
-        out = subprocess.run(
-            ['nvidia-smi', '--query-gpu=driver_version',
-             '--format=csv,noheader'], capture_output=True, text=True,
-            timeout=30, check=True).stdout
+        out = subprocess.run([
+            'nvidia-smi', '--query-gpu=driver_version', '--format=csv,noheader'
+        ],
+                             capture_output=True,
+                             text=True,
+                             timeout=30,
+                             check=True).stdout
     except (OSError, subprocess.SubprocessError):
         return 'unknown'
     return out.splitlines()[0].strip() if out.strip() else 'unknown'
@@ -38,13 +41,19 @@ def gpu_driver() -> str:
 def environment_of(device: str) -> dict:
     """torch, Python, the CPU (model, the ISA level torch's CPU kernels
     use, cores, threads) and on CUDA the GPU, its driver and CUDA."""
-    env = dict(torch=torch.__version__, python=platform.python_version(),
-               machine=platform.machine(), cpu=cpu_model(),
-               cpu_capability=torch.backends.cpu.get_cpu_capability(),
-               cpu_count=os.cpu_count(), threads=torch.get_num_threads())
+    env = dict(
+        torch=torch.__version__,
+        python=platform.python_version(),
+        machine=platform.machine(),
+        cpu=cpu_model(),
+        cpu_capability=torch.backends.cpu.get_cpu_capability(),
+        cpu_count=os.cpu_count(),
+        threads=torch.get_num_threads())
     if device == 'cuda':
-        env.update(gpu=torch.cuda.get_device_name(), driver=gpu_driver(),
-                   cuda=torch.version.cuda)
+        env.update(
+            gpu=torch.cuda.get_device_name(),
+            driver=gpu_driver(),
+            cuda=torch.version.cuda)
     return env
 
 

@@ -85,8 +85,9 @@ def _check_impl(reference, impl, x, dtype, device, expected, case):
     tolerance = TOLERANCES[dtype]
     model = set_scconv_impl(copy.deepcopy(reference), impl)
     y, grads = forward_backward(model, x, dtype, device)
-    checks = [Check(impl, case, 'train output', relative_error(y, y_ref),
-                    tolerance)]
+    checks = [
+        Check(impl, case, 'train output', relative_error(y, y_ref), tolerance)
+    ]
     checks.extend(
         Check(impl, case, name, relative_error(grads[name], grad), tolerance)
         for name, grad in grads_ref.items())
@@ -94,14 +95,18 @@ def _check_impl(reference, impl, x, dtype, device, expected, case):
         inferred = model(x)
         model.fuse_norm(bn)
         deployed = model(x)
-    checks.append(Check(impl, case, 'infer output',
-                        relative_error(inferred, inferred_ref), tolerance))
-    checks.append(Check(impl, case, 'deploy output',
-                        relative_error(deployed, deployed_ref), tolerance))
+    checks.append(
+        Check(impl, case, 'infer output',
+              relative_error(inferred, inferred_ref), tolerance))
+    checks.append(
+        Check(impl, case, 'deploy output',
+              relative_error(deployed, deployed_ref), tolerance))
     return checks
 
 
-def check_paths(device='cuda', impls=('fast', ), dtypes=('fp32', 'bf16'),
+def check_paths(device='cuda',
+                impls=('fast', ),
+                dtypes=('fp32', 'bf16'),
                 seed=0):
     """Compare ``impls`` with ``impl='reference'`` on ``device``: training
     outputs and every gradient, inference outputs, and deploy outputs (a
@@ -125,18 +130,24 @@ def check_paths(device='cuda', impls=('fast', ), dtypes=('fp32', 'bf16'),
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     try:
-        for (stride, size, channels_last, gate, alpha), dtype in (
-                itertools.product(
-                    [(1, (33, 20), False, 'soft', 0.5),
-                     (2, (31, 17), True, 'soft', 0.5),
-                     (1, (16, 24), True, 'hard', 0.5),
-                     (2, (15, 9), False, 'soft', 0.75)], dtypes)):
+        for (stride, size, channels_last, gate,
+             alpha), dtype in (itertools.product(
+                 [(1, (33, 20), False, 'soft', 0.5),
+                  (2, (31, 17), True, 'soft', 0.5),
+                  (1, (16, 24), True, 'hard', 0.5),
+                  (2, (15, 9), False, 'soft', 0.75)], dtypes)):
             case = (f'{dtype} stride {stride} {size[0]}x{size[1]} {gate} '
-                    f'alpha {alpha}' + (' channels-last' if channels_last
-                                        else ''))
-            reference = randomised(SCConv(
-                64, 96, stride=stride, alpha=alpha, gn_groups=16, gate=gate,
-                impl='reference')).to(device)
+                    f'alpha {alpha}' +
+                    (' channels-last' if channels_last else ''))
+            reference = randomised(
+                SCConv(
+                    64,
+                    96,
+                    stride=stride,
+                    alpha=alpha,
+                    gn_groups=16,
+                    gate=gate,
+                    impl='reference')).to(device)
             x = torch.randn(2, 64, *size, device=device)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -148,8 +159,9 @@ def check_paths(device='cuda', impls=('fast', ), dtypes=('fp32', 'bf16'),
                 deployed_ref = bn(inferred_ref)
             expected = (y_ref, grads_ref, inferred_ref, bn, deployed_ref)
             for impl in impls:
-                checks.extend(_check_impl(reference, impl, x, dtype, device,
-                                          expected, case))
+                checks.extend(
+                    _check_impl(reference, impl, x, dtype, device, expected,
+                                case))
     finally:
         (torch.backends.cuda.matmul.allow_tf32,
          torch.backends.cudnn.allow_tf32) = tf32

@@ -35,8 +35,7 @@ class HostWork:
         launches (Counter): Triton kernel launches by kernel name.
     """
     aten: collections.Counter = field(default_factory=collections.Counter)
-    launches: collections.Counter = field(
-        default_factory=collections.Counter)
+    launches: collections.Counter = field(default_factory=collections.Counter)
 
     @property
     def total(self) -> int:
@@ -46,19 +45,24 @@ class HostWork:
     def allocations(self) -> int:
         return sum(n for name, n in self.aten.items()
                    if name.split('::')[-1] in ('empty', 'empty_like', 'zeros',
-                                               'zeros_like',
-                                               'empty_strided'))
+                                               'zeros_like', 'empty_strided'))
 
     def summary(self) -> str:
         """e.g. ``'14 (5 launches, 7 allocations, 2 conv2d)'``."""
-        parts = [f'{sum(self.launches.values())} launches',
-                 f'{self.allocations} allocations']
-        others = {name.split('::')[-1]: n for name, n in self.aten.items()
-                  if name.split('::')[-1] not in (
-                      'empty', 'empty_like', 'zeros', 'zeros_like',
-                      'empty_strided')}
-        parts += [f'{n} {name}' for name, n in sorted(
-            others.items(), key=lambda item: (-item[1], item[0]))]
+        parts = [
+            f'{sum(self.launches.values())} launches',
+            f'{self.allocations} allocations'
+        ]
+        others = {
+            name.split('::')[-1]: n
+            for name, n in self.aten.items()
+            if name.split('::')[-1] not in ('empty', 'empty_like', 'zeros',
+                                            'zeros_like', 'empty_strided')
+        }
+        parts += [
+            f'{n} {name}' for name, n in sorted(
+                others.items(), key=lambda item: (-item[1], item[0]))
+        ]
         return f'{self.total} ({", ".join(parts)})'
 
 
@@ -84,10 +88,12 @@ def _labelled_launches():
     originals = {cls: cls.run for cls in _launch_classes()}
 
     def labelled(run):
+
         def launch(kernel, *args, **kwargs):
             name = getattr(kernel, 'fn', kernel).__name__
             with torch.profiler.record_function(_LAUNCH_PREFIX + name):
                 return run(kernel, *args, **kwargs)
+
         return launch
 
     for cls, run in originals.items():
@@ -157,12 +163,17 @@ def count_step(step) -> HostWork:
 
 #: The paths :func:`layer_host_work` counts: name, SCConv impl, whether
 #: the BatchNorm is folded in (deploy form), training or inference.
-PATHS = (('inference', False, False), ('deploy', True, False),
-         ('training', False, True))
+PATHS = (('inference', False, False), ('deploy', True, False), ('training',
+                                                                False, True))
 
 
-def layer_host_work(channels=64, size=8, batch=2, strides=(1, 2),
-                    gates=('soft', 'hard'), impl='triton', device='cpu',
+def layer_host_work(channels=64,
+                    size=8,
+                    batch=2,
+                    strides=(1, 2),
+                    gates=('soft', 'hard'),
+                    impl='triton',
+                    device='cpu',
                     channels_last=True):
     """Host work of one SCConv layer with its BatchNorm against the 3x3
     convolution and BatchNorm it replaces, for every path, stride and gate.
@@ -183,8 +194,9 @@ def layer_host_work(channels=64, size=8, batch=2, strides=(1, 2),
     """
     from .trunk import ConvNorm
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    x = torch.randn(batch, channels, size, size, device=device).contiguous(
-        memory_format=fmt)
+    x = torch.randn(
+        batch, channels, size, size,
+        device=device).contiguous(memory_format=fmt)
     rows = []
     for stride in strides:
         plain = ConvNorm(channels, stride).to(device, memory_format=fmt)
@@ -200,17 +212,22 @@ def layer_host_work(channels=64, size=8, batch=2, strides=(1, 2),
                 if deploy:
                     model.switch_to_deploy()
                 step = layer_steps(model, x)[train]
-                rows.append(dict(
-                    path=path, stride=stride, gate=gate,
-                    conv3x3=None if deploy else plain_counts[train],
-                    scconv=count_step(step)))
+                rows.append(
+                    dict(
+                        path=path,
+                        stride=stride,
+                        gate=gate,
+                        conv3x3=None if deploy else plain_counts[train],
+                        scconv=count_step(step)))
     return rows
 
 
 def format_host_table(rows) -> str:
     """A markdown table of :func:`layer_host_work`'s rows."""
-    lines = ['| path | stride | gate | conv3x3 + BN | SCConv + BN |',
-             '|---|---:|---|---:|---|']
+    lines = [
+        '| path | stride | gate | conv3x3 + BN | SCConv + BN |',
+        '|---|---:|---|---:|---|'
+    ]
     for row in rows:
         plain = row['conv3x3'].total if row['conv3x3'] else '-'
         lines.append(f"| {row['path']} | {row['stride']} | {row['gate']} | "
@@ -220,11 +237,18 @@ def format_host_table(rows) -> str:
 
 def host_report(rows) -> dict:
     """:func:`layer_host_work`'s rows as JSON-ready data."""
+
     def counts(work):
         return None if work is None else dict(
-            total=work.total, aten=dict(work.aten),
+            total=work.total,
+            aten=dict(work.aten),
             launches=dict(work.launches))
 
-    return [dict(path=row['path'], stride=row['stride'], gate=row['gate'],
-                 conv3x3=counts(row['conv3x3']),
-                 scconv=counts(row['scconv'])) for row in rows]
+    return [
+        dict(
+            path=row['path'],
+            stride=row['stride'],
+            gate=row['gate'],
+            conv3x3=counts(row['conv3x3']),
+            scconv=counts(row['scconv'])) for row in rows
+    ]

@@ -80,8 +80,10 @@ def captured_launches():
     launches = {}
 
     def record(kernel, *args, grid, warmup, **kwargs):
-        options = {k: kwargs.pop(k) for k in ('num_warps', 'num_stages')
-                   if k in kwargs}
+        options = {
+            k: kwargs.pop(k)
+            for k in ('num_warps', 'num_stages') if k in kwargs
+        }
         bound = dict(zip(kernel.arg_names, args), **kwargs)
         signature, constexprs = {}, {}
         for name, param in zip(kernel.arg_names, kernel.params):
@@ -91,8 +93,7 @@ def captured_launches():
             else:
                 signature[name] = _type_of(bound[name])
         key = (kernel.fn.__name__, tuple(signature.items()),
-               tuple(map(str, constexprs.items())),
-               tuple(options.items()))
+               tuple(map(str, constexprs.items())), tuple(options.items()))
         launches.setdefault(key, Launch(kernel, signature, constexprs,
                                         options))
 
@@ -106,16 +107,16 @@ def captured_launches():
 def run_paths(channels, stride, dtype, alpha=0.5, size=(9, 7)):
     """SCConv's kernel paths on one CPU input: deploy and plain inference,
     and a training step (the kernels forced on; they only get recorded)."""
-    scconv = SCConv(channels, channels, 3, stride, alpha=alpha,
-                    impl='triton')
+    scconv = SCConv(channels, channels, 3, stride, alpha=alpha, impl='triton')
     bn = torch.nn.BatchNorm2d(channels).eval()
-    x = torch.randn(2, channels, *size).contiguous(
-        memory_format=torch.channels_last)
+    x = torch.randn(2, channels,
+                    *size).contiguous(memory_format=torch.channels_last)
     with autocast(x.device, dtype):
         with torch.inference_mode():
             scconv.eval()(x)
-            deployed = SCConv(channels, channels, 3, stride, alpha=alpha,
-                              impl='triton').eval()
+            deployed = SCConv(
+                channels, channels, 3, stride, alpha=alpha,
+                impl='triton').eval()
             deployed.fuse_norm(bn)
             deployed(x)
         scconv.train()(x.requires_grad_()).float().sum().backward()
@@ -127,7 +128,8 @@ def _compile(launch, target):
     try:
         compiled = triton.compile(
             ASTSource(launch.kernel, launch.signature, launch.constexprs),
-            target=target, options=launch.options)
+            target=target,
+            options=launch.options)
     except Exception as error:  # reported, never hidden
         launch.error = f'{type(error).__name__}: {error}'.splitlines()[0]
         return
@@ -138,9 +140,12 @@ def _compile(launch, target):
                         f'sm_{target.arch} has {limit} B per block')
 
 
-def compile_paths(channels=(64, 128, 256, 512), strides=(1, 2),
-                  dtypes=('fp32', 'bf16', 'fp16'), alphas=(0.5, 0.75),
-                  arch=90):
+def compile_paths(
+        channels=(64, 128, 256, 512),
+        strides=(1, 2),
+        dtypes=('fp32', 'bf16', 'fp16'),
+        alphas=(0.5, 0.75),
+        arch=90):
     """Capture SCConv's launches for every combination and compile each
     distinct one for ``sm_<arch>``; return the :class:`Launch` list.
 
@@ -160,9 +165,10 @@ def compile_paths(channels=(64, 128, 256, 512), strides=(1, 2),
     found = list(launches.values())
     for launch in list(found):
         if str(launch.constexprs.get('DOT_DTYPE')) == 'fp32':
-            found.append(Launch(launch.kernel, launch.signature,
-                                dict(launch.constexprs, PRECISION='tf32'),
-                                launch.options))
+            found.append(
+                Launch(launch.kernel, launch.signature,
+                       dict(launch.constexprs, PRECISION='tf32'),
+                       launch.options))
     target = GPUTarget('cuda', arch, 32)
     for launch in found:
         _compile(launch, target)
@@ -184,8 +190,8 @@ def _kernels_on_cpu_tensors():
 def format_compiled(launches) -> str:
     lines = []
     for launch in launches:
-        status = (f'FAILED {launch.error}' if launch.error else
-                  f'ok, {launch.shared} B shared')
+        status = (f'FAILED {launch.error}'
+                  if launch.error else f'ok, {launch.shared} B shared')
         lines.append(f'{launch.describe()}: {status}')
     failed = sum(launch.error is not None for launch in launches)
     lines.append(f'{len(launches) - failed}/{len(launches)} kernel '

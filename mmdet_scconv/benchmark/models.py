@@ -48,9 +48,10 @@ def layer_suites(depth, impls, batch, height, width, device):
     suites = []
     for shape in scconv_layer_shapes(depth, height, width):
         _, channels, h, w, stride, _ = shape
-        models = {'conv3x3': ConvNorm(channels, stride),
-                  **scconv_variants(ConvNorm(channels, stride, {}), depth,
-                                    impls)}
+        models = {
+            'conv3x3': ConvNorm(channels, stride),
+            **scconv_variants(ConvNorm(channels, stride, {}), depth, impls)
+        }
         suites.append((layer_label(*shape), models,
                        torch.randn(batch, channels, h, w, device=device)))
     return suites
@@ -66,13 +67,14 @@ class DetectorStep(nn.Module):
         self.detector = detector
 
     def forward(self, batch):
-        return self.detector(batch['inputs'], batch['data_samples'],
-                             mode='tensor')
+        return self.detector(
+            batch['inputs'], batch['data_samples'], mode='tensor')
 
     def loss(self, batch):
         losses = self.detector.loss(batch['inputs'], batch['data_samples'])
-        return sum(v if torch.is_tensor(v) else sum(v)
-                   for k, v in losses.items() if 'loss' in k)
+        return sum(
+            v if torch.is_tensor(v) else sum(v) for k, v in losses.items()
+            if 'loss' in k)
 
 
 def detector_loss(model, batch):
@@ -81,9 +83,9 @@ def detector_loss(model, batch):
 
 def detector_models(depth, impls, config_dir):
     """RetinaNet-R<depth> and SCConv-R<depth> from the project's configs."""
+    from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
-    from mmdet.registry import MODELS
 
     import mmdet_scconv  # noqa: F401  (registers SCConvResNet)
 
@@ -93,11 +95,11 @@ def detector_models(depth, impls, config_dir):
         cfg = Config.fromfile(f'{config_dir}/{name}')
         return DetectorStep(MODELS.build(cfg.model))
 
-    return {
-        f'resnet{depth}': build(f'retinanet_r{depth}_coco.py'),
-        **scconv_variants(build(f'retinanet_scconv_r{depth}_coco.py'), depth,
-                          impls, lambda m: m.detector.backbone)
-    }
+    resnet = build(f'retinanet_r{depth}_coco.py')
+    scconv = build(f'retinanet_scconv_r{depth}_coco.py')
+    variants = scconv_variants(scconv, depth, impls,
+                               lambda m: m.detector.backbone)
+    return {f'resnet{depth}': resnet, **variants}
 
 
 def detector_batch(batch_size, height, width, device):
@@ -108,12 +110,16 @@ def detector_batch(batch_size, height, width, device):
     generator = torch.Generator().manual_seed(0)
     samples = []
     for _ in range(batch_size):
-        sample = DetDataSample(metainfo=dict(
-            img_shape=(height, width), pad_shape=(height, width),
-            batch_input_shape=(height, width), scale_factor=(1.0, 1.0),
-            ori_shape=(height, width)))
-        xy = torch.rand(3, 2, generator=generator) * torch.tensor(
-            [width * 0.6, height * 0.6])
+        sample = DetDataSample(
+            metainfo=dict(
+                img_shape=(height, width),
+                pad_shape=(height, width),
+                batch_input_shape=(height, width),
+                scale_factor=(1.0, 1.0),
+                ori_shape=(height, width)))
+        xy = torch.rand(
+            3, 2, generator=generator) * torch.tensor(
+                [width * 0.6, height * 0.6])
         wh = 32 + torch.rand(3, 2, generator=generator) * 128
         sample.gt_instances = InstanceData(
             bboxes=torch.cat([xy, xy + wh], 1).to(device),

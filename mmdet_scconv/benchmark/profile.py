@@ -9,9 +9,17 @@ from .models import trunk_loss, trunk_models
 from .timing import make_step, synchronize
 
 
-def profile_trunk(depth=50, impl='fast', device='cuda', batch=2, height=800,
-                  width=1216, dtype='bf16', channels_last=True, train=False,
-                  steps=3, rows=25) -> str:
+def profile_trunk(depth=50,
+                  impl='fast',
+                  device='cuda',
+                  batch=2,
+                  height=800,
+                  width=1216,
+                  dtype='bf16',
+                  channels_last=True,
+                  train=False,
+                  steps=3,
+                  rows=25) -> str:
     """Profile ``steps`` steps of one trunk; return the profiler's table of
     the ``rows`` most expensive operators, sorted by device time (self time
     on the CPU).
@@ -48,8 +56,8 @@ def profile_trunk(depth=50, impl='fast', device='cuda', batch=2, height=800,
         for _ in range(steps):
             step()
         synchronize(device)
-    sort = ('self_cuda_time_total' if device.type == 'cuda'
-            else 'self_cpu_time_total')
+    sort = ('self_cuda_time_total'
+            if device.type == 'cuda' else 'self_cpu_time_total')
     return prof.key_averages().table(sort_by=sort, row_limit=rows)
 
 

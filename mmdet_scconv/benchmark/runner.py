@@ -61,15 +61,15 @@ def _suites(cfg, device):
     compared side by side: one for the trunk or detector scope, one per
     distinct SCConv shape for the layers scope."""
     if cfg.scope == 'layers':
-        return [(label, models, batch, model_zoo.layer_loss, 'conv3x3')
-                for label, models, batch in model_zoo.layer_suites(
-                    cfg.depth, cfg.impls, cfg.batch, cfg.height, cfg.width,
-                    device)]
+        return [
+            (label, models, batch, model_zoo.layer_loss, 'conv3x3')
+            for label, models, batch in model_zoo.layer_suites(
+                cfg.depth, cfg.impls, cfg.batch, cfg.height, cfg.width, device)
+        ]
     baseline = f'resnet{cfg.depth}'
     if cfg.scope == 'trunk':
         models = model_zoo.trunk_models(cfg.depth, cfg.impls)
-        batch = torch.randn(cfg.batch, 3, cfg.height, cfg.width,
-                            device=device)
+        batch = torch.randn(cfg.batch, 3, cfg.height, cfg.width, device=device)
         return [('', models, batch, model_zoo.trunk_loss, baseline)]
     models = model_zoo.detector_models(cfg.depth, cfg.impls, cfg.config_dir)
     batch = model_zoo.detector_batch(cfg.batch, cfg.height, cfg.width, device)
@@ -99,30 +99,33 @@ def run_benchmark(cfg: BenchmarkConfig, log=print) -> dict:
                 _suites(cfg, device), cfg.modes, cfg.dtypes,
                 cfg.channels_last):
         train = mode == 'train'
-        case = ' '.join([cfg.scope] + [label] * bool(label) +
-                        [mode, dtype] + ['channels-last'] * channels_last +
+        case = ' '.join([cfg.scope] + [label] * bool(label) + [mode, dtype] +
+                        ['channels-last'] * channels_last +
                         ['cuda-graph'] * cfg.cuda_graph +
                         ['compiled'] * cfg.compile)
         inputs = batch
         if channels_last and torch.is_tensor(batch):
             inputs = batch.contiguous(memory_format=torch.channels_last)
         elif channels_last:
-            inputs = dict(batch, inputs=batch['inputs'].contiguous(
-                memory_format=torch.channels_last))
+            inputs = dict(
+                batch,
+                inputs=batch['inputs'].contiguous(
+                    memory_format=torch.channels_last))
         if train and cfg.scope == 'layers':
             # Inside a trunk a layer's input gradient is computed too.
             inputs = inputs.detach().requires_grad_()
-        prepared = {name: _prepared(m, train, channels_last, cfg.compile,
-                                    device)
-                    for name, m in models.items()
-                    if not (train and name.endswith('-deploy'))}
+        prepared = {
+            name: _prepared(m, train, channels_last, cfg.compile, device)
+            for name, m in models.items()
+            if not (train and name.endswith('-deploy'))
+        }
         case_results = compare(prepared, inputs, loss_fn, case, train, dtype,
                                device, cfg.batch, baseline, cfg.warmup,
                                cfg.repeats, cfg.cuda_graph)
         log(format_table(case_results))
         results.extend(case_results)
-    return dict(config=asdict(cfg), env=env,
-                results=[r.as_dict() for r in results])
+    return dict(
+        config=asdict(cfg), env=env, results=[r.as_dict() for r in results])
 
 
 def write_json(report, path):
@@ -149,7 +152,9 @@ def write_chart(report, path):
     for i, name in enumerate(names):
         # A model absent from a case (deploy in training) gets no bar.
         ratios = [ratio.get((c, name), float('nan')) for c in cases]
-        ax.bar([j + i * width for j in range(len(cases))], ratios, width,
+        ax.bar([j + i * width for j in range(len(cases))],
+               ratios,
+               width,
                label=name)
     ax.axhline(1.0, color='black', linewidth=0.8)
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(cases))])
@@ -165,6 +170,7 @@ def write_chart(report, path):
 
 def output_paths(out_dir, cfg):
     stem = (f'{cfg.scope}_r{cfg.depth}_{cfg.device}_b{cfg.batch}_'
-            f'{cfg.height}x{cfg.width}' + ('_compiled' if cfg.compile else '')
-            + ('_graph' if cfg.cuda_graph else ''))
+            f'{cfg.height}x{cfg.width}' +
+            ('_compiled' if cfg.compile else '') +
+            ('_graph' if cfg.cuda_graph else ''))
     return osp.join(out_dir, f'{stem}.json'), osp.join(out_dir, f'{stem}.png')

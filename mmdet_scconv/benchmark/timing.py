@@ -49,9 +49,11 @@ def make_step(model, batch, loss_fn, train, dtype, device):
     """A closure running one inference pass or one training step
     (forward, backward, SGD step)."""
     if not train:
+
         def step():
             with torch.inference_mode(), autocast(device, dtype):
                 model(batch)
+
         return step
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-5, momentum=0.9)
 
@@ -61,6 +63,7 @@ def make_step(model, batch, loss_fn, train, dtype, device):
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+
     return step
 
 
@@ -131,8 +134,18 @@ def peak_memory_mb(step, model, batch, loss_fn, train, dtype, device):
     return None
 
 
-def compare(models, batch, loss_fn, case, train, dtype, device, batch_size,
-            baseline, warmup=3, repeats=10, cuda_graph=False):
+def compare(models,
+            batch,
+            loss_fn,
+            case,
+            train,
+            dtype,
+            device,
+            batch_size,
+            baseline,
+            warmup=3,
+            repeats=10,
+            cuda_graph=False):
     """Time ``models`` (name -> module) side by side in one case.
 
     With ``cuda_graph`` every step is timed as a CUDA graph replay; peak
@@ -141,18 +154,22 @@ def compare(models, batch, loss_fn, case, train, dtype, device, batch_size,
     Returns:
         list[Result]: One per model, ratios against ``baseline``.
     """
-    steps = {name: make_step(m, batch, loss_fn, train, dtype, device)
-             for name, m in models.items()}
-    timed = ({name: graphed(step, device) for name, step in steps.items()}
-             if cuda_graph else steps)
+    steps = {
+        name: make_step(m, batch, loss_fn, train, dtype, device)
+        for name, m in models.items()
+    }
+    timed = ({
+        name: graphed(step, device)
+        for name, step in steps.items()
+    } if cuda_graph else steps)
     times = time_interleaved(timed, device, warmup, repeats)
     results = []
     for name, model in models.items():
         median = statistics.median(times[name])
         memory = peak_memory_mb(steps[name], model, batch, loss_fn, train,
                                 dtype, device)
-        results.append(Result(case, name, median * 1e3, batch_size / median,
-                              memory))
+        results.append(
+            Result(case, name, median * 1e3, batch_size / median, memory))
     base = next(r for r in results if r.model == baseline)
     for r in results:
         r.ratio = r.median_ms / base.median_ms
@@ -162,8 +179,10 @@ def compare(models, batch, loss_fn, case, train, dtype, device, batch_size,
 
 
 def format_table(results) -> str:
-    rows = ['| case | model | median ms | img/s | ratio | peak mem MB '
-            '| mem ratio |', '|---|---|---:|---:|---:|---:|---:|']
+    rows = [
+        '| case | model | median ms | img/s | ratio | peak mem MB '
+        '| mem ratio |', '|---|---|---:|---:|---:|---:|---:|'
+    ]
     for r in results:
         mem = '-' if r.peak_mem_mb is None else f'{r.peak_mem_mb:.0f}'
         mem_ratio = '-' if r.mem_ratio is None else f'{r.mem_ratio:.2f}'

@@ -23,8 +23,7 @@ class ConvNorm(nn.Module):
     def __init__(self, channels, stride, scconv_cfg=None):
         super().__init__()
         if scconv_cfg is None:
-            self.conv = nn.Conv2d(channels, channels, 3, stride, 1,
-                                  bias=False)
+            self.conv = nn.Conv2d(channels, channels, 3, stride, 1, bias=False)
         else:
             self.conv = SCConv(channels, channels, 3, stride, **scconv_cfg)
         self.bn = nn.BatchNorm2d(channels)

@@ -19,13 +19,12 @@ from .trunk import layer_label, scconv_layer_shapes
 
 #: The settings tried, per kernel (each combination once).
 SPACES = {
-    'sru_squeeze': dict(BLOCK_P=(32, 64, 128), BLOCK_K=(16, 32, 64),
-                        num_warps=(4, 8)),
-    'cru': dict(BLOCK_P=(32, 64, 128), BLOCK_C=(32, 64, 128),
-                num_warps=(4, 8)),
+    'sru_squeeze':
+    dict(BLOCK_P=(32, 64, 128), BLOCK_K=(16, 32, 64), num_warps=(4, 8)),
+    'cru':
+    dict(BLOCK_P=(32, 64, 128), BLOCK_C=(32, 64, 128), num_warps=(4, 8)),
 }
-DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16,
-          'fp16': torch.float16}
+DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
 @dataclass
@@ -99,8 +98,17 @@ def _sweep(kernel, layer, count, run, space, limits, timer, tolerance):
     return tuned
 
 
-def tune_layer(channels, height, width, stride, count, label, batch, dtype,
-               device, timer, spaces=SPACES):
+def tune_layer(channels,
+               height,
+               width,
+               stride,
+               count,
+               label,
+               batch,
+               dtype,
+               device,
+               timer,
+               spaces=SPACES):
     """Sweep both kernels of one deploy-form SCConv (with a BatchNorm folded
     in) on a channels-last ``dtype`` input."""
     from ..layers.kernels import cru as triton_cru
@@ -111,42 +119,57 @@ def tune_layer(channels, height, width, stride, count, label, batch, dtype,
     scconv.fuse_norm(bn)
     sru, cru = scconv.sru, scconv.cru
     gn, gwc = sru.gn, cru.gwc
-    x = torch.randn(batch, channels, height, width, device=device).to(
-        DTYPES[dtype]).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(
+        batch, channels, height, width, device=device).to(
+            DTYPES[dtype]).contiguous(memory_format=torch.channels_last)
     tolerance = 1e-4 if dtype == 'fp32' else 2e-2
     geometry = (gwc.kernel_size[0], cru.stride, gwc.dilation[0])
 
     def squeeze(launch):
         return sru_squeeze.sru_squeeze(
-            x, gn.weight, gn.bias, cru.squeeze_up.weight,
-            cru.squeeze_low.weight, gn.num_groups, gn.eps,
-            sru.gate_threshold, sru.gate, x.dtype, geometry, launch=launch)
+            x,
+            gn.weight,
+            gn.bias,
+            cru.squeeze_up.weight,
+            cru.squeeze_low.weight,
+            gn.num_groups,
+            gn.eps,
+            sru.gate_threshold,
+            sru.gate,
+            x.dtype,
+            geometry,
+            launch=launch)
 
     with torch.no_grad():
         x_up, x_low, stats = squeeze(None)
 
         def combine(launch):
             return (triton_cru.cru_forward(
-                x_up, x_low, gwc.weight, cru.pwc_up.weight,
-                cru.pwc_low.weight, cru.stride, gwc.dilation[0], gwc.groups,
-                scconv.out_affine, x.dtype, stats,
-                2 * batch * gn.num_groups, launch), )
+                x_up, x_low, gwc.weight, cru.pwc_up.weight, cru.pwc_low.weight,
+                cru.stride, gwc.dilation[0], gwc.groups, scconv.out_affine,
+                x.dtype, stats, 2 * batch * gn.num_groups, launch), )
 
         half, squeezed = channels // 2, x_up.shape[1]
         return [
             _sweep('sru_squeeze', label, count,
-                   lambda launch: squeeze(launch)[:2],
-                   spaces['sru_squeeze'],
-                   dict(BLOCK_K=max(16, half), BLOCK_P=height * width),
-                   timer, tolerance),
-            _sweep('cru', label, count, combine, spaces['cru'],
-                   dict(BLOCK_C=max(16, 2 * channels),
-                        BLOCK_K=max(16, squeezed)), timer, tolerance),
+                   lambda launch: squeeze(launch)[:2], spaces['sru_squeeze'],
+                   dict(BLOCK_K=max(16, half),
+                        BLOCK_P=height * width), timer, tolerance),
+            _sweep(
+                'cru', label, count, combine, spaces['cru'],
+                dict(BLOCK_C=max(16, 2 * channels), BLOCK_K=max(16, squeezed)),
+                timer, tolerance),
         ]
 
 
-def tune_trunk(depth=50, batch=2, height=800, width=1216, dtype='bf16',
-               device='cuda', stages=(1, 2, 3, 4), spaces=SPACES,
+def tune_trunk(depth=50,
+               batch=2,
+               height=800,
+               width=1216,
+               dtype='bf16',
+               device='cuda',
+               stages=(1, 2, 3, 4),
+               spaces=SPACES,
                timer=None):
     """:func:`tune_layer` at every distinct SCConv shape of the trunk in
     ``stages``; returns the :class:`Tuned` rows."""
@@ -165,8 +188,10 @@ def tune_trunk(depth=50, batch=2, height=800, width=1216, dtype='bf16',
 def format_tuned(rows) -> str:
     """A table of the rows, and per kernel the trunk's total (each layer
     times its count) with the defaults and with the best settings."""
-    lines = ['| kernel | layer | default ms | best ms | speed-up | best '
-             'settings | failed |', '|---|---|---:|---:|---:|---|---:|']
+    lines = [
+        '| kernel | layer | default ms | best ms | speed-up | best '
+        'settings | failed |', '|---|---|---:|---:|---:|---|---:|'
+    ]
     for r in rows:
         lines.append(f'| {r.kernel} | {r.layer} | {r.default_ms:.4f} | '
                      f'{r.best_ms:.4f} | {r.default_ms / r.best_ms:.2f} | '

@@ -55,13 +55,15 @@ def _draw(image, label, box, rng):
         ellipse = (((x1 + x2) / 2, (y1 + y2) / 2), (x2 - x1, y2 - y1), 0)
         cv2.ellipse(image, ellipse, colour, -1)
     else:
-        points = np.array([[(x1 + x2) // 2, y1], [x1, y2 - 1], [x2 - 1, y2 - 1]])
+        points = np.array([[(x1 + x2) // 2, y1], [x1, y2 - 1],
+                           [x2 - 1, y2 - 1]])
         cv2.fillPoly(image, [points], colour)
 
 
 def _overlaps(box, boxes):
-    return any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3]
-               and b[1] < box[3] for b in boxes)
+    return any(
+        box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3]
+        for b in boxes)
 
 
 def make_image(rng, spec: ShapesSpec):
@@ -72,7 +74,8 @@ def make_image(rng, spec: ShapesSpec):
     for _ in range(int(rng.integers(1, spec.max_objects + 1))):
         for _attempt in range(20):
             w, h = rng.integers(spec.min_size, spec.max_size + 1, 2)
-            x1, y1 = int(rng.integers(0, size - w)), int(rng.integers(0, size - h))
+            x1, y1 = int(rng.integers(0, size - w)), int(
+                rng.integers(0, size - h))
             box = (x1, y1, x1 + int(w), y1 + int(h))
             if not _overlaps(box, [b for _, b in objects]):
                 label = int(rng.integers(len(CLASSES)))
@@ -88,20 +91,30 @@ def _write_coco(root, split, records, spec):
     images, annotations = [], []
     for image_id, (name, image, objects) in enumerate(records, start=1):
         cv2.imwrite(osp.join(image_dir, f'{name}.jpg'), image)
-        images.append(dict(id=image_id, file_name=f'{name}.jpg',
-                           width=spec.image_size, height=spec.image_size))
+        images.append(
+            dict(
+                id=image_id,
+                file_name=f'{name}.jpg',
+                width=spec.image_size,
+                height=spec.image_size))
         for label, (x1, y1, x2, y2) in objects:
             w, h = x2 - x1, y2 - y1
-            annotations.append(dict(
-                id=len(annotations) + 1, image_id=image_id,
-                category_id=label + 1, bbox=[x1, y1, w, h], area=w * h,
-                iscrowd=0))
+            annotations.append(
+                dict(
+                    id=len(annotations) + 1,
+                    image_id=image_id,
+                    category_id=label + 1,
+                    bbox=[x1, y1, w, h],
+                    area=w * h,
+                    iscrowd=0))
     categories = [dict(id=i + 1, name=n) for i, n in enumerate(CLASSES)]
     ann_dir = osp.join(root, 'coco', 'annotations')
     os.makedirs(ann_dir, exist_ok=True)
     with open(osp.join(ann_dir, f'instances_{split}.json'), 'w') as f:
-        json.dump(dict(images=images, annotations=annotations,
-                       categories=categories), f)
+        json.dump(
+            dict(
+                images=images, annotations=annotations, categories=categories),
+            f)
 
 
 def _voc_xml(name, objects, size):

@@ -10,8 +10,9 @@ Allowing ``getattr`` would let any checkpoint run code, so instead:
   as plain lists rebuilt by :func:`rebuild_history_buffer`, and allowlists
   for the weights-only unpickler only that function, the ``HistoryBuffer``
   class and numpy's numeric scalars (``message_hub`` keeps e.g. the ETA as a
-  ``numpy.float64``), which are data, not code. Checkpoints written afterwards load safely anywhere
-  ``mmdet_scconv`` is imported, mmdet's own ``tools/test.py`` included.
+  ``numpy.float64``), which are data, not code. Checkpoints written
+  afterwards load safely anywhere ``mmdet_scconv`` is imported, mmdet's own
+  ``tools/test.py`` included.
 * Local checkpoints are read by :func:`load_local_checkpoint`, which keeps
   ``weights_only=True`` and turns failures into errors that name the file,
   the reason and, for a file that is unsafe, the explicit opt-in for files
@@ -61,8 +62,8 @@ def rebuild_history_buffer(log_history, count_history, max_length):
 
 def _reduce_history_buffer(buffer):
     return rebuild_history_buffer, ([float(v) for v in buffer._log_history],
-                                    [float(v) for v in buffer._count_history],
-                                    buffer.max_length)
+                                    [float(v) for v in buffer._count_history
+                                     ], buffer.max_length)
 
 
 def register_safe_checkpoints() -> None:
@@ -89,10 +90,7 @@ def is_trusted(path: str) -> bool:
     """Whether ``path`` was opted in by :func:`trust_checkpoint` or the
     ``MMDET_SCCONV_TRUSTED_CHECKPOINTS`` environment variable."""
     env = [p for p in os.environ.get(TRUSTED_ENV, '').split(os.pathsep) if p]
-    trusted = _trusted_paths | {
-        osp.realpath(osp.expanduser(p))
-        for p in env
-    }
+    trusted = _trusted_paths | {osp.realpath(osp.expanduser(p)) for p in env}
     return osp.realpath(path) in trusted
 
 

@@ -30,8 +30,8 @@ def downsample(x: torch.Tensor, stride: int) -> torch.Tensor:
 def check_cru_args(in_channels, out_channels, kernel_size, stride, dilation,
                    alpha, squeeze_ratio, groups) -> None:
     """Validate the CRU arguments; raise ``ValueError`` naming the fix."""
-    for name, value in (('in_channels', in_channels),
-                        ('out_channels', out_channels),
+    for name, value in (('in_channels', in_channels), ('out_channels',
+                                                       out_channels),
                         ('kernel_size', kernel_size), ('stride', stride),
                         ('dilation', dilation),
                         ('squeeze_ratio', squeeze_ratio), ('groups', groups)):
@@ -57,9 +57,9 @@ def check_cru_args(in_channels, out_channels, kernel_size, stride, dilation,
             'choose a squeeze_ratio that divides both split sizes, or '
             'another alpha')
     squeezed_upper = upper // squeeze_ratio
-    check_divides('groups', groups, 'the squeezed upper channels',
-                  squeezed_upper,
-                  'choose groups dividing int(alpha*in_channels)/squeeze_ratio')
+    check_divides(
+        'groups', groups, 'the squeezed upper channels', squeezed_upper,
+        'choose groups dividing int(alpha*in_channels)/squeeze_ratio')
     check_divides('groups', groups, 'out_channels', out_channels,
                   'choose groups dividing out_channels')
     reused = lower // squeeze_ratio
@@ -146,8 +146,8 @@ class CRU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x_up, x_low = torch.split(
             x, [self.up_channels, self.low_channels], dim=1)
-        return self.transform_and_fuse(self.squeeze_up(x_up),
-                                       self.squeeze_low(x_low))
+        return self.transform_and_fuse(
+            self.squeeze_up(x_up), self.squeeze_low(x_low))
 
     def transform_and_fuse(self, x_up: torch.Tensor,
                            x_low: torch.Tensor) -> torch.Tensor:

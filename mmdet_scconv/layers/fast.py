@@ -44,15 +44,17 @@ from ._numerics import at_least_fp32
 from .cru import downsample
 from .kernels import TRITON_AVAILABLE, require_triton
 from .ops import cru as cru_op
-from .ops import scconv_inference, sru_squeeze
+from .ops import scconv_inference
 from .ops import sru as sru_op
+from .ops import sru_squeeze
 from .ops.sru import gn_affine, sru_forward
 from .pointwise import add_pointwise_, pointwise
 
 
 def _needs_autograd(module, x):
-    return torch.is_grad_enabled() and (
-        x.requires_grad or any(p.requires_grad for p in module.parameters()))
+    return torch.is_grad_enabled() and (x.requires_grad
+                                        or any(p.requires_grad
+                                               for p in module.parameters()))
 
 
 def uses_kernels(impl: str, x: torch.Tensor) -> bool:
@@ -96,32 +98,33 @@ def scconv_fast(scconv, x: torch.Tensor) -> torch.Tensor:
     gn = sru.gn
     gwc = cru.gwc
     if cru.up_channels * 2 != x.shape[1]:
-        upper, lower, _ = sru_op(x, gn.weight, gn.bias, gn.num_groups,
-                                 gn.eps, sru.gate_threshold, sru.gate,
-                                 kernels)
-        x_up, x_low = torch.split(torch.cat([upper, lower], dim=1),
-                                  [cru.up_channels, cru.low_channels], 1)
-        return cru_op(cru.squeeze_up(x_up), cru.squeeze_low(x_low),
-                      gwc.weight, cru.pwc_up.weight, cru.pwc_low.weight,
-                      None, 0, scale, shift, cru.stride, gwc.dilation[0],
-                      gwc.groups, dtype, kernels)
+        upper, lower, _ = sru_op(x, gn.weight, gn.bias, gn.num_groups, gn.eps,
+                                 sru.gate_threshold, sru.gate, kernels)
+        x_up, x_low = torch.split(
+            torch.cat([upper, lower], dim=1),
+            [cru.up_channels, cru.low_channels], 1)
+        return cru_op(
+            cru.squeeze_up(x_up), cru.squeeze_low(x_low), gwc.weight,
+            cru.pwc_up.weight, cru.pwc_low.weight, None, 0, scale, shift,
+            cru.stride, gwc.dilation[0], gwc.groups, dtype, kernels)
     if inplace:
-        return scconv_inference(
-            x, gn.weight, gn.bias, cru.squeeze_up.weight,
-            cru.squeeze_low.weight, gwc.weight, cru.pwc_up.weight,
-            cru.pwc_low.weight, scale, shift, gn.num_groups, gn.eps,
-            sru.gate_threshold, sru.gate, cru.stride, gwc.dilation[0], dtype,
-            kernels)
-    up, low, stats = sru_squeeze(
-        x, gn.weight, gn.bias, cru.squeeze_up.weight, cru.squeeze_low.weight,
-        gn.num_groups, gn.eps, sru.gate_threshold, sru.gate, dtype,
-        gwc.kernel_size[0], cru.stride, gwc.dilation[0], kernels)
+        return scconv_inference(x, gn.weight, gn.bias, cru.squeeze_up.weight,
+                                cru.squeeze_low.weight, gwc.weight,
+                                cru.pwc_up.weight, cru.pwc_low.weight, scale,
+                                shift, gn.num_groups, gn.eps,
+                                sru.gate_threshold, sru.gate, cru.stride,
+                                gwc.dilation[0], dtype, kernels)
+    up, low, stats = sru_squeeze(x, gn.weight, gn.bias, cru.squeeze_up.weight,
+                                 cru.squeeze_low.weight, gn.num_groups, gn.eps,
+                                 sru.gate_threshold, sru.gate, dtype,
+                                 gwc.kernel_size[0], cru.stride,
+                                 gwc.dilation[0], kernels)
     # On the kernels the statistics carry the CRU's pooled sums after the
     # GroupNorm's mean and rstd.
     return cru_op(up, low, gwc.weight, cru.pwc_up.weight, cru.pwc_low.weight,
                   stats if kernels else None, 2 * x.shape[0] * gn.num_groups,
-                  scale, shift, cru.stride, gwc.dilation[0], gwc.groups,
-                  dtype, kernels)
+                  scale, shift, cru.stride, gwc.dilation[0], gwc.groups, dtype,
+                  kernels)
 
 
 def _scconv_in_place(scconv, x):
@@ -131,14 +134,14 @@ def _scconv_in_place(scconv, x):
     sru, cru = scconv.sru, scconv.cru
     weight, bias = gn_affine(sru.gn.weight, sru.gn.bias, sru.gate)
     upper, lower, _, _ = sru_forward(x, weight, bias, sru.gn.num_groups,
-                                     sru.gn.eps, sru.gate_threshold,
-                                     sru.gate)
+                                     sru.gn.eps, sru.gate_threshold, sru.gate)
     upper, lower = upper.to(x.dtype), lower.to(x.dtype)
     if cru.up_channels * 2 == x.shape[1]:
         x_up, x_low = upper, lower
     else:
-        x_up, x_low = torch.split(torch.cat([upper, lower], dim=1),
-                                  [cru.up_channels, cru.low_channels], 1)
+        x_up, x_low = torch.split(
+            torch.cat([upper, lower], dim=1),
+            [cru.up_channels, cru.low_channels], 1)
     # The lower path is only ever used pooled, and pooling commutes with
     # the 1x1 squeeze: pooled first, a stride-2 squeeze has a quarter of
     # the work and no full-resolution output.
@@ -168,8 +171,10 @@ def pool(x: torch.Tensor, stride: int) -> torch.Tensor:
     h, w = x.shape[-2:]
     if stride == 1 or h % stride or w % stride or x.device.type != 'cpu':
         return downsample(x, stride)
-    corners = [x[..., i::stride, j::stride] for i in range(stride)
-               for j in range(stride)]
+    corners = [
+        x[..., i::stride, j::stride] for i in range(stride)
+        for j in range(stride)
+    ]
     total = corners[0] + corners[1]
     for corner in corners[2:]:
         total.add_(corner)
@@ -183,9 +188,10 @@ def _branch_weight(cru, y1, x_low):
     compute = at_least_fp32(y1.dtype)
     low_mean = x_low.mean((2, 3), dtype=compute)
     s2 = torch.cat([
-        F.linear(low_mean, cru.pwc_low.weight.flatten(1).to(compute)),
-        low_mean
-    ], dim=1)
+        F.linear(low_mean,
+                 cru.pwc_low.weight.flatten(1).to(compute)), low_mean
+    ],
+                   dim=1)
     return torch.sigmoid(y1.mean((2, 3), dtype=compute) - s2)
 
 
@@ -199,15 +205,18 @@ def _fuse_over_y1(cru, y1, x_low, out_affine):
     if out_affine is not None:
         scale, shift = (v.to(beta1.dtype) for v in out_affine)
         beta1, beta2 = beta1 * scale, beta2 * scale
-        torch.addcmul(shift.to(y1.dtype)[:, None, None], y1,
-                      beta1.to(y1.dtype)[..., None, None], out=y1)
+        torch.addcmul(
+            shift.to(y1.dtype)[:, None, None],
+            y1,
+            beta1.to(y1.dtype)[..., None, None],
+            out=y1)
     else:
         y1.mul_(beta1.to(y1.dtype)[..., None, None])
     split = cru.pwc_low.out_channels
     add_pointwise_(y1[:, :split], x_low,
                    cru.pwc_low.weight.flatten(1) * beta2[:, :split, None])
     y1[:, split:].addcmul_(x_low, beta2[:, split:].to(y1.dtype)[..., None,
-                                                                  None])
+                                                                None])
     return y1
 
 

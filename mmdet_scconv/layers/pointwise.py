@@ -13,7 +13,9 @@ def _batched_weight(weight, n, o, c, dtype):
     return weight.reshape(-1, o, c).to(dtype).expand(n, o, c)
 
 
-def add_pointwise_(out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
+def add_pointwise_(out: torch.Tensor,
+                   x: torch.Tensor,
+                   weight: torch.Tensor,
                    beta: float = 1.0) -> torch.Tensor:
     """``out = beta * out + conv1x1(x, weight)`` in place, without writing
     the convolution's output anywhere else.
@@ -44,7 +46,8 @@ def add_pointwise_(out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor,
     if _channels_last(out):
         # (N, H*W, O) += (N, H*W, C) @ (N, C, O).
         out.permute(0, 2, 3, 1).view(n, -1, o).baddbmm_(
-            x.permute(0, 2, 3, 1).reshape(n, -1, c), weight.transpose(1, 2),
+            x.permute(0, 2, 3, 1).reshape(n, -1, c),
+            weight.transpose(1, 2),
             beta=beta)
     else:
         out.view(n, o, -1).baddbmm_(weight, x.reshape(n, c, -1), beta=beta)
@@ -55,9 +58,11 @@ def pointwise(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """``conv1x1(x, weight)`` (no bias) as :func:`add_pointwise_` into a
     fresh tensor in ``x``'s layout (channels-last for channels-last ``x``
     or a channel slice of one, else NCHW)."""
-    layout = (torch.channels_last
-              if _channels_last(x) else torch.contiguous_format)
+    layout = (
+        torch.channels_last if _channels_last(x) else torch.contiguous_format)
     out_channels = weight.shape[0 if weight.dim() == 4 else -2]
     out = torch.empty((x.shape[0], out_channels, *x.shape[2:]),
-                      dtype=x.dtype, device=x.device, memory_format=layout)
+                      dtype=x.dtype,
+                      device=x.device,
+                      memory_format=layout)
     return add_pointwise_(out, x, weight, beta=0.0)

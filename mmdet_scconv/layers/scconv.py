@@ -22,9 +22,17 @@ def check_impl(impl) -> None:
                          f'{impl!r}.')
 
 
-def check_scconv_args(in_channels, out_channels, kernel_size=3, stride=1,
-                      dilation=1, alpha=0.5, squeeze_ratio=2, groups=2,
-                      gn_groups=16, gate_threshold=0.5, gate='soft',
+def check_scconv_args(in_channels,
+                      out_channels,
+                      kernel_size=3,
+                      stride=1,
+                      dilation=1,
+                      alpha=0.5,
+                      squeeze_ratio=2,
+                      groups=2,
+                      gn_groups=16,
+                      gate_threshold=0.5,
+                      gate='soft',
                       impl='fast') -> None:
     """Validate SCConv's arguments without building anything.
 

@@ -13,11 +13,18 @@ from mmdet_scconv.analysis import compare_backbones, format_comparison
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        '--depths', type=int, nargs='+', default=[50, 101],
+        '--depths',
+        type=int,
+        nargs='+',
+        default=[50, 101],
         help='ResNet depths to compare')
     parser.add_argument(
-        '--shape', type=int, nargs=2, default=[224, 224],
-        metavar=('H', 'W'), help='input image size')
+        '--shape',
+        type=int,
+        nargs=2,
+        default=[224, 224],
+        metavar=('H', 'W'),
+        help='input image size')
     parser.add_argument(
         '--alpha', type=float, default=0.5, help='SCConv split ratio')
     return parser.parse_args()
@@ -25,8 +32,8 @@ def parse_args():
 
 def main():
     args = parse_args()
-    pairs = compare_backbones(args.depths, tuple(args.shape),
-                              scconv_cfg=dict(alpha=args.alpha))
+    pairs = compare_backbones(
+        args.depths, tuple(args.shape), scconv_cfg=dict(alpha=args.alpha))
     print(format_comparison(pairs, args.shape))
 
 

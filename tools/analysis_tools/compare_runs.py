@@ -17,12 +17,16 @@ from mmdet_scconv.analysis import load_run, write_report
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('work_dirs', nargs='+', help='work dirs to compare')
-    parser.add_argument('--out', required=True,
-                        help='dir for report.md and curves.png')
-    parser.add_argument('--names', nargs='+',
-                        help='a label per work dir (default: its name)')
     parser.add_argument(
-        '--shape', type=int, nargs=2, default=[224, 224], metavar=('H', 'W'),
+        '--out', required=True, help='dir for report.md and curves.png')
+    parser.add_argument(
+        '--names', nargs='+', help='a label per work dir (default: its name)')
+    parser.add_argument(
+        '--shape',
+        type=int,
+        nargs=2,
+        default=[224, 224],
+        metavar=('H', 'W'),
         help='input size for the backbone parameters and FLOPs')
     return parser.parse_args()
 
@@ -33,8 +37,10 @@ def main():
     if len(names) != len(args.work_dirs):
         raise SystemExit(f'--names gives {len(names)} labels for '
                          f'{len(args.work_dirs)} work dirs.')
-    runs = [load_run(work_dir, name)
-            for work_dir, name in zip(args.work_dirs, names)]
+    runs = [
+        load_run(work_dir, name)
+        for work_dir, name in zip(args.work_dirs, names)
+    ]
     path = write_report(runs, args.out, tuple(args.shape))
     print(open(path).read())
 

@@ -16,25 +16,31 @@ import sys
 if os.environ.get('TRITON_INTERPRET', '0') not in ('', '0'):
     sys.exit('compile_kernels.py compiles for a GPU: unset TRITON_INTERPRET.')
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))))
+sys.path.insert(
+    0,
+    os.path.dirname(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from mmdet_scconv.benchmark.kernel_compile import (  # noqa: E402
-    compile_paths, format_compiled)
+from mmdet_scconv.benchmark.kernel_compile import (compile_paths,
+                                                   format_compiled)
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--channels', type=int, nargs='+',
-                        default=[64, 128, 256, 512])
+    parser.add_argument(
+        '--channels', type=int, nargs='+', default=[64, 128, 256, 512])
     parser.add_argument('--strides', type=int, nargs='+', default=[1, 2])
-    parser.add_argument('--dtypes', nargs='+', default=['fp32', 'bf16',
-                                                        'fp16'],
-                        choices=['fp32', 'bf16', 'fp16'])
-    parser.add_argument('--alphas', type=float, nargs='+',
-                        default=[0.5, 0.75])
-    parser.add_argument('--arch', type=int, default=90,
-                        help='CUDA compute capability x10 (90: H100/H200)')
+    parser.add_argument(
+        '--dtypes',
+        nargs='+',
+        default=['fp32', 'bf16', 'fp16'],
+        choices=['fp32', 'bf16', 'fp16'])
+    parser.add_argument('--alphas', type=float, nargs='+', default=[0.5, 0.75])
+    parser.add_argument(
+        '--arch',
+        type=int,
+        default=90,
+        help='CUDA compute capability x10 (90: H100/H200)')
     return parser.parse_args()
 
 

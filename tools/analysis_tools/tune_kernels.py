@@ -12,25 +12,32 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))))
+sys.path.insert(
+    0,
+    os.path.dirname(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from mmdet_scconv.benchmark.tuning import (format_tuned,  # noqa: E402
-                                           tune_trunk)
+from mmdet_scconv.benchmark.tuning import format_tuned, tune_trunk
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--depth', type=int, choices=[50, 101], default=50)
     parser.add_argument('--batch', type=int, default=2)
-    parser.add_argument('--size', type=int, nargs=2, default=(800, 1216),
-                        metavar=('H', 'W'))
-    parser.add_argument('--dtype', choices=['fp32', 'bf16', 'fp16'],
-                        default='bf16')
-    parser.add_argument('--stages', type=int, nargs='+', default=[1, 2, 3, 4],
-                        choices=[1, 2, 3, 4])
-    parser.add_argument('--verbose', action='store_true',
-                        help='also list the settings that failed, and why')
+    parser.add_argument(
+        '--size', type=int, nargs=2, default=(800, 1216), metavar=('H', 'W'))
+    parser.add_argument(
+        '--dtype', choices=['fp32', 'bf16', 'fp16'], default='bf16')
+    parser.add_argument(
+        '--stages',
+        type=int,
+        nargs='+',
+        default=[1, 2, 3, 4],
+        choices=[1, 2, 3, 4])
+    parser.add_argument(
+        '--verbose',
+        action='store_true',
+        help='also list the settings that failed, and why')
     return parser.parse_args()
 
 
@@ -40,8 +47,8 @@ def main():
     if not torch.cuda.is_available():
         sys.exit('tune_kernels.py times Triton kernels on a CUDA device; '
                  'torch sees none.')
-    rows = tune_trunk(args.depth, args.batch, *args.size, args.dtype,
-                      'cuda', tuple(args.stages))
+    rows = tune_trunk(args.depth, args.batch, *args.size, args.dtype, 'cuda',
+                      tuple(args.stages))
     print(format_tuned(rows))
     if args.verbose:
         for row in rows:

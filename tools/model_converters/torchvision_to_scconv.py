@@ -7,8 +7,9 @@ Example:
 """
 import argparse
 
-import mmdet_scconv  # noqa: F401  (registers SCConvResNet, safe checkpoints)
 from mmdet.registry import MODELS
+
+import mmdet_scconv  # noqa: F401  (registers SCConvResNet, safe checkpoints)
 from mmdet_scconv.models.backbones import convert_resnet_checkpoint
 
 
@@ -16,8 +17,8 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('src', help='torchvision/mmdet ResNet checkpoint')
     parser.add_argument('dst', help='output checkpoint path')
-    parser.add_argument('--depth', type=int, default=50, choices=[50, 101,
-                                                                  152])
+    parser.add_argument(
+        '--depth', type=int, default=50, choices=[50, 101, 152])
     return parser.parse_args()
 
 

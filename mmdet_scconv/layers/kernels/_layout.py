@@ -11,8 +11,7 @@ def is_channels_last(x: torch.Tensor) -> bool:
 
 def dense(x: torch.Tensor) -> torch.Tensor:
     """``x`` itself if NCHW- or channels-last-contiguous, else a copy."""
-    if x.is_contiguous() or x.is_contiguous(
-            memory_format=torch.channels_last):
+    if x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last):
         return x
     return x.contiguous()
 
@@ -36,21 +35,22 @@ def strides(x: torch.Tensor):
     return c * h * w, h * w, 1
 
 
-def empty_like_layout(x: torch.Tensor, channels: int, dtype=None,
-                      size=None):
+def empty_like_layout(x: torch.Tensor, channels: int, dtype=None, size=None):
     """An uninitialised ``(N, channels, H, W)`` tensor in ``x``'s layout
     (``(H, W)`` of ``x`` unless ``size`` says otherwise)."""
     n, _, h, w = x.shape
     h, w = size or (h, w)
-    return torch.empty((n, channels, h, w), dtype=dtype or x.dtype,
-                       device=x.device, memory_format=layout_of(x))
+    return torch.empty((n, channels, h, w),
+                       dtype=dtype or x.dtype,
+                       device=x.device,
+                       memory_format=layout_of(x))
 
 
 def layout_of(x: torch.Tensor) -> torch.memory_format:
     """``torch.channels_last`` for a channels-last ``x``, else
     ``torch.contiguous_format``."""
-    return (torch.channels_last if is_channels_last(x) else
-            torch.contiguous_format)
+    return (torch.channels_last
+            if is_channels_last(x) else torch.contiguous_format)
 
 
 def next_power_of_2(n: int) -> int:

@@ -27,10 +27,11 @@ def dot_options(dtype: torch.dtype, device: torch.device) -> dict:
     in for a convolution in ``dtype``: operands rounded to ``dtype`` as cuDNN
     would see them, fp32 products in TF32 where
     ``torch.backends.cudnn.allow_tf32`` lets cuDNN do so."""
-    tf32 = (dtype == torch.float32 and device.type == 'cuda'
-            and torch.backends.cudnn.allow_tf32)
-    return dict(DOT_DTYPE=_DOT_DTYPES[dtype],
-                PRECISION='tf32' if tf32 else 'ieee')
+    tf32 = (
+        dtype == torch.float32 and device.type == 'cuda'
+        and torch.backends.cudnn.allow_tf32)
+    return dict(
+        DOT_DTYPE=_DOT_DTYPES[dtype], PRECISION='tf32' if tf32 else 'ieee')
 
 
 @triton.jit
@@ -41,15 +42,19 @@ def tile_offsets(n, p, c, stride_n, stride_c, stride_p):
 @triton.jit
 def load_tile(ptr, n, p, c, mask, stride_n, stride_c, stride_p):
     """A tile of ``ptr`` in fp32 (zeros where masked)."""
-    return tl.load(ptr + tile_offsets(n, p, c, stride_n, stride_c, stride_p),
-                   mask=mask, other=0.0).to(tl.float32)
+    return tl.load(
+        ptr + tile_offsets(n, p, c, stride_n, stride_c, stride_p),
+        mask=mask,
+        other=0.0).to(tl.float32)
 
 
 @triton.jit
 def store_tile(ptr, value, n, p, c, mask, stride_n, stride_c, stride_p):
     """Store a tile into ``ptr`` in ``ptr``'s dtype."""
-    tl.store(ptr + tile_offsets(n, p, c, stride_n, stride_c, stride_p),
-             value.to(ptr.dtype.element_ty), mask=mask)
+    tl.store(
+        ptr + tile_offsets(n, p, c, stride_n, stride_c, stride_p),
+        value.to(ptr.dtype.element_ty),
+        mask=mask)
 
 
 @triton.jit

@@ -28,7 +28,10 @@ def _stream_key(device: torch.device):
     return None
 
 
-def scratch(name: str, shape, dtype: torch.dtype, device: torch.device,
+def scratch(name: str,
+            shape,
+            dtype: torch.dtype,
+            device: torch.device,
             memory_format=torch.contiguous_format) -> torch.Tensor:
     """An uninitialised buffer of ``shape`` for the kernel scratch ``name``,
     the same one as the last call with this key had (see the module
@@ -47,8 +50,8 @@ def scratch(name: str, shape, dtype: torch.dtype, device: torch.device,
         # Outside inference mode: a buffer made under it could not be
         # handed to a kernel of a later training step's autograd graph.
         with torch.inference_mode(False):
-            buffer = torch.empty(shape, dtype=dtype, device=device,
-                                 memory_format=memory_format)
+            buffer = torch.empty(
+                shape, dtype=dtype, device=device, memory_format=memory_format)
         _buffers[key] = buffer
         if len(_buffers) > MAX_BUFFERS:
             _buffers.popitem(last=False)

@@ -82,17 +82,17 @@ def add_tile_sums(x, p, c, c_mask, taps_row, pooled_row, H, W, Ho, Wo, pad,
     h = p // W
     w = p % W
     weight = _pool_weight(h, H, STRIDE) * _pool_weight(w, W, STRIDE)
-    tl.atomic_add(pooled_row + c, tl.sum(x * weight[:, None], axis=0),
-                  mask=c_mask)
+    tl.atomic_add(
+        pooled_row + c, tl.sum(x * weight[:, None], axis=0), mask=c_mask)
     if TAPS:
         for i in tl.static_range(KERNEL):
             rows = _on_lattice(h, Ho, i * dilation - pad, STRIDE)
             for j in tl.static_range(KERNEL):
                 read = rows & _on_lattice(w, Wo, j * dilation - pad, STRIDE)
-                tl.atomic_add(taps_row + c * (KERNEL * KERNEL) +
-                              i * KERNEL + j,
-                              tl.sum(tl.where(read[:, None], x, 0.0), axis=0),
-                              mask=c_mask)
+                tl.atomic_add(
+                    taps_row + c * (KERNEL * KERNEL) + i * KERNEL + j,
+                    tl.sum(tl.where(read[:, None], x, 0.0), axis=0),
+                    mask=c_mask)
 
 
 @triton.jit
@@ -111,10 +111,10 @@ def _pooled_sums_kernel(up_ptr, low_ptr, sums_ptr, C_up, C_low, H, W, Ho, Wo,
     if c_block < up_blocks:
         c = c_block * BLOCK_C + tl.arange(0, BLOCK_C)
         c_mask = c < C_up
-        x = load_tile(up_ptr, n, p, c, p_mask & c_mask[None, :], up_sn,
-                      up_sc, up_sp)
-        add_tile_sums(x, p, c, c_mask, taps_row, pooled_row, H, W, Ho, Wo,
-                      pad, dilation, True, KERNEL, STRIDE)
+        x = load_tile(up_ptr, n, p, c, p_mask & c_mask[None, :], up_sn, up_sc,
+                      up_sp)
+        add_tile_sums(x, p, c, c_mask, taps_row, pooled_row, H, W, Ho, Wo, pad,
+                      dilation, True, KERNEL, STRIDE)
     else:
         c = (c_block - up_blocks) * BLOCK_C + tl.arange(0, BLOCK_C)
         c_mask = c < C_low
@@ -141,8 +141,8 @@ def _pooled_tile(ptr, n, ho, wo, p_mask, c, c_mask, H, W, stride_n, stride_c,
                 w = wo * STRIDE + dj
                 inside = p_mask & (h < H) & (w < W)
                 total += load_tile(ptr, n, h * W + w, c,
-                                   inside[:, None] & c_mask[None, :],
-                                   stride_n, stride_c, stride_p)
+                                   inside[:, None] & c_mask[None, :], stride_n,
+                                   stride_c, stride_p)
         pooled = total * (_pool_weight(ho * STRIDE, H, STRIDE) *
                           _pool_weight(wo * STRIDE, W, STRIDE))[:, None]
     return pooled
@@ -159,12 +159,14 @@ def _pointwise(x_ptr, w_ptr, sums_ptr, n, ho, wo, p_mask, o, o_mask, K, H, W,
     for start in range(0, K, BLOCK_K):
         k = start + tl.arange(0, BLOCK_K)
         k_mask = k < K
-        x = _pooled_tile(x_ptr, n, ho, wo, p_mask, k, k_mask, H, W, x_sn,
-                         x_sc, x_sp, STRIDE)
-        w = tl.load(w_ptr + o[None, :] * K + k[:, None],
-                    mask=k_mask[:, None] & o_mask[None, :], other=0.0)
-        acc = tl.dot(x.to(DOT_DTYPE), w.to(DOT_DTYPE), acc,
-                     input_precision=PRECISION)
+        x = _pooled_tile(x_ptr, n, ho, wo, p_mask, k, k_mask, H, W, x_sn, x_sc,
+                         x_sp, STRIDE)
+        w = tl.load(
+            w_ptr + o[None, :] * K + k[:, None],
+            mask=k_mask[:, None] & o_mask[None, :],
+            other=0.0)
+        acc = tl.dot(
+            x.to(DOT_DTYPE), w.to(DOT_DTYPE), acc, input_precision=PRECISION)
         total = tl.load(sums_ptr + k, mask=k_mask, other=0.0)
         s += tl.sum(w * total[:, None], axis=0)
     return acc, s
@@ -199,28 +201,29 @@ def _grouped_conv(x_ptr, w_ptr, taps_row, n, ho, wo, p_mask, o, o_mask, C,
             k = start + tl.arange(0, BLOCK_K)
             k_mask = k < k_end
             x = load_tile(x_ptr, n, h * W + w, k,
-                          inside[:, None] & k_mask[None, :], x_sn, x_sc,
-                          x_sp)
+                          inside[:, None] & k_mask[None, :], x_sn, x_sc, x_sp)
             in_group = (k[:, None] // group_in) == group[None, :]
             weight = tl.load(
                 w_ptr + o[None, :] * w_so +
                 (k[:, None] - group[None, :] * group_in) * w_sc +
                 (tap // KERNEL) * w_sh + (tap % KERNEL) * w_sw,
-                mask=in_group & k_mask[:, None] & o_mask[None, :], other=0.0)
-            acc = tl.dot(x.to(DOT_DTYPE), weight.to(DOT_DTYPE), acc,
-                         input_precision=PRECISION)
-            total = tl.load(taps_row + k * taps + tap, mask=k_mask,
-                            other=0.0)
+                mask=in_group & k_mask[:, None] & o_mask[None, :],
+                other=0.0)
+            acc = tl.dot(
+                x.to(DOT_DTYPE),
+                weight.to(DOT_DTYPE),
+                acc,
+                input_precision=PRECISION)
+            total = tl.load(taps_row + k * taps + tap, mask=k_mask, other=0.0)
             s += tl.sum(weight * total[:, None], axis=0)
     return acc, s
 
 
 @triton.jit
-def _branches(up_ptr, low_ptr, w_gwc_ptr, w_up_ptr, w_low_ptr, sums_ptr, n,
-              p, c, C, C_up, C_low, C_p, H, W, Wo, HWo, pad, dilation,
-              groups, up_sn, up_sc, up_sp, low_sn, low_sc, low_sp, w_so, w_sc,
-              w_sh, w_sw,
-              KERNEL: tl.constexpr, STRIDE: tl.constexpr,
+def _branches(up_ptr, low_ptr, w_gwc_ptr, w_up_ptr, w_low_ptr, sums_ptr, n, p,
+              c, C, C_up, C_low, C_p, H, W, Wo, HWo, pad, dilation, groups,
+              up_sn, up_sc, up_sp, low_sn, low_sc, low_sp, w_so, w_sc, w_sh,
+              w_sw, KERNEL: tl.constexpr, STRIDE: tl.constexpr,
               DOT_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
               BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
               BLOCK_K: tl.constexpr):
@@ -235,8 +238,8 @@ def _branches(up_ptr, low_ptr, w_gwc_ptr, w_up_ptr, w_low_ptr, sums_ptr, n,
     taps_row, pooled_row = sums_rows(sums_ptr, n, C_up, C_low, KERNEL)
     # Y1 = GWC(X_up) + PWC1(pool(X_up)), and its pixel sums S1.
     y1, s1 = _grouped_conv(up_ptr, w_gwc_ptr, taps_row, n, ho, wo, p_mask, c,
-                           c_mask, C, C_up, H, W, pad, dilation, groups,
-                           up_sn, up_sc, up_sp, w_so, w_sc, w_sh, w_sw, zeros,
+                           c_mask, C, C_up, H, W, pad, dilation, groups, up_sn,
+                           up_sc, up_sp, w_so, w_sc, w_sh, w_sw, zeros,
                            tl.zeros((BLOCK_C, ), tl.float32), KERNEL, STRIDE,
                            DOT_DTYPE, PRECISION, BLOCK_C, BLOCK_K)
     y1, s1 = _pointwise(up_ptr, w_up_ptr, pooled_row, n, ho, wo, p_mask, c,
@@ -244,12 +247,11 @@ def _branches(up_ptr, low_ptr, w_gwc_ptr, w_up_ptr, w_low_ptr, sums_ptr, n,
                         STRIDE, DOT_DTYPE, PRECISION, BLOCK_K)
     # Y2 = cat(PWC2(pool(X_low)), pool(X_low)), and S2, branch by branch.
     low_sums = pooled_row + C_up
-    y2, s2 = _pointwise(low_ptr, w_low_ptr, low_sums, n, ho, wo, p_mask, c,
-                        c_mask & in_p, C_low, H, W, low_sn, low_sc, low_sp,
-                        zeros,
-                        tl.load(low_sums + c - C_p, mask=c_mask & ~in_p,
-                                other=0.0), STRIDE, DOT_DTYPE, PRECISION,
-                        BLOCK_K)
+    y2, s2 = _pointwise(
+        low_ptr, w_low_ptr, low_sums, n, ho, wo, p_mask, c, c_mask & in_p,
+        C_low, H, W, low_sn, low_sc, low_sp, zeros,
+        tl.load(low_sums + c - C_p, mask=c_mask & ~in_p,
+                other=0.0), STRIDE, DOT_DTYPE, PRECISION, BLOCK_K)
     y2 += _pooled_tile(low_ptr, n, ho, wo, p_mask, c - C_p, c_mask & ~in_p, H,
                        W, low_sn, low_sc, low_sp, STRIDE)
     return y1, y2, tl.sigmoid((s1 - s2) / HWo)
@@ -266,12 +268,12 @@ def _cru_kernel(up_ptr, low_ptr, w_gwc_ptr, w_up_ptr, w_low_ptr, sums_ptr,
                 BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr):
     n, p, c, mask = program_tile(HWo, C, BLOCK_P, BLOCK_C)
     c_mask = c < C
-    y1, y2, beta1 = _branches(
-        up_ptr, low_ptr, w_gwc_ptr, w_up_ptr, w_low_ptr,
-        sums_ptr + sums_offset, n, p, c, C, C_up, C_low, C_p, H, W, Wo, HWo,
-        pad, dilation, groups, up_sn, up_sc, up_sp, low_sn, low_sc, low_sp,
-        w_so, w_sc, w_sh, w_sw, KERNEL, STRIDE, DOT_DTYPE, PRECISION,
-        BLOCK_P, BLOCK_C, BLOCK_K)
+    y1, y2, beta1 = _branches(up_ptr, low_ptr, w_gwc_ptr, w_up_ptr, w_low_ptr,
+                              sums_ptr + sums_offset, n, p, c, C, C_up, C_low,
+                              C_p, H, W, Wo, HWo, pad, dilation, groups, up_sn,
+                              up_sc, up_sp, low_sn, low_sc, low_sp, w_so, w_sc,
+                              w_sh, w_sw, KERNEL, STRIDE, DOT_DTYPE, PRECISION,
+                              BLOCK_P, BLOCK_C, BLOCK_K)
     y = y2 + beta1[None, :] * (y1 - y2)
     if HAS_AFFINE:
         scale = tl.load(scale_ptr + c, mask=c_mask, other=0.0)
@@ -282,10 +284,10 @@ def _cru_kernel(up_ptr, low_ptr, w_gwc_ptr, w_up_ptr, w_low_ptr, sums_ptr,
 
 @triton.jit
 def _grad_beta_kernel(up_ptr, low_ptr, w_gwc_ptr, w_up_ptr, w_low_ptr,
-                      sums_ptr, sums_offset, grad_ptr, out_ptr, C, C_up,
-                      C_low, C_p, H, W, Wo, HWo, pad, dilation, groups, up_sn,
-                      up_sc, up_sp, low_sn, low_sc, low_sp, w_so, w_sc, w_sh,
-                      w_sw, g_sn, g_sc, g_sp, KERNEL: tl.constexpr,
+                      sums_ptr, sums_offset, grad_ptr, out_ptr, C, C_up, C_low,
+                      C_p, H, W, Wo, HWo, pad, dilation, groups, up_sn, up_sc,
+                      up_sp, low_sn, low_sc, low_sp, w_so, w_sc, w_sh, w_sw,
+                      g_sn, g_sc, g_sp, KERNEL: tl.constexpr,
                       STRIDE: tl.constexpr, DOT_DTYPE: tl.constexpr,
                       PRECISION: tl.constexpr, BLOCK_P: tl.constexpr,
                       BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr):
@@ -293,25 +295,25 @@ def _grad_beta_kernel(up_ptr, low_ptr, w_gwc_ptr, w_up_ptr, w_low_ptr,
     again (they were never stored), added into ``out[0]``; ``beta1`` itself
     stored in ``out[1]`` (both ``(N, C)``)."""
     n, p, c, mask = program_tile(HWo, C, BLOCK_P, BLOCK_C)
-    y1, y2, beta1 = _branches(
-        up_ptr, low_ptr, w_gwc_ptr, w_up_ptr, w_low_ptr,
-        sums_ptr + sums_offset, n, p, c, C, C_up, C_low, C_p, H, W, Wo, HWo,
-        pad, dilation, groups, up_sn, up_sc, up_sp, low_sn, low_sc, low_sp,
-        w_so, w_sc, w_sh, w_sw, KERNEL, STRIDE, DOT_DTYPE, PRECISION,
-        BLOCK_P, BLOCK_C, BLOCK_K)
+    y1, y2, beta1 = _branches(up_ptr, low_ptr, w_gwc_ptr, w_up_ptr, w_low_ptr,
+                              sums_ptr + sums_offset, n, p, c, C, C_up, C_low,
+                              C_p, H, W, Wo, HWo, pad, dilation, groups, up_sn,
+                              up_sc, up_sp, low_sn, low_sc, low_sp, w_so, w_sc,
+                              w_sh, w_sw, KERNEL, STRIDE, DOT_DTYPE, PRECISION,
+                              BLOCK_P, BLOCK_C, BLOCK_K)
     grad = load_tile(grad_ptr, n, p, c, mask, g_sn, g_sc, g_sp)
-    tl.atomic_add(out_ptr + n * C + c, tl.sum(grad * (y1 - y2), axis=0),
-                  mask=c < C)
+    tl.atomic_add(
+        out_ptr + n * C + c, tl.sum(grad * (y1 - y2), axis=0), mask=c < C)
     if tl.program_id(1) == 0:
-        tl.store(out_ptr + tl.num_programs(0) * C + n * C + c, beta1,
-                 mask=c < C)
+        tl.store(
+            out_ptr + tl.num_programs(0) * C + n * C + c, beta1, mask=c < C)
 
 
 @triton.jit
-def _branch_grads_kernel(grad_ptr, beta_ptr, y1_ptr, p_ptr, reuse_ptr, C,
-                         C_p, HWo, g_sn, g_sc, g_sp, y1_sn, y1_sc, y1_sp,
-                         p_sn, p_sc, p_sp, r_sn, r_sc, r_sp,
-                         BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+def _branch_grads_kernel(grad_ptr, beta_ptr, y1_ptr, p_ptr, reuse_ptr, C, C_p,
+                         HWo, g_sn, g_sc, g_sp, y1_sn, y1_sc, y1_sp, p_sn,
+                         p_sc, p_sp, r_sn, r_sc, r_sp, BLOCK_P: tl.constexpr,
+                         BLOCK_C: tl.constexpr):
     """The gradients of the two branches from the output's:
     ``dY1 = beta1 dY + ds`` and ``dY2 = beta2 dY - ds`` with ``ds =
     dL/dbeta1 beta1 beta2 / HW`` (the pooled statistics spread it evenly);
@@ -322,11 +324,11 @@ def _branch_grads_kernel(grad_ptr, beta_ptr, y1_ptr, p_ptr, reuse_ptr, C,
     c_mask = c < C
     grad = load_tile(grad_ptr, n, p, c, mask, g_sn, g_sc, g_sp)
     grad_beta = tl.load(beta_ptr + n * C + c, mask=c_mask, other=0.0)
-    beta1 = tl.load(beta_ptr + tl.num_programs(0) * C + n * C + c,
-                    mask=c_mask, other=0.0)
+    beta1 = tl.load(
+        beta_ptr + tl.num_programs(0) * C + n * C + c, mask=c_mask, other=0.0)
     ds = (grad_beta * beta1 * (1.0 - beta1) / HWo)[None, :]
-    store_tile(y1_ptr, beta1[None, :] * grad + ds, n, p, c, mask, y1_sn,
-               y1_sc, y1_sp)
+    store_tile(y1_ptr, beta1[None, :] * grad + ds, n, p, c, mask, y1_sn, y1_sc,
+               y1_sp)
     grad_y2 = (1.0 - beta1[None, :]) * grad - ds
     in_p = (c < C_p)[None, :]
     store_tile(p_ptr, grad_y2, n, p, c, mask & in_p, p_sn, p_sc, p_sp)
@@ -343,16 +345,28 @@ def pooled_sums(x_up, x_low, kernel_size, stride, dilation):
     from one read of each squeezed input."""
     n, c_up, h, w = x_up.shape
     c_low = x_low.shape[1]
-    sums = torch.zeros(sums_length(n, c_up, c_low, kernel_size),
-                       dtype=torch.float32, device=x_up.device)
+    sums = torch.zeros(
+        sums_length(n, c_up, c_low, kernel_size),
+        dtype=torch.float32,
+        device=x_up.device)
     block_c = _block(max(c_up, c_low), 64)
     grid = (n, triton.cdiv(h * w, _SUMS_BLOCK_P),
             triton.cdiv(c_up, block_c) + triton.cdiv(c_low, block_c))
     _pooled_sums_kernel[grid](
-        x_up, x_low, sums, c_up, c_low, h, w, *geometry(h, w, kernel_size,
-                                                        stride, dilation),
-        *strides(x_up), *strides(x_low), KERNEL=kernel_size, STRIDE=stride,
-        BLOCK_P=_SUMS_BLOCK_P, BLOCK_C=block_c)
+        x_up,
+        x_low,
+        sums,
+        c_up,
+        c_low,
+        h,
+        w,
+        *geometry(h, w, kernel_size, stride, dilation),
+        *strides(x_up),
+        *strides(x_low),
+        KERNEL=kernel_size,
+        STRIDE=stride,
+        BLOCK_P=_SUMS_BLOCK_P,
+        BLOCK_C=block_c)
     return sums
 
 
@@ -371,11 +385,13 @@ def cru_launch(channels, c_up, c_low, groups, dtype) -> dict:
     group_out = channels // groups
     if group_out % 16 == 0 and next_power_of_2(group_out) == group_out:
         block_c = min(block_c, group_out)
-    return dict(BLOCK_P=_BLOCK_P, BLOCK_C=block_c,
-                BLOCK_K=_block(max(c_up // groups, c_low),
-                               dot_block_k(dtype, block_c)),
-                # Two (pixels x block_c) fp32 accumulators.
-                num_warps=8 if block_c >= 64 else 4)
+    return dict(
+        BLOCK_P=_BLOCK_P,
+        BLOCK_C=block_c,
+        BLOCK_K=_block(
+            max(c_up // groups, c_low), dot_block_k(dtype, block_c)),
+        # Two (pixels x block_c) fp32 accumulators.
+        num_warps=8 if block_c >= 64 else 4)
 
 
 class _Problem:
@@ -383,8 +399,17 @@ class _Problem:
     :func:`cru_backward`: the squeezed inputs, the weights as kernel
     arguments, the sums, the geometry and the launch settings."""
 
-    def __init__(self, x_up, x_low, weights, stride, dilation, groups, dtype,
-                 sums=None, sums_offset=0, launch=None):
+    def __init__(self,
+                 x_up,
+                 x_low,
+                 weights,
+                 stride,
+                 dilation,
+                 groups,
+                 dtype,
+                 sums=None,
+                 sums_offset=0,
+                 launch=None):
         self.x_up, self.x_low = dense(x_up), dense(x_low)
         self.dtype = dtype or x_up.dtype
         n, c_up, h, w = self.x_up.shape
@@ -398,31 +423,43 @@ class _Problem:
         ho, wo, pad, _ = geometry(h, w, kernel_size, stride, dilation)
         self.out_shape = (n, channels, ho, wo)
         self.settings = dict(
-            cru_launch(channels, c_up, c_low, groups, self.dtype),
-            **launch or {})
+            cru_launch(channels, c_up, c_low, groups, self.dtype), **launch
+            or {})
         self.grid = (n, triton.cdiv(ho * wo, self.settings['BLOCK_P']),
                      triton.cdiv(channels, self.settings['BLOCK_C']))
         # The grouped weight is read through its strides (a channels-last
         # model's is not contiguous); the 1x1 weights always are.
         self.inputs = (self.x_up, self.x_low, w_gwc,
-                       *[kernel_arg(t) for t in weights[1:]], sums,
-                       sums_offset)
+                       *[kernel_arg(t)
+                         for t in weights[1:]], sums, sums_offset)
         self.sizes = (channels, c_up, c_low, c_p, h, w, wo, ho * wo, pad,
                       dilation, groups, *strides(self.x_up),
                       *strides(self.x_low), *w_gwc.stride())
-        self.constants = dict(KERNEL=kernel_size, STRIDE=stride,
-                              **dot_options(self.dtype, self.x_up.device),
-                              **self.settings)
+        self.constants = dict(
+            KERNEL=kernel_size,
+            STRIDE=stride,
+            **dot_options(self.dtype, self.x_up.device),
+            **self.settings)
 
     def empty_output(self, channels=None):
         n, out_channels, ho, wo = self.out_shape
-        return empty_like_layout(self.x_up, channels or out_channels,
-                                 self.dtype, size=(ho, wo))
+        return empty_like_layout(
+            self.x_up, channels or out_channels, self.dtype, size=(ho, wo))
 
 
-def cru_forward(x_up, x_low, gwc_weight, pwc_up_weight, pwc_low_weight,
-                stride, dilation, groups, out_affine=None, dtype=None,
-                sums=None, sums_offset=0, launch=None):
+def cru_forward(x_up,
+                x_low,
+                gwc_weight,
+                pwc_up_weight,
+                pwc_low_weight,
+                stride,
+                dilation,
+                groups,
+                out_affine=None,
+                dtype=None,
+                sums=None,
+                sums_offset=0,
+                launch=None):
     """:class:`CRU` from its squeezed inputs (Eq. 6-10), without autograd
     (the registered op ``mmdet_scconv::cru`` of :mod:`..ops.cru` trains through
     it).
@@ -461,14 +498,29 @@ def cru_forward(x_up, x_low, gwc_weight, pwc_up_weight, pwc_low_weight,
     # Without an affine the kernel never touches these pointers.
     scale, shift = out_affine or (problem.sums, problem.sums)
     _cru_kernel[problem.grid](
-        *problem.inputs, scale, shift, out, *problem.sizes, *strides(out),
-        HAS_AFFINE=out_affine is not None, **problem.constants)
+        *problem.inputs,
+        scale,
+        shift,
+        out,
+        *problem.sizes,
+        *strides(out),
+        HAS_AFFINE=out_affine is not None,
+        **problem.constants)
     return out
 
 
-def branch_grads(grad, x_up, x_low, gwc_weight, pwc_up_weight,
-                 pwc_low_weight, stride, dilation, groups, dtype=None,
-                 sums=None, sums_offset=0):
+def branch_grads(grad,
+                 x_up,
+                 x_low,
+                 gwc_weight,
+                 pwc_up_weight,
+                 pwc_low_weight,
+                 stride,
+                 dilation,
+                 groups,
+                 dtype=None,
+                 sums=None,
+                 sums_offset=0):
     """The gradients of the CRU's two branches from its output's, in two
     launches: ``dL/dbeta1`` (the branches computed once more), then
     ``dY1`` and ``dY2`` (:func:`_branch_grads_kernel`).
@@ -487,18 +539,28 @@ def branch_grads(grad, x_up, x_low, gwc_weight, pwc_up_weight,
                        dilation, groups, dtype, sums, sums_offset)
     grad = dense(grad)
     n, channels, ho, wo = problem.out_shape
-    beta = torch.zeros((2, n, channels), dtype=torch.float32,
+    beta = torch.zeros((2, n, channels),
+                       dtype=torch.float32,
                        device=grad.device)
-    _grad_beta_kernel[problem.grid](
-        *problem.inputs, grad, beta, *problem.sizes, *strides(grad),
-        **problem.constants)
+    _grad_beta_kernel[problem.grid](*problem.inputs, grad, beta,
+                                    *problem.sizes, *strides(grad),
+                                    **problem.constants)
     c_p = pwc_low_weight.shape[0]
-    outputs = [empty_like_layout(grad, c, problem.dtype)
-               for c in (channels, c_p, channels - c_p)]
+    outputs = [
+        empty_like_layout(grad, c, problem.dtype)
+        for c in (channels, c_p, channels - c_p)
+    ]
     block_c = problem.settings['BLOCK_C']
     _branch_grads_kernel[(n, triton.cdiv(ho * wo, _BLOCK_P),
                           triton.cdiv(channels, block_c))](
-        grad, beta, *outputs, channels, c_p, ho * wo, *strides(grad),
-        *[s for out in outputs for s in strides(out)], BLOCK_P=_BLOCK_P,
-        BLOCK_C=block_c)
+                              grad,
+                              beta,
+                              *outputs,
+                              channels,
+                              c_p,
+                              ho * wo,
+                              *strides(grad),
+                              *[s for out in outputs for s in strides(out)],
+                              BLOCK_P=_BLOCK_P,
+                              BLOCK_C=block_c)
     return tuple(outputs)

@@ -24,8 +24,8 @@ import triton.language as tl
 from ..sru import GAMMA_SUM_EPS
 from ._layout import (dense, empty_like_layout, kernel_arg, next_power_of_2,
                       pixel_block, strides)
-from ._workspace import scratch
 from ._tiles import dot_options, load_tile, program_tile, store_tile
+from ._workspace import scratch
 
 _TILE = 4096  # values per program tile
 
@@ -70,8 +70,10 @@ def _group_stats_kernel(part_ptr, stats_ptr, C, HW, G, NG, num_blocks, eps,
         b = start + tl.arange(0, BLOCK_B)
         mask = (b[:, None] < num_blocks) & c_mask[None, :]
         count = tl.minimum(HW - b * BLOCK_P, BLOCK_P).to(tl.float32)
-        means = tl.load(part_ptr + ((n * num_blocks + b[:, None]) * 2) * C +
-                        c[None, :], mask=mask, other=0.0)
+        means = tl.load(
+            part_ptr + ((n * num_blocks + b[:, None]) * 2) * C + c[None, :],
+            mask=mask,
+            other=0.0)
         weighted += tl.where(mask, means * count[:, None], 0.0)
     mean = tl.sum(tl.sum(weighted, axis=1), axis=0) / total
     spread = tl.zeros((BLOCK_B, BLOCK_CG), tl.float32)
@@ -90,13 +92,15 @@ def _group_stats_kernel(part_ptr, stats_ptr, C, HW, G, NG, num_blocks, eps,
     share = tl.cdiv(zero_numel, NG)
     for start in range(row * share, (row + 1) * share, BLOCK_ZERO):
         i = start + tl.arange(0, BLOCK_ZERO)
-        tl.store(stats_ptr + 2 * NG + i, 0.0,
-                 mask=(i < zero_numel) & (i < (row + 1) * share))
+        tl.store(
+            stats_ptr + 2 * NG + i,
+            0.0,
+            mask=(i < zero_numel) & (i < (row + 1) * share))
 
 
 @triton.jit
-def _reweights(x, c, n, G, group_channels, weight_ptr, bias_ptr, stats_ptr,
-               NG, c_mask, inv_gamma_sum):
+def _reweights(x, c, n, G, group_channels, weight_ptr, bias_ptr, stats_ptr, NG,
+               c_mask, inv_gamma_sum):
     """``R = sigmoid(GN(x) * W_gamma)`` (Eq. 1-3), the normalised ``x``,
     the affine ``(gamma W_gamma, beta W_gamma)`` that gives ``GN(x) *
     W_gamma`` and the rstd; ``weight``/``bias`` are the GroupNorm's own
@@ -137,8 +141,10 @@ def inv_gamma_sum(weight_ptr, C, gamma_eps, BLOCK_ALL_C: tl.constexpr):
     """``1 / sum(gamma)`` (Eq. 2), kept away from zero as
     ``sru.normalised_gamma`` does."""
     every_c = tl.arange(0, BLOCK_ALL_C)
-    total = tl.sum(tl.load(weight_ptr + every_c, mask=every_c < C,
-                           other=0.0).to(tl.float32), axis=0)
+    total = tl.sum(
+        tl.load(weight_ptr + every_c, mask=every_c < C,
+                other=0.0).to(tl.float32),
+        axis=0)
     total = tl.where(total >= 0, tl.maximum(total, gamma_eps),
                      tl.minimum(total, -gamma_eps))
     return 1.0 / total
@@ -146,13 +152,12 @@ def inv_gamma_sum(weight_ptr, C, gamma_eps, BLOCK_ALL_C: tl.constexpr):
 
 @triton.jit
 def sru_tile(x_ptr, n, p, c, c_mask, mask, half, G, stride_n, stride_c,
-             stride_p, weight_ptr, bias_ptr, stats_ptr, NG, inv_sum,
-             threshold, SOFT: tl.constexpr):
+             stride_p, weight_ptr, bias_ptr, stats_ptr, NG, inv_sum, threshold,
+             SOFT: tl.constexpr):
     """The SRU output's two halves on channels ``c`` (of the upper half)
     and ``c + half``, fp32 (Eq. 1-4 for one tile)."""
     x_a = load_tile(x_ptr, n, p, c, mask, stride_n, stride_c, stride_p)
-    x_b = load_tile(x_ptr, n, p, c + half, mask, stride_n, stride_c,
-                    stride_p)
+    x_b = load_tile(x_ptr, n, p, c + half, mask, stride_n, stride_c, stride_p)
     group_channels = 2 * half // G
     r_a, _, _, _ = _reweights(x_a, c, n, G, group_channels, weight_ptr,
                               bias_ptr, stats_ptr, NG, c_mask, inv_sum)
@@ -164,10 +169,10 @@ def sru_tile(x_ptr, n, p, c, c_mask, mask, half, G, stride_n, stride_c,
 
 
 @triton.jit
-def _apply_kernel(x_ptr, up_ptr, low_ptr, weight_ptr, bias_ptr, stats_ptr,
-                  NG, half, HW, G, stride_n, stride_c, stride_p,
-                  out_stride_n, out_stride_c, out_stride_p, threshold,
-                  gamma_eps, SOFT: tl.constexpr, BLOCK_P: tl.constexpr,
+def _apply_kernel(x_ptr, up_ptr, low_ptr, weight_ptr, bias_ptr, stats_ptr, NG,
+                  half, HW, G, stride_n, stride_c, stride_p, out_stride_n,
+                  out_stride_c, out_stride_p, threshold, gamma_eps,
+                  SOFT: tl.constexpr, BLOCK_P: tl.constexpr,
                   BLOCK_C: tl.constexpr, BLOCK_ALL_C: tl.constexpr):
     n, p, c, c_mask, mask = _tile_indices(half, HW, BLOCK_P, BLOCK_C)
     inv_sum = inv_gamma_sum(weight_ptr, 2 * half, gamma_eps, BLOCK_ALL_C)
@@ -192,40 +197,41 @@ def _through_squeeze(g, w_ptr, o, o_mask, c, c_mask, half,
     """The gradient of an SRU half from its squeeze convolution's output
     gradient ``g`` (pixels x outputs ``o``): ``g @ W[o, c]``, rounded to
     the convolution's dtype as its input gradient would be."""
-    w = tl.load(w_ptr + o[:, None] * half + c[None, :],
-                mask=o_mask[:, None] & c_mask[None, :], other=0.0)
-    product = tl.dot(g.to(DOT_DTYPE), w.to(DOT_DTYPE),
-                     input_precision=PRECISION)
+    w = tl.load(
+        w_ptr + o[:, None] * half + c[None, :],
+        mask=o_mask[:, None] & c_mask[None, :],
+        other=0.0)
+    product = tl.dot(
+        g.to(DOT_DTYPE), w.to(DOT_DTYPE), input_precision=PRECISION)
     return product.to(DOT_DTYPE).to(tl.float32)
 
 
 @triton.jit
 def _backward_tiles(x_ptr, gu_ptr, gl_ptr, w_up_ptr, w_low_ptr, weight_ptr,
-                    bias_ptr, stats_ptr, NG, half, O, HW, G, stride_n,
-                    stride_c, stride_p, gu_stride_n, gu_stride_c,
-                    gu_stride_p, gl_stride_n, gl_stride_c, gl_stride_p,
-                    gamma_eps, SQUEEZED: tl.constexpr, DOT_DTYPE: tl.constexpr,
+                    bias_ptr, stats_ptr, NG, half, SQ, HW, G, stride_n,
+                    stride_c, stride_p, gu_stride_n, gu_stride_c, gu_stride_p,
+                    gl_stride_n, gl_stride_c, gl_stride_p, gamma_eps,
+                    SQUEEZED: tl.constexpr, DOT_DTYPE: tl.constexpr,
                     PRECISION: tl.constexpr, BLOCK_P: tl.constexpr,
                     BLOCK_C: tl.constexpr, BLOCK_O: tl.constexpr,
                     BLOCK_ALL_C: tl.constexpr):
     """What both backward passes load and recompute for their tile. With
     ``SQUEEZED`` the incoming gradients are those of the squeeze
-    convolutions' outputs (``O`` channels, weights ``w_up``/``w_low``),
+    convolutions' outputs (``SQ`` channels, weights ``w_up``/``w_low``),
     taken back through them here; they are returned too."""
     n, p, c, c_mask, mask = _tile_indices(half, HW, BLOCK_P, BLOCK_C)
     x_a = load_tile(x_ptr, n, p, c, mask, stride_n, stride_c, stride_p)
-    x_b = load_tile(x_ptr, n, p, c + half, mask, stride_n, stride_c,
-                    stride_p)
+    x_b = load_tile(x_ptr, n, p, c + half, mask, stride_n, stride_c, stride_p)
     if SQUEEZED:
         o = tl.arange(0, BLOCK_O)
-        o_mask = o < O
+        o_mask = o < SQ
         squeezed_mask = (p < HW)[:, None] & o_mask[None, :]
         g_up_sq = load_tile(gu_ptr, n, p, o, squeezed_mask, gu_stride_n,
                             gu_stride_c, gu_stride_p)
         g_low_sq = load_tile(gl_ptr, n, p, o, squeezed_mask, gl_stride_n,
                              gl_stride_c, gl_stride_p)
-        g_up = _through_squeeze(g_up_sq, w_up_ptr, o, o_mask, c, c_mask,
-                                half, DOT_DTYPE, PRECISION)
+        g_up = _through_squeeze(g_up_sq, w_up_ptr, o, o_mask, c, c_mask, half,
+                                DOT_DTYPE, PRECISION)
         g_low = _through_squeeze(g_low_sq, w_low_ptr, o, o_mask, c, c_mask,
                                  half, DOT_DTYPE, PRECISION)
     else:
@@ -250,7 +256,7 @@ def _backward_tiles(x_ptr, gu_ptr, gl_ptr, w_up_ptr, w_low_ptr, weight_ptr,
 @triton.jit
 def _backward_sums_kernel(x_ptr, gu_ptr, gl_ptr, w_up_ptr, w_low_ptr,
                           weight_ptr, bias_ptr, stats_ptr, NG, sums_ptr, half,
-                          O, HW, G, stride_n, stride_c, stride_p, gu_stride_n,
+                          SQ, HW, G, stride_n, stride_c, stride_p, gu_stride_n,
                           gu_stride_c, gu_stride_p, gl_stride_n, gl_stride_c,
                           gl_stride_p, threshold, gamma_eps,
                           SQUEEZED: tl.constexpr, DOT_DTYPE: tl.constexpr,
@@ -260,10 +266,10 @@ def _backward_sums_kernel(x_ptr, gu_ptr, gl_ptr, w_up_ptr, w_low_ptr,
     """Adds per (sample, channel) ``sum dz * x_hat`` and ``sum dz`` into
     ``sums`` (``(N, 2, C)``, zeroed; soft gate only: the hard gate sends
     nothing to the GroupNorm)."""
-    (n, p, c, c_mask, mask, x_a, x_b, g_up, g_low, r_a, xh_a, _, _, r_b,
-     xh_b, _, _, _, _) = _backward_tiles(
+    (n, p, c, c_mask, mask, x_a, x_b, g_up, g_low, r_a,
+     xh_a, _, _, r_b, xh_b, _, _, _, _) = _backward_tiles(
          x_ptr, gu_ptr, gl_ptr, w_up_ptr, w_low_ptr, weight_ptr, bias_ptr,
-         stats_ptr, NG, half, O, HW, G, stride_n, stride_c, stride_p,
+         stats_ptr, NG, half, SQ, HW, G, stride_n, stride_c, stride_p,
          gu_stride_n, gu_stride_c, gu_stride_p, gl_stride_n, gl_stride_c,
          gl_stride_p, gamma_eps, SQUEEZED, DOT_DTYPE, PRECISION, BLOCK_P,
          BLOCK_C, BLOCK_O, BLOCK_ALL_C)
@@ -311,13 +317,14 @@ def _backward_affine_kernel(sums_ptr, weight_ptr, bias_ptr, coef_ptr,
             in_group = c_mask & (group_of == g)
             count = group_channels * HW
             c1 = tl.sum(tl.where(in_group, dz * weight, 0.0), axis=0) / count
-            c2 = tl.sum(tl.where(in_group, dz_xhat * weight, 0.0),
-                        axis=0) / count
+            c2 = tl.sum(
+                tl.where(in_group, dz_xhat * weight, 0.0), axis=0) / count
             tl.store(coef_ptr + n * G + g, c1)
             tl.store(coef_ptr + N * G + n * G + g, c2)
     # d(gamma^2 / s) and d(beta gamma / s) with respect to gamma and beta.
-    through_sum = tl.sum(grad_weight * gamma * gamma + grad_bias * beta *
-                         gamma, axis=0) * inv * inv
+    through_sum = tl.sum(
+        grad_weight * gamma * gamma + grad_bias * beta * gamma,
+        axis=0) * inv * inv
     through_sum = tl.where(clamped, 0.0, through_sum)
     grad_gamma = (2.0 * grad_weight * gamma + grad_bias * beta) * inv - (
         through_sum)
@@ -332,44 +339,48 @@ def _grad_x(x, r, x_hat, weight, rstd, g_own, g_other, c1, c2, threshold,
     grad = w1 * g_own + w2 * g_other
     if SOFT:
         dz = _grad_z(x, r, g_own + g_other, threshold)
-        grad += rstd[None, :] * (dz * weight[None, :] - c1[None, :] -
-                                 x_hat * c2[None, :])
+        grad += rstd[None, :] * (
+            dz * weight[None, :] - c1[None, :] - x_hat * c2[None, :])
     return grad
 
 
 @triton.jit
-def _add_weight_grad(dw_ptr, g, half_tile, c, c_mask, O, half,
+def _add_weight_grad(dw_ptr, g, half_tile, c, c_mask, SQ, half,
                      DOT_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
                      BLOCK_O: tl.constexpr):
     """``dW[o, c] += sum_p g[p, o] half[p, c]``: a squeeze convolution's
     weight gradient, this tile's share."""
     o = tl.arange(0, BLOCK_O)
-    share = tl.dot(tl.trans(g.to(DOT_DTYPE)), half_tile.to(DOT_DTYPE),
-                   input_precision=PRECISION)
-    tl.atomic_add(dw_ptr + o[:, None] * half + c[None, :], share,
-                  mask=(o < O)[:, None] & c_mask[None, :])
+    share = tl.dot(
+        tl.trans(g.to(DOT_DTYPE)),
+        half_tile.to(DOT_DTYPE),
+        input_precision=PRECISION)
+    tl.atomic_add(
+        dw_ptr + o[:, None] * half + c[None, :],
+        share,
+        mask=(o < SQ)[:, None] & c_mask[None, :])
 
 
 @triton.jit
-def _backward_input_kernel(x_ptr, gu_ptr, gl_ptr, gx_ptr, w_up_ptr,
-                           w_low_ptr, dw_up_ptr, dw_low_ptr, weight_ptr,
-                           bias_ptr, stats_ptr, NG, coef_ptr, half, O, HW, G,
-                           stride_n, stride_c, stride_p, gu_stride_n,
-                           gu_stride_c, gu_stride_p, gl_stride_n,
-                           gl_stride_c, gl_stride_p, threshold, gamma_eps,
-                           SOFT: tl.constexpr, SQUEEZED: tl.constexpr,
-                           DOT_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
-                           BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
-                           BLOCK_O: tl.constexpr, BLOCK_ALL_C: tl.constexpr):
+def _backward_input_kernel(x_ptr, gu_ptr, gl_ptr, gx_ptr, w_up_ptr, w_low_ptr,
+                           dw_up_ptr, dw_low_ptr, weight_ptr, bias_ptr,
+                           stats_ptr, NG, coef_ptr, half, SQ, HW, G, stride_n,
+                           stride_c, stride_p, gu_stride_n, gu_stride_c,
+                           gu_stride_p, gl_stride_n, gl_stride_c, gl_stride_p,
+                           threshold, gamma_eps, SOFT: tl.constexpr,
+                           SQUEEZED: tl.constexpr, DOT_DTYPE: tl.constexpr,
+                           PRECISION: tl.constexpr, BLOCK_P: tl.constexpr,
+                           BLOCK_C: tl.constexpr, BLOCK_O: tl.constexpr,
+                           BLOCK_ALL_C: tl.constexpr):
     """``grad_x``: the gate's direct term plus (soft) the GroupNorm's,
     ``rstd (dz w - c1 - x_hat c2)``, with ``c1, c2`` per (sample, group)
     in ``coef_ptr`` as rows ``[c1; c2]``; with ``SQUEEZED`` also the
     squeeze convolutions' weight gradients (added into ``dw_up``,
     ``dw_low``), from the SRU halves recomputed here."""
-    (n, p, c, c_mask, mask, x_a, x_b, g_up, g_low, r_a, xh_a, w_a, rstd_a,
-     r_b, xh_b, w_b, rstd_b, g_up_sq, g_low_sq) = _backward_tiles(
+    (n, p, c, c_mask, mask, x_a, x_b, g_up, g_low, r_a, xh_a, w_a, rstd_a, r_b,
+     xh_b, w_b, rstd_b, g_up_sq, g_low_sq) = _backward_tiles(
          x_ptr, gu_ptr, gl_ptr, w_up_ptr, w_low_ptr, weight_ptr, bias_ptr,
-         stats_ptr, NG, half, O, HW, G, stride_n, stride_c, stride_p,
+         stats_ptr, NG, half, SQ, HW, G, stride_n, stride_c, stride_p,
          gu_stride_n, gu_stride_c, gu_stride_p, gl_stride_n, gl_stride_c,
          gl_stride_p, gamma_eps, SQUEEZED, DOT_DTYPE, PRECISION, BLOCK_P,
          BLOCK_C, BLOCK_O, BLOCK_ALL_C)
@@ -378,9 +389,9 @@ def _backward_input_kernel(x_ptr, gu_ptr, gl_ptr, gx_ptr, w_up_ptr,
         w1_b, w2_b = _gate_weights(r_b, threshold, SOFT)
         upper = tl.where(mask, w1_a * x_a + w2_b * x_b, 0.0)
         lower = tl.where(mask, w1_b * x_b + w2_a * x_a, 0.0)
-        _add_weight_grad(dw_up_ptr, g_up_sq, upper, c, c_mask, O, half,
+        _add_weight_grad(dw_up_ptr, g_up_sq, upper, c, c_mask, SQ, half,
                          DOT_DTYPE, PRECISION, BLOCK_O)
-        _add_weight_grad(dw_low_ptr, g_low_sq, lower, c, c_mask, O, half,
+        _add_weight_grad(dw_low_ptr, g_low_sq, lower, c, c_mask, SQ, half,
                          DOT_DTYPE, PRECISION, BLOCK_O)
     c1_a = tl.zeros((BLOCK_C, ), tl.float32)
     c1_b = c1_a
@@ -429,16 +440,33 @@ def group_stats(x, groups, eps, extra=0, reuse=False):
     partials = scratch('sru.partials', (n, num_blocks, 2, c), torch.float32,
                        x.device)
     _partial_stats_kernel[_grid(x, block_p)](
-        x, partials, c, h * w, num_blocks, *strides(x), BLOCK_P=block_p,
+        x,
+        partials,
+        c,
+        h * w,
+        num_blocks,
+        *strides(x),
+        BLOCK_P=block_p,
         BLOCK_C=block_c)
     size = (2 * n * groups + extra, )
-    stats = (scratch('sru.stats', size, torch.float32, x.device) if reuse
-             else torch.empty(size, dtype=torch.float32, device=x.device))
+    stats = (
+        scratch('sru.stats', size, torch.float32, x.device)
+        if reuse else torch.empty(size, dtype=torch.float32, device=x.device))
     block_cg = next_power_of_2(c // groups)
     _group_stats_kernel[(n * groups, )](
-        partials, stats, c, h * w, groups, n * groups, num_blocks, eps,
-        extra, BLOCK_P=block_p, BLOCK_B=max(16, 4096 // block_cg),
-        BLOCK_CG=block_cg, BLOCK_ZERO=256)
+        partials,
+        stats,
+        c,
+        h * w,
+        groups,
+        n * groups,
+        num_blocks,
+        eps,
+        extra,
+        BLOCK_P=block_p,
+        BLOCK_B=max(16, 4096 // block_cg),
+        BLOCK_CG=block_cg,
+        BLOCK_ZERO=256)
     return stats
 
 
@@ -453,10 +481,23 @@ def halves(x, gamma, beta, stats, groups, threshold, gate):
     block_c = next_power_of_2(half)
     block_p = pixel_block(block_c, _TILE // 2)
     _apply_kernel[_grid(x, block_p)](
-        x, upper, lower, kernel_arg(gamma), kernel_arg(beta), stats,
-        x.shape[0] * groups, half, x.shape[2] * x.shape[3], groups,
-        *strides(x), *strides(upper), threshold, GAMMA_SUM_EPS,
-        SOFT=gate == 'soft', BLOCK_P=block_p, BLOCK_C=block_c,
+        x,
+        upper,
+        lower,
+        kernel_arg(gamma),
+        kernel_arg(beta),
+        stats,
+        x.shape[0] * groups,
+        half,
+        x.shape[2] * x.shape[3],
+        groups,
+        *strides(x),
+        *strides(upper),
+        threshold,
+        GAMMA_SUM_EPS,
+        SOFT=gate == 'soft',
+        BLOCK_P=block_p,
+        BLOCK_C=block_c,
         BLOCK_ALL_C=next_power_of_2(x.shape[1]))
     return upper, lower
 
@@ -471,8 +512,16 @@ def forward(x, gamma, beta, groups, eps, threshold, gate):
     return upper, lower, stats
 
 
-def backward(x, gamma, beta, stats, groups, threshold, gate, grad_upper,
-             grad_lower, squeeze=None):
+def backward(x,
+             gamma,
+             beta,
+             stats,
+             groups,
+             threshold,
+             gate,
+             grad_upper,
+             grad_lower,
+             squeeze=None):
     """``(grad_x, grad_gamma, grad_beta)`` of the SRU halves, with respect
     to the GroupNorm's own ``gamma`` and ``beta``; the affine gradients are
     None for the hard gate (its 0/1 weights pass none).
@@ -504,33 +553,63 @@ def backward(x, gamma, beta, stats, groups, threshold, gate, grad_upper,
         w_up, w_low, dtype = squeeze
         w_up, w_low = kernel_arg(w_up), kernel_arg(w_low)
         out_channels, dot = w_up.shape[0], dot_options(dtype, x.device)
-        grad_w_up, grad_w_low = (torch.zeros(t.shape, dtype=torch.float32,
-                                             device=x.device)
-                                 for t in (w_up, w_low))
-    sizes = dict(SQUEEZED=squeeze is not None, **dot, BLOCK_P=block_p,
-                 BLOCK_C=block_c,
-                 BLOCK_O=max(16, next_power_of_2(out_channels)),
-                 BLOCK_ALL_C=next_power_of_2(c))
+        grad_w_up, grad_w_low = (
+            torch.zeros(t.shape, dtype=torch.float32, device=x.device)
+            for t in (w_up, w_low))
+    sizes = dict(
+        SQUEEZED=squeeze is not None,
+        **dot,
+        BLOCK_P=block_p,
+        BLOCK_C=block_c,
+        BLOCK_O=max(16, next_power_of_2(out_channels)),
+        BLOCK_ALL_C=next_power_of_2(c))
     grad_gamma = grad_beta = None
     coefficients = stats  # the hard gate never reads them
     if soft:
         sums = torch.zeros((n, 2, c), dtype=torch.float32, device=x.device)
-        _backward_sums_kernel[grid](
-            *tensors, w_up, w_low, gamma, beta, stats, n * groups, sums,
-            c // 2, out_channels, h * w, groups, *layout, threshold,
-            GAMMA_SUM_EPS, **sizes)
+        _backward_sums_kernel[grid](*tensors, w_up, w_low, gamma, beta, stats,
+                                    n * groups, sums, c // 2, out_channels,
+                                    h * w, groups, *layout, threshold,
+                                    GAMMA_SUM_EPS, **sizes)
         coefficients = scratch('sru.coefficients', (2, n * groups),
                                torch.float32, x.device)
         grad_gamma = torch.empty(c, dtype=torch.float32, device=x.device)
         grad_beta = torch.empty_like(grad_gamma)
         _backward_affine_kernel[(1, )](
-            sums, gamma, beta, coefficients, grad_gamma, grad_beta, n, c,
-            groups, h * w, GAMMA_SUM_EPS, BLOCK_C=next_power_of_2(c))
+            sums,
+            gamma,
+            beta,
+            coefficients,
+            grad_gamma,
+            grad_beta,
+            n,
+            c,
+            groups,
+            h * w,
+            GAMMA_SUM_EPS,
+            BLOCK_C=next_power_of_2(c))
     grad_x = torch.empty_like(x)
     _backward_input_kernel[grid](
-        *tensors, grad_x, w_up, w_low, grad_w_up, grad_w_low, gamma, beta,
-        stats, n * groups, coefficients, c // 2, out_channels, h * w, groups,
-        *layout, threshold, GAMMA_SUM_EPS, SOFT=soft, **sizes)
+        *tensors,
+        grad_x,
+        w_up,
+        w_low,
+        grad_w_up,
+        grad_w_low,
+        gamma,
+        beta,
+        stats,
+        n * groups,
+        coefficients,
+        c // 2,
+        out_channels,
+        h * w,
+        groups,
+        *layout,
+        threshold,
+        GAMMA_SUM_EPS,
+        SOFT=soft,
+        **sizes)
     if squeeze is None:
         return grad_x, grad_gamma, grad_beta
     return grad_x, grad_gamma, grad_beta, grad_w_up, grad_w_low

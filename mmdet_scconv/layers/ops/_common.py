@@ -14,8 +14,9 @@ def zeros_for_none(grads, shape, dtype, device):
     autograd passed none for: an op whose autograd formula sets
     ``ctx.set_materialize_grads(False)`` (to spare the zero fills of
     outputs that never get a gradient) gets None for an unused output."""
-    return tuple(g if g is not None else torch.zeros(
-        shape, dtype=dtype, device=device) for g in grads)
+    return tuple(
+        g if g is not None else torch.zeros(shape, dtype=dtype, device=device)
+        for g in grads)
 
 
 def in_layout_of(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -29,7 +30,13 @@ def in_layout_of(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return t.contiguous(memory_format=torch.channels_last)
 
 
-def conv_grads(grad, x, weight, dtype, stride=1, padding=0, dilation=1,
+def conv_grads(grad,
+               x,
+               weight,
+               dtype,
+               stride=1,
+               padding=0,
+               dilation=1,
                groups=1):
     """Input and weight gradients of ``conv2d(x, weight)`` (no bias) from
     one ``convolution_backward`` call, in ``dtype`` (the forward's, e.g.

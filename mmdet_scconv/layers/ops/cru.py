@@ -24,8 +24,7 @@ from ..kernels._layout import empty_like_layout
 from ._common import cast, conv_grads
 
 
-def branches(x_up, x_low, w_gwc, w_up, w_low, stride, dilation, groups,
-             dtype):
+def branches(x_up, x_low, w_gwc, w_up, w_low, stride, dilation, groups, dtype):
     """``Y1 = GWC(X_up) + PWC1(pool(X_up))`` and ``Y2 = cat(PWC2(pool(X_low)),
     pool(X_low))`` in ``dtype`` (PyTorch)."""
     x_up, x_low = cast(x_up, dtype), cast(x_low, dtype)
@@ -41,8 +40,9 @@ def branch_weight(y1, y2):
     """``beta1 = sigmoid(S1 - S2)`` (the two-branch softmax, Eq. 8-9), at
     least fp32, ``(N, C, 1, 1)``."""
     compute = at_least_fp32(y1.dtype)
-    return torch.sigmoid(y1.mean((2, 3), keepdim=True, dtype=compute) -
-                         y2.mean((2, 3), keepdim=True, dtype=compute))
+    return torch.sigmoid(
+        y1.mean((2, 3), keepdim=True, dtype=compute) -
+        y2.mean((2, 3), keepdim=True, dtype=compute))
 
 
 def _branch_grads_torch(grad, x_up, x_low, w_gwc, w_up, w_low, stride,
@@ -51,8 +51,7 @@ def _branch_grads_torch(grad, x_up, x_low, w_gwc, w_up, w_low, stride,
     y1, y2 = branches(x_up, x_low, w_gwc, w_up, w_low, stride, dilation,
                       groups, dtype)
     beta1 = branch_weight(y1, y2)
-    grad_beta = (grad * (y1 - y2)).sum((2, 3), keepdim=True,
-                                       dtype=beta1.dtype)
+    grad_beta = (grad * (y1 - y2)).sum((2, 3), keepdim=True, dtype=beta1.dtype)
     ds = grad_beta * beta1 * (1 - beta1) / y1[0, 0].numel()
     grad_y1 = (beta1 * grad + ds).to(dtype)
     grad_y2 = ((1 - beta1) * grad - ds).to(dtype)
@@ -70,18 +69,18 @@ def _unpool(grad, x, stride):
                                               False, None)
 
 
-def _input_grads(grad_y1, grad_p, grad_reuse, x_up, x_low, w_gwc, w_up,
-                 w_low, stride, dilation, groups, dtype):
+def _input_grads(grad_y1, grad_p, grad_reuse, x_up, x_low, w_gwc, w_up, w_low,
+                 stride, dilation, groups, dtype):
     """Inputs' and weights' gradients of the CRU's convolutions (cuDNN's)
     from those of its branches."""
     x_up, x_low = cast(x_up, dtype), cast(x_low, dtype)
-    grad_up, grad_w_gwc = conv_grads(
-        grad_y1, x_up, w_gwc, dtype, stride, dilation * (w_gwc.shape[-1] // 2),
-        dilation, groups)
-    grad_pooled_up, grad_w_up = conv_grads(
-        grad_y1, downsample(x_up, stride), w_up, dtype)
-    grad_pooled_low, grad_w_low = conv_grads(
-        grad_p, downsample(x_low, stride), w_low, dtype)
+    grad_up, grad_w_gwc = conv_grads(grad_y1, x_up, w_gwc, dtype, stride,
+                                     dilation * (w_gwc.shape[-1] // 2),
+                                     dilation, groups)
+    grad_pooled_up, grad_w_up = conv_grads(grad_y1, downsample(x_up, stride),
+                                           w_up, dtype)
+    grad_pooled_low, grad_w_low = conv_grads(grad_p, downsample(x_low, stride),
+                                             w_low, dtype)
     grad_up = grad_up + _unpool(grad_pooled_up, x_up, stride)
     grad_low = _unpool(grad_pooled_low + grad_reuse, x_low, stride)
     return [grad_up, grad_low, grad_w_gwc, grad_w_up, grad_w_low]
@@ -91,8 +90,8 @@ def _input_grads(grad_y1, grad_p, grad_reuse, x_up, x_low, w_gwc, w_up,
 def cru(x_up: torch.Tensor, x_low: torch.Tensor, w_gwc: torch.Tensor,
         w_up: torch.Tensor, w_low: torch.Tensor, sums: Optional[torch.Tensor],
         sums_offset: int, scale: Optional[torch.Tensor],
-        shift: Optional[torch.Tensor], stride: int, dilation: int,
-        groups: int, dtype: torch.dtype, kernels: bool) -> torch.Tensor:
+        shift: Optional[torch.Tensor], stride: int, dilation: int, groups: int,
+        dtype: torch.dtype, kernels: bool) -> torch.Tensor:
     """The CRU from its squeezed inputs.
 
     Args:
@@ -119,9 +118,9 @@ def cru(x_up: torch.Tensor, x_low: torch.Tensor, w_gwc: torch.Tensor,
                                          cast(shift, torch.float32))
     if kernels:
         from ..kernels import cru as cru_kernels
-        return cru_kernels.cru_forward(x_up, x_low, w_gwc, w_up, w_low,
-                                       stride, dilation, groups, affine,
-                                       dtype, sums, sums_offset)
+        return cru_kernels.cru_forward(x_up, x_low, w_gwc, w_up, w_low, stride,
+                                       dilation, groups, affine, dtype, sums,
+                                       sums_offset)
     y1, y2 = branches(x_up, x_low, w_gwc, w_up, w_low, stride, dilation,
                       groups, dtype)
     y = torch.lerp(y2, y1, branch_weight(y1, y2).to(dtype))
@@ -138,8 +137,8 @@ def _channels_last(x):
 
 
 @cru.register_fake
-def _(x_up, x_low, w_gwc, w_up, w_low, sums, sums_offset, scale, shift,
-      stride, dilation, groups, dtype, kernels):
+def _(x_up, x_low, w_gwc, w_up, w_low, sums, sums_offset, scale, shift, stride,
+      dilation, groups, dtype, kernels):
     h, w = x_up.shape[-2:]
     size = ((h - 1) // stride + 1, (w - 1) // stride + 1)
     return empty_like_layout(x_up, w_gwc.shape[0], dtype, size=size)
@@ -160,8 +159,10 @@ def cru_backward(grad: torch.Tensor, x_up: torch.Tensor, x_low: torch.Tensor,
     else:
         branch = _branch_grads_torch(grad, *args)
     grads = _input_grads(*branch, *args)
-    return [cast(grads[0], x_up.dtype), cast(grads[1], x_low.dtype),
-            *grads[2:]]
+    return [
+        cast(grads[0], x_up.dtype),
+        cast(grads[1], x_low.dtype), *grads[2:]
+    ]
 
 
 @cru_backward.register_fake

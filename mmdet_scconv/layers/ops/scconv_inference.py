@@ -27,11 +27,10 @@ from .sru_squeeze import sru_squeeze
 
 
 @torch.library.custom_op('mmdet_scconv::scconv_inference', mutates_args=())
-def scconv_inference(x: torch.Tensor, gamma: torch.Tensor,
-                     beta: torch.Tensor, w_squeeze_up: torch.Tensor,
-                     w_squeeze_low: torch.Tensor, w_gwc: torch.Tensor,
-                     w_pwc_up: torch.Tensor, w_pwc_low: torch.Tensor,
-                     scale: Optional[torch.Tensor],
+def scconv_inference(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
+                     w_squeeze_up: torch.Tensor, w_squeeze_low: torch.Tensor,
+                     w_gwc: torch.Tensor, w_pwc_up: torch.Tensor,
+                     w_pwc_low: torch.Tensor, scale: Optional[torch.Tensor],
                      shift: Optional[torch.Tensor], groups: int, eps: float,
                      threshold: float, gate: str, stride: int, dilation: int,
                      dtype: torch.dtype, kernels: bool) -> torch.Tensor:
@@ -55,25 +54,33 @@ def scconv_inference(x: torch.Tensor, gamma: torch.Tensor,
         from ..kernels import cru as cru_kernels
         from ..kernels import sru_squeeze as squeeze_kernels
         up, low, stats = squeeze_kernels.sru_squeeze(
-            x, gamma, beta, w_squeeze_up, w_squeeze_low, groups, eps,
-            threshold, gate, dtype, (kernel_size, stride, dilation),
+            x,
+            gamma,
+            beta,
+            w_squeeze_up,
+            w_squeeze_low,
+            groups,
+            eps,
+            threshold,
+            gate,
+            dtype, (kernel_size, stride, dilation),
             reuse=True)
         affine = None if scale is None else (cast(scale, torch.float32),
                                              cast(shift, torch.float32))
         return cru_kernels.cru_forward(up, low, w_gwc, w_pwc_up, w_pwc_low,
                                        stride, dilation, gwc_groups, affine,
                                        dtype, stats, 2 * x.shape[0] * groups)
-    up, low, stats = sru_squeeze(x, gamma, beta, w_squeeze_up,
-                                 w_squeeze_low, groups, eps, threshold, gate,
-                                 dtype, kernel_size, stride, dilation, False)
+    up, low, stats = sru_squeeze(x, gamma, beta, w_squeeze_up, w_squeeze_low,
+                                 groups, eps, threshold, gate, dtype,
+                                 kernel_size, stride, dilation, False)
     return cru(up, low, w_gwc, w_pwc_up, w_pwc_low, None, 0, scale, shift,
                stride, dilation, gwc_groups, dtype, False)
 
 
 @scconv_inference.register_fake
-def _(x, gamma, beta, w_squeeze_up, w_squeeze_low, w_gwc, w_pwc_up,
-      w_pwc_low, scale, shift, groups, eps, threshold, gate, stride, dilation,
-      dtype, kernels):
+def _(x, gamma, beta, w_squeeze_up, w_squeeze_low, w_gwc, w_pwc_up, w_pwc_low,
+      scale, shift, groups, eps, threshold, gate, stride, dilation, dtype,
+      kernels):
     h, w = x.shape[-2:]
     size = ((h - 1) // stride + 1, (w - 1) // stride + 1)
     return empty_like_layout(x, w_gwc.shape[0], dtype, size=size)

@@ -107,7 +107,7 @@ def sru_forward(x, weight, bias, groups, eps, threshold, gate):
 def split_stats(stats, n, groups):
     """``(mean, rstd)``, each ``(N, groups)``, of a statistics tensor."""
     return stats[:n * groups].view(n, groups), stats[n * groups:2 * n *
-                                                    groups].view(n, groups)
+                                                     groups].view(n, groups)
 
 
 def recompute_reweights(x, weight, bias, stats, groups):
@@ -139,8 +139,8 @@ def gamma_grads(gamma, beta, grad_weight, grad_bias):
     gamma, beta = gamma.float(), beta.float()
     total = gamma.sum()
     inverse = 1 / safe_sum(gamma)
-    through_sum = (grad_weight * gamma * gamma + grad_bias * beta *
-                   gamma).sum() * inverse * inverse
+    through_sum = (grad_weight * gamma * gamma +
+                   grad_bias * beta * gamma).sum() * inverse * inverse
     through_sum = through_sum.where(total.abs() >= GAMMA_SUM_EPS, 0)
     grad_gamma = (2 * grad_weight * gamma + grad_bias * beta) * inverse
     return grad_gamma - through_sum, grad_bias * gamma * inverse
@@ -194,8 +194,8 @@ def sru_statistics(x, gamma, beta, groups, eps, threshold, gate, kernels):
 
 
 @torch.library.custom_op('mmdet_scconv::sru', mutates_args=())
-def sru(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
-        groups: int, eps: float, threshold: float, gate: str,
+def sru(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, groups: int,
+        eps: float, threshold: float, gate: str,
         kernels: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The SRU output's two channel halves (in ``x``'s dtype and layout)
     and its GroupNorm statistics.
@@ -237,8 +237,8 @@ def sru_backward(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
     gate, ``[grad_x, grad_gamma, grad_beta]`` for the soft one."""
     if kernels:
         from ..kernels import sru as sru_kernels
-        grads = sru_kernels.backward(x, gamma, beta, stats, groups,
-                                     threshold, gate, grad_upper, grad_lower)
+        grads = sru_kernels.backward(x, gamma, beta, stats, groups, threshold,
+                                     gate, grad_upper, grad_lower)
     else:
         grads = sru_backward_torch(x, gamma, beta, stats, groups, threshold,
                                    gate, grad_upper, grad_lower)
@@ -254,8 +254,11 @@ def _(x, gamma, beta, stats, grad_upper, grad_lower, groups, threshold, gate,
       kernels):
     if gate == 'hard':
         return [torch.empty_like(x)]
-    return [torch.empty_like(x), torch.empty_like(gamma),
-            torch.empty_like(beta)]
+    return [
+        torch.empty_like(x),
+        torch.empty_like(gamma),
+        torch.empty_like(beta)
+    ]
 
 
 def _setup_context(ctx, inputs, output):
@@ -272,8 +275,8 @@ def _backward(ctx, grad_upper, grad_lower, _):
         (grad_upper, grad_lower), (x.shape[0], x.shape[1] // 2, *x.shape[2:]),
         x.dtype, x.device)
     groups, threshold, gate, kernels = ctx.options
-    grads = sru_backward(x, gamma, beta, stats, grad_upper, grad_lower,
-                         groups, threshold, gate, kernels)
+    grads = sru_backward(x, gamma, beta, stats, grad_upper, grad_lower, groups,
+                         threshold, gate, kernels)
     grad_gamma, grad_beta = grads[1:] if gate == 'soft' else (None, None)
     return grads[0], grad_gamma, grad_beta, None, None, None, None, None
 

@@ -28,17 +28,17 @@ def _twin(x, gamma, beta, w_up, w_low, groups, eps, threshold, gate, dtype):
     upper, lower, mean, rstd = sru_forward(x, weight, bias, groups, eps,
                                            threshold, gate)
     return (F.conv2d(cast(upper, dtype), cast(w_up, dtype)),
-            F.conv2d(cast(lower, dtype), cast(w_low, dtype)),
-            stats_tensor(mean, rstd))
+            F.conv2d(cast(lower, dtype),
+                     cast(w_low, dtype)), stats_tensor(mean, rstd))
 
 
 @torch.library.custom_op('mmdet_scconv::sru_squeeze', mutates_args=())
-def sru_squeeze(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
-                w_up: torch.Tensor, w_low: torch.Tensor, groups: int,
-                eps: float, threshold: float, gate: str, dtype: torch.dtype,
-                cru_kernel_size: int, cru_stride: int, cru_dilation: int,
-                kernels: bool
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def sru_squeeze(
+        x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
+        w_up: torch.Tensor, w_low: torch.Tensor, groups: int, eps: float,
+        threshold: float, gate: str, dtype: torch.dtype, cru_kernel_size: int,
+        cru_stride: int, cru_dilation: int,
+        kernels: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``squeeze_up(upper)``, ``squeeze_low(lower)`` of the SRU output of
     ``x`` and its statistics.
 
@@ -64,7 +64,16 @@ def sru_squeeze(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
     if kernels:
         from ..kernels import sru_squeeze as squeeze_kernels
         return squeeze_kernels.sru_squeeze(
-            x, gamma, beta, w_up, w_low, groups, eps, threshold, gate, dtype,
+            x,
+            gamma,
+            beta,
+            w_up,
+            w_low,
+            groups,
+            eps,
+            threshold,
+            gate,
+            dtype,
             cru_geometry=(cru_kernel_size, cru_stride, cru_dilation))
     return _twin(x, gamma, beta, w_up, w_low, groups, eps, threshold, gate,
                  dtype)
@@ -98,38 +107,54 @@ def sru_squeeze_backward(x: torch.Tensor, gamma: torch.Tensor,
         # recompute tile by tile: no halves, no convolution call.
         from ..kernels import sru as sru_kernels
         grad_x, grad_gamma, grad_beta, grad_w_up, grad_w_low = (
-            sru_kernels.backward(x, gamma, beta, stats, groups, threshold,
-                                 gate, grad_up, grad_low,
-                                 squeeze=(w_up, w_low, dtype)))
-        grads = [cast(grad_x, x.dtype),
-                 *[in_layout_of(cast(g, w.dtype), w)
-                   for g, w in ((grad_w_up, w_up), (grad_w_low, w_low))]]
+            sru_kernels.backward(
+                x,
+                gamma,
+                beta,
+                stats,
+                groups,
+                threshold,
+                gate,
+                grad_up,
+                grad_low,
+                squeeze=(w_up, w_low, dtype)))
+        grads = [
+            cast(grad_x, x.dtype), *[
+                in_layout_of(cast(g, w.dtype), w)
+                for g, w in ((grad_w_up, w_up), (grad_w_low, w_low))
+            ]
+        ]
         if gate == 'soft':
-            grads += [cast(grad_gamma, gamma.dtype),
-                      cast(grad_beta, beta.dtype)]
+            grads += [
+                cast(grad_gamma, gamma.dtype),
+                cast(grad_beta, beta.dtype)
+            ]
         return grads
-    upper, lower = halves_from_stats(x, gamma, beta, stats, groups,
-                                     threshold, gate)
+    upper, lower = halves_from_stats(x, gamma, beta, stats, groups, threshold,
+                                     gate)
     grad_upper, grad_w_up = conv_grads(grad_up, upper, w_up, dtype)
     grad_lower, grad_w_low = conv_grads(grad_low, lower, w_low, dtype)
-    grads = sru_backward(x, gamma, beta, stats, grad_upper, grad_lower,
-                         groups, threshold, gate, kernels)
+    grads = sru_backward(x, gamma, beta, stats, grad_upper, grad_lower, groups,
+                         threshold, gate, kernels)
     return [grads[0], grad_w_up, grad_w_low, *grads[1:]]
 
 
 @sru_squeeze_backward.register_fake
-def _(x, gamma, beta, w_up, w_low, stats, grad_up, grad_low, groups,
-      threshold, gate, dtype, kernels):
-    grads = [torch.empty_like(x), torch.empty_like(w_up),
-             torch.empty_like(w_low)]
+def _(x, gamma, beta, w_up, w_low, stats, grad_up, grad_low, groups, threshold,
+      gate, dtype, kernels):
+    grads = [
+        torch.empty_like(x),
+        torch.empty_like(w_up),
+        torch.empty_like(w_low)
+    ]
     if gate == 'soft':
         grads += [torch.empty_like(gamma), torch.empty_like(beta)]
     return grads
 
 
 def _setup_context(ctx, inputs, output):
-    (x, gamma, beta, w_up, w_low, groups, eps, threshold, gate, dtype,
-     _, _, _, kernels) = inputs
+    (x, gamma, beta, w_up, w_low, groups, eps, threshold, gate, dtype, _, _, _,
+     kernels) = inputs
     ctx.save_for_backward(x, gamma, beta, w_up, w_low, output[2])
     ctx.options = (groups, threshold, gate, dtype, kernels)
     # The statistics get no gradient: autograd need not fill one with zeros.
@@ -145,8 +170,7 @@ def _backward(ctx, grad_up, grad_low, _):
                                  *ctx.options)
     grad_x, grad_w_up, grad_w_low = grads[:3]
     grad_gamma, grad_beta = grads[3:] or (None, None)
-    return (grad_x, grad_gamma, grad_beta, grad_w_up, grad_w_low,
-            *[None] * 9)
+    return (grad_x, grad_gamma, grad_beta, grad_w_up, grad_w_low, *[None] * 9)
 
 
 sru_squeeze.register_autograd(_backward, setup_context=_setup_context)

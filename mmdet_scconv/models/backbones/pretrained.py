@@ -37,6 +37,7 @@ class MatchSummary:
 
     def describe(self, source: str) -> str:
         """One short paragraph for the log."""
+
         def sample(names):
             shown = ', '.join(names[:4])
             more = f', ... (+{len(names) - 4})' if len(names) > 4 else ''
@@ -102,7 +103,8 @@ def fresh_init(module: nn.Module) -> None:
             constant_init(m, 1)
 
 
-def load_pretrained(module: nn.Module, checkpoint: str,
+def load_pretrained(module: nn.Module,
+                    checkpoint: str,
                     map_location='cpu') -> MatchSummary:
     """Initialise ``module`` freshly, then load every tensor of the
     checkpoint whose name and shape match.
@@ -132,6 +134,7 @@ def convert_resnet_checkpoint(src: str, dst: str, backbone: nn.Module):
     state = unwrap_state_dict(CheckpointLoader.load_checkpoint(src, 'cpu'))
     kept, summary = match_state_dict(backbone.state_dict(), state)
     torch.save(
-        dict(state_dict=kept, meta=dict(source=str(src),
-                                        converter='mmdet_scconv')), dst)
+        dict(
+            state_dict=kept,
+            meta=dict(source=str(src), converter='mmdet_scconv')), dst)
     return summary

@@ -1,9 +1,9 @@
 """SCConv-ResNet: mmdet's ResNet with SCConv as every bottleneck 3x3 conv."""
 import torch.nn as nn
-from mmengine.logging import print_log
 from mmdet.models.backbones.resnet import Bottleneck, ResNet
 from mmdet.models.layers import ResLayer
 from mmdet.registry import MODELS
+from mmengine.logging import print_log
 
 from ...layers import SCConv, check_scconv_args
 from .pretrained import load_pretrained
@@ -86,8 +86,9 @@ class SCConvResNet(ResNet):
         scconv_cfg (dict, optional): SCConv options for every replaced conv:
             ``alpha``, ``squeeze_ratio``, ``groups``, ``gn_groups``,
             ``gate_threshold``, ``gate``. Default: None (SCConv's defaults).
-        stage_with_scconv (Sequence[bool]): Which stages use SCConv, one
-            entry per stage. Default: ``(True, True, True, True)``.
+        stage_with_scconv (Sequence[bool], optional): Which stages use
+            SCConv, one entry per stage (``num_stages``). Default: None (all
+            stages).
         **kwargs: The arguments of mmdet's ``ResNet`` (``out_indices``,
             ``frozen_stages``, ``norm_cfg``, ``norm_eval``, ``style``,
             ``deep_stem``, ``avg_down``, ``dilations``, ``with_cp``,
@@ -110,7 +111,7 @@ class SCConvResNet(ResNet):
     def __init__(self,
                  depth,
                  scconv_cfg=None,
-                 stage_with_scconv=(True, True, True, True),
+                 stage_with_scconv=None,
                  **kwargs):
         if depth not in self.arch_settings:
             raise ValueError(
@@ -118,6 +119,8 @@ class SCConvResNet(ResNet):
                 f'(SCConv replaces the bottleneck 3x3 conv), got '
                 f'depth={depth!r}.')
         num_stages = kwargs.get('num_stages', 4)
+        if stage_with_scconv is None:
+            stage_with_scconv = (True, ) * num_stages
         if len(stage_with_scconv) != num_stages:
             raise ValueError(
                 f'stage_with_scconv needs one entry per stage '
@@ -131,8 +134,9 @@ class SCConvResNet(ResNet):
                 width = base_channels * 2**stage
                 check_scconv_args(width, width, **self.scconv_cfg)
         self.stage_with_scconv = tuple(stage_with_scconv)
-        self._default_init = (kwargs.get('init_cfg') is None
-                              and kwargs.get('pretrained') is None)
+        self._default_init = (
+            kwargs.get('init_cfg') is None
+            and kwargs.get('pretrained') is None)
         super().__init__(depth, **kwargs)
 
     def make_res_layer(self, **kwargs):
@@ -175,6 +179,6 @@ class SCConvResNet(ResNet):
         checkpoint = init_cfg['checkpoint']
         summary = load_pretrained(self, checkpoint,
                                   init_cfg.get('map_location', 'cpu'))
-        print_log(f'SCConvResNet: {summary.describe(checkpoint)}',
-                  logger='current')
+        print_log(
+            f'SCConvResNet: {summary.describe(checkpoint)}', logger='current')
         self._is_init = True
