@@ -82,7 +82,7 @@ def test_missing_checkpoint_names_the_file(tmp_path):
 def test_corrupt_checkpoint_names_the_file(tmp_path):
     path = tmp_path / 'corrupt.pth'
     path.write_bytes(b'PK\x03\x04 definitely not a checkpoint' * 10)
-    with pytest.raises(CheckpointLoadError, match='corrupt.pth.*corrupt'):
+    with pytest.raises(CheckpointLoadError, match='corrupt.pth.*truncated'):
         build_scconv_r50(str(path)).init_weights()
 
 

@@ -14,8 +14,8 @@ from test_fast import assert_relative_error
 from test_layers import randomise
 
 from mmdet_scconv.benchmark.host import count_host_work
-from mmdet_scconv.benchmark.trunk import Bottleneck, ResNetTrunk
-from mmdet_scconv.layers import SCConv, ops, set_scconv_impl
+from mmdet_scconv.benchmark.trunk import Bottleneck
+from mmdet_scconv.layers import SCConv, ops
 
 DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
 
@@ -101,10 +101,9 @@ def _layer(channels=32, stride=1):
 MODELS = {
     'scconv': lambda: _layer(stride=2),
     'bottleneck': lambda: Bottleneck(64, 16, 2, dict(impl='triton')),
-    'trunk': lambda: set_scconv_impl(ResNetTrunk(50, scconv_cfg={}), 'triton'),
 }
-SIZES = {'scconv': (7, 6), 'bottleneck': (9, 8), 'trunk': (32, 32)}
-CHANNELS = {'scconv': 32, 'bottleneck': 64, 'trunk': 3}
+SIZES = {'scconv': (7, 6), 'bottleneck': (9, 8)}
+CHANNELS = {'scconv': 32, 'bottleneck': 64}
 
 
 def _model_and_input(name):
@@ -118,10 +117,11 @@ def _outputs(result):
     return list(result) if isinstance(result, (tuple, list)) else [result]
 
 
-@pytest.mark.parametrize('name', ['scconv', 'bottleneck', 'trunk'])
+@pytest.mark.parametrize('name', ['scconv', 'bottleneck'])
 def test_compiled_inference_keeps_the_kernels(name):
     """``torch.compile(fullgraph=True)`` traces without a graph break (it
-    would raise) and the compiled model still launches the kernels."""
+    would raise) and the compiled model still launches the kernels (the
+    whole SCConvResNet: ``tests/test_backbone.py``)."""
     torch._dynamo.reset()
     model, x = _model_and_input(name)
     model.eval()

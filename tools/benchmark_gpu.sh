@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU measurements quoted in the README (H100/H200; torch and triton
+# The GPU measurements quoted in docs/speed.md (H100/H200; torch and triton
 # suffice: the trunk and layers scopes need no mmcv/mmengine/mmdet). Usage:
 #   bash tools/benchmark_gpu.sh [OUT_DIR [STEP ...]]
 # Writes JSON, PNG charts and logs to OUT_DIR (default: benchmark_results).

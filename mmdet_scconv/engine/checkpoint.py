@@ -107,10 +107,16 @@ def load_local_checkpoint(filename, map_location=None):
             are unsafe to unpickle and was not opted in as trusted.
     """
     filename = osp.expanduser(filename)
-    if not osp.isfile(filename):
+    if not osp.exists(filename):
         raise FileNotFoundError(
             f'Checkpoint file not found: {filename!r}. Check the path given '
             f'to load_from / --resume / init_cfg.checkpoint.')
+    damage = _damage(filename)
+    if damage:
+        raise CheckpointLoadError(
+            f'Checkpoint {filename!r} {damage}. Re-copy or re-download it, '
+            f'or pass another checkpoint (e.g. the previous one of the '
+            f'run).')
     if is_trusted(filename):
         return torch.load(
             filename, map_location=map_location, weights_only=False)
@@ -118,6 +124,8 @@ def load_local_checkpoint(filename, map_location=None):
         return torch.load(
             filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
+        if not _unsafe(error):
+            raise _corrupt(filename, error) from error
         raise CheckpointLoadError(
             f'Checkpoint {filename!r} holds objects that are not safe to '
             f'unpickle, so it was not loaded (torch weights_only=True): '
@@ -126,11 +134,56 @@ def load_local_checkpoint(filename, map_location=None):
             f'trust its source, add it to the {TRUSTED_ENV} environment '
             f'variable (paths separated by {os.pathsep!r}) or call '
             f'mmdet_scconv.engine.trust_checkpoint(path).') from error
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as error:
-        raise CheckpointLoadError(
-            f'Checkpoint {filename!r} is corrupt or not a PyTorch checkpoint '
-            f'({type(error).__name__}: {_first_line(error)}). Re-save or '
-            f're-download it.') from error
+    except Exception as error:  # torch names damage in many ways
+        raise _corrupt(filename, error) from error
+
+
+def _damage(filename):
+    """What is visibly wrong with a checkpoint file before torch reads it,
+    or None."""
+    if osp.isdir(filename):
+        return 'is a directory, not a checkpoint file'
+    if not os.access(filename, os.R_OK):
+        return 'cannot be read (permission denied)'
+    size = osp.getsize(filename)
+    if size == 0:
+        return 'is empty (0 bytes: an interrupted copy or download?)'
+    with open(filename, 'rb') as f:
+        head = f.read(8)
+    if head.startswith(b'PK\x03\x04'):  # torch's zip format
+        if not zipfile.is_zipfile(filename):
+            return (f'is truncated: {size} bytes, and the end of its zip '
+                    f'archive is missing (an interrupted copy or download?)')
+        with zipfile.ZipFile(filename) as archive:
+            damaged = archive.testzip()  # reads it all: CRCs, about 1 GB/s
+        if damaged is not None:
+            return (f'is damaged: its record {damaged!r} fails its CRC '
+                    f'check')
+        return None
+    if head.startswith(b'\x80'):  # a pickle: torch's legacy format
+        return None
+    if head.startswith(b'\x93NUMPY'):
+        kind = 'a NumPy .npy file'
+    elif all(32 <= b < 127 or b in b'\t\r\n' for b in head):
+        kind = 'text'
+    else:
+        kind = 'unknown bytes'
+    return (f'is not a PyTorch checkpoint: it starts with {head!r} '
+            f'({kind}), not a zip archive or a pickle')
+
+
+def _unsafe(error) -> bool:
+    """Whether torch refused a weights-only load (rather than failing to
+    parse the file)."""
+    message = str(error)
+    return 'Unsupported global' in message or 'allowed global' in message
+
+
+def _corrupt(filename, error):
+    return CheckpointLoadError(
+        f'Checkpoint {filename!r} is corrupt or not a PyTorch checkpoint '
+        f'({type(error).__name__}: {_first_line(error)}). Re-copy or '
+        f're-download it, or pass another checkpoint.')
 
 
 def refuse_remote_checkpoint(filename, map_location=None):
@@ -146,7 +199,8 @@ def _first_line(error) -> str:
     """The informative line of an error (torch's weights-only errors put it
     after a generic preamble)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    for line in lines:
+    for index, line in enumerate(lines):
         if 'WeightsUnpickler error' in line:
-            return line
+            return ' '.join(lines[index:index + 2 if line.endswith(':') else
+                                  index + 1])
     return lines[0] if lines else type(error).__name__
