@@ -201,6 +201,7 @@ def _first_line(error) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     for index, line in enumerate(lines):
         if 'WeightsUnpickler error' in line:
-            return ' '.join(lines[index:index + 2 if line.endswith(':') else
-                                  index + 1])
+            # The reason may be on the next line.
+            end = index + 2 if line.endswith(':') else index + 1
+            return ' '.join(lines[index:end])
     return lines[0] if lines else type(error).__name__
