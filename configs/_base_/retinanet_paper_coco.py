@@ -61,6 +61,11 @@ default_hooks = dict(
         interval=val_interval,
         max_keep_ckpts=3))
 log_processor = dict(by_epoch=False)
+# A long run stops at the iteration its loss or gradient norm turns
+# non-finite, naming the last checkpoint to resume from, and never writes
+# a checkpoint of non-finite weights (mmdet_scconv.engine.DivergenceHook).
+custom_imports = dict(imports=['mmdet_scconv'], allow_failed_imports=False)
+custom_hooks = [dict(type='DivergenceHook', max_bad_iters=0)]
 
 # CocoMetric reports mAP@[.5:.95] (bbox_mAP), mAP@.5, mAP@.75 and S/M/L.
 val_evaluator = dict(type='CocoMetric', metric='bbox')

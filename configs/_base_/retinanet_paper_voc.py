@@ -110,6 +110,11 @@ default_hooks = dict(
         interval=val_interval,
         max_keep_ckpts=3))
 log_processor = dict(by_epoch=False)
+# A long run stops at the iteration its loss or gradient norm turns
+# non-finite, naming the last checkpoint to resume from, and never writes
+# a checkpoint of non-finite weights (mmdet_scconv.engine.DivergenceHook).
+custom_imports = dict(imports=['mmdet_scconv'], allow_failed_imports=False)
+custom_hooks = [dict(type='DivergenceHook', max_bad_iters=0)]
 
 val_evaluator = [
     dict(type='VOCMetric', metric='mAP', eval_mode='11points'),

@@ -7,10 +7,11 @@ _base_ = [
     'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py', '../_base_/scconv.py'
 ]
 
+custom_imports = dict(imports=['mmdet_scconv'], allow_failed_imports=False)
 data_root = 'data/shapes/'
 metainfo = dict(classes=('square', 'circle', 'triangle'))
 image_size = (128, 128)
-max_iters = 500
+max_iters = 300
 
 model = dict(
     backbone=dict(
@@ -81,7 +82,7 @@ param_scheduler = [
         by_epoch=False,
         begin=0,
         end=max_iters,
-        milestones=[400, 470],
+        milestones=[240, 285],
         gamma=0.1)
 ]
 optim_wrapper = dict(
