@@ -14,6 +14,7 @@ MMDET_AVAILABLE = importlib.util.find_spec('mmdet') is not None
 
 if MMDET_AVAILABLE:
     from . import models  # noqa: F401  (registers the modules)
+    from .datasets import skipped_images  # noqa: F401  (LoadImageOrSkip)
     from .engine import register_safe_checkpoints
 
     register_safe_checkpoints()

@@ -19,11 +19,22 @@ val_interval = 10000
 # From scratch nothing may stay frozen and BatchNorm must learn its stats.
 model = dict(backbone=dict(frozen_stages=-1, norm_eval=False, init_cfg=None))
 
+# mmdet's training pipeline, except that a missing or undecodable image is
+# skipped and reported, within BadImageHook's budget (custom_hooks below);
+# test images never are.
+train_pipeline = [
+    dict(type='LoadImageOrSkip', backend_args={{_base_.backend_args}}),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='Resize', scale=(1333, 800), keep_ratio=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs')
+]
 # 8 GPUs x 2 images = 16 images per iteration.
 train_dataloader = dict(
     batch_size=2,
     num_workers=2,
-    sampler=dict(type='InfiniteSampler', shuffle=True))
+    sampler=dict(type='InfiniteSampler', shuffle=True),
+    dataset=dict(pipeline=train_pipeline))
 
 train_cfg = dict(
     _delete_=True,
@@ -65,7 +76,10 @@ log_processor = dict(by_epoch=False)
 # non-finite, naming the last checkpoint to resume from, and never writes
 # a checkpoint of non-finite weights (mmdet_scconv.engine.DivergenceHook).
 custom_imports = dict(imports=['mmdet_scconv'], allow_failed_imports=False)
-custom_hooks = [dict(type='DivergenceHook', max_bad_iters=0)]
+custom_hooks = [
+    dict(type='DivergenceHook', max_bad_iters=0),
+    dict(type='BadImageHook', max_fraction=0.01)
+]
 
 # CocoMetric reports mAP@[.5:.95] (bbox_mAP), mAP@.5, mAP@.75 and S/M/L.
 val_evaluator = dict(type='CocoMetric', metric='bbox')

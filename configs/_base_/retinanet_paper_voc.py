@@ -22,8 +22,10 @@ backend_args = None
 
 model = dict(backbone=dict(frozen_stages=-1, norm_eval=False, init_cfg=None))
 
+# A missing or undecodable training image is skipped and reported, within
+# BadImageHook's budget (custom_hooks below); test images never are.
 train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='LoadImageOrSkip', backend_args=backend_args),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='Resize', scale=(1000, 600), keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),
@@ -114,7 +116,10 @@ log_processor = dict(by_epoch=False)
 # non-finite, naming the last checkpoint to resume from, and never writes
 # a checkpoint of non-finite weights (mmdet_scconv.engine.DivergenceHook).
 custom_imports = dict(imports=['mmdet_scconv'], allow_failed_imports=False)
-custom_hooks = [dict(type='DivergenceHook', max_bad_iters=0)]
+custom_hooks = [
+    dict(type='DivergenceHook', max_bad_iters=0),
+    dict(type='BadImageHook', max_fraction=0.01)
+]
 
 val_evaluator = [
     dict(type='VOCMetric', metric='mAP', eval_mode='11points'),
