@@ -2,16 +2,22 @@
 import json
 import os
 import os.path as osp
+import random
+import signal
 import socket
 import subprocess
 import sys
+import time
 
+import pytest
 import torch
 from mmdet.registry import MODELS
+from mmengine.fileio import get_file_backend
 from mmengine.model import convert_sync_batchnorm
 from tiny import ROOT, run_tool, write_tiny
 
 import mmdet_scconv  # noqa: F401
+from mmdet_scconv.engine.atomic_checkpoints import AtomicLocalBackend
 
 TESTS = osp.dirname(osp.abspath(__file__))
 
@@ -51,19 +57,30 @@ def assert_same_state(a, b, path=''):
         assert a == b, path
 
 
-def test_interrupted_run_resumes_exactly(tmp_path):
+@pytest.fixture(scope='module')
+def full_run(tmp_path_factory):
+    """An uninterrupted 6-iteration run (deterministic mode): its config and
+    work dir."""
+    root = tmp_path_factory.mktemp('full_run')
     config = write_tiny(
-        tmp_path, 'coco', 'retinanet_scconv_r50_coco.py', max_iters=6)
+        root, 'coco', 'retinanet_scconv_r50_coco.py', max_iters=6)
     with open(config, 'a') as f:
         f.write('log_processor = dict(window_size=1)\n')
+    full = root / 'full'
+    run_tool('tools/train.py', config, '--work-dir', str(full))
+    return config, full
+
+
+def test_interrupted_run_resumes_exactly(tmp_path, full_run):
+    config, full = full_run
+    full = str(full)
     interrupting = tmp_path / 'interrupting.py'
     interrupting.write_text(
         f'_base_ = {config!r}\n'
         "custom_imports = dict(imports=['mmdet_scconv', 'helper_hooks'], "
         "allow_failed_imports=False)\n"
         "custom_hooks = [dict(type='InterruptAfterIterHook', iters=3)]\n")
-    full, cut = str(tmp_path / 'full'), str(tmp_path / 'cut')
-    run_tool('tools/train.py', config, '--work-dir', full)
+    cut = str(tmp_path / 'cut')
     interrupted = run_tool(
         'tools/train.py',
         str(interrupting),
@@ -90,6 +107,52 @@ def test_interrupted_run_resumes_exactly(tmp_path):
                       'param_schedulers')
     lr = [g['lr'] for g in b['optimizer']['param_groups']]
     assert lr == [g['lr'] for g in a['optimizer']['param_groups']]
+
+
+def _newest_checkpoint_iter(work_dir):
+    return max(
+        int(name[5:-4]) for name in os.listdir(work_dir)
+        if name.startswith('iter_') and name.endswith('.pth'))
+
+
+def test_kill_9_then_resume_ends_with_the_uninterrupted_weights(
+        tmp_path, full_run):
+    """``kill -9`` at a random moment after the first checkpoint, a
+    truncated newer checkpoint beside it (what a writer killed mid-save
+    leaves without atomic writes), then ``--resume``: training continues
+    from the newest complete checkpoint and ends with the uninterrupted
+    run's weights (deterministic mode)."""
+    config, full = full_run
+    cut = tmp_path / 'cut'
+    process = subprocess.Popen(
+        [sys.executable, 'tools/train.py', config, '--work-dir',
+         str(cut)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    # Checkpoints appear complete or not at all (written atomically).
+    assert isinstance(get_file_backend(str(cut)), AtomicLocalBackend)
+    deadline = time.monotonic() + 600
+    while not (cut / 'iter_2.pth').exists():
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    time.sleep(random.Random(os.getpid()).uniform(0, 1))
+    process.kill()
+    assert process.wait() == -signal.SIGKILL
+    newest = _newest_checkpoint_iter(cut)
+    assert newest < 6, 'the run ended before the kill'
+    truncated = cut / f'iter_{newest + 2}.pth'
+    truncated.write_bytes((cut / f'iter_{newest}.pth').read_bytes()[:4096])
+
+    resumed = run_tool('tools/train.py', config, '--work-dir', str(cut),
+                       '--resume')
+    log = resumed.stdout + resumed.stderr
+    assert f'Not resuming from {truncated}: it is truncated' in log
+    assert f'resumed epoch: 0, iter: {newest}' in log, log[-3000:]
+    a = torch.load(full / 'iter_6.pth', weights_only=True)
+    b = torch.load(cut / 'iter_6.pth', weights_only=True)
+    assert_same_state(a['state_dict'], b['state_dict'], 'state_dict')
+    assert_same_state(a['optimizer'], b['optimizer'], 'optimizer')
 
 
 def free_port():

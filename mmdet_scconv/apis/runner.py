@@ -9,6 +9,7 @@ from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from ..engine import newest_complete_checkpoint
 from .data_checks import check_dataloaders
 
 
@@ -53,8 +54,8 @@ def apply_train_options(cfg: Config,
             :class:`AutocastOptimWrapper`.
         auto_scale_lr (bool): Scale the lr by the actual total batch size
             against ``auto_scale_lr.base_batch_size``.
-        resume (str, optional): ``'auto'`` for the latest checkpoint in the
-            work dir, or a checkpoint path.
+        resume (str, optional): ``'auto'`` for the newest complete
+            checkpoint in the work dir, or a checkpoint path.
     """
     if amp and torch.cuda.is_available():
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
@@ -74,8 +75,17 @@ def apply_train_options(cfg: Config,
                 'base_batch_size=16).')
         cfg.auto_scale_lr.enable = True
     if resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = None
+        # The newest complete checkpoint: a run killed while saving may
+        # have left last_checkpoint naming a damaged one.
+        latest = newest_complete_checkpoint(cfg.work_dir) if osp.isdir(
+            cfg.work_dir) else None
+        if latest is None:
+            print_log(
+                f'--resume: no complete checkpoint in {cfg.work_dir}; '
+                f'training from the start.',
+                logger='current')
+        cfg.resume = latest is not None
+        cfg.load_from = latest
     elif resume is not None:
         cfg.resume = True
         cfg.load_from = resume

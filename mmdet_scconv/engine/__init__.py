@@ -1,5 +1,7 @@
-"""MMEngine-side helpers: safe checkpoints, CPU mixed precision, stopping
-diverged runs, skipping unreadable training images."""
+"""MMEngine-side helpers: safe and atomic checkpoints, CPU mixed precision,
+stopping diverged runs, skipping unreadable training images."""
+from .atomic_checkpoints import (newest_complete_checkpoint,
+                                 register_atomic_checkpoints)
 from .bad_images import BadImageHook, TooManyBadImagesError
 from .checkpoint import (CheckpointLoadError, load_local_checkpoint,
                          register_safe_checkpoints, trust_checkpoint)
@@ -9,5 +11,7 @@ from .optim_wrapper import AutocastOptimWrapper
 __all__ = [
     'AutocastOptimWrapper', 'BadImageHook', 'CheckpointLoadError',
     'DivergenceHook', 'TooManyBadImagesError', 'TrainingDivergedError',
-    'load_local_checkpoint', 'register_safe_checkpoints', 'trust_checkpoint'
+    'load_local_checkpoint', 'newest_complete_checkpoint',
+    'register_atomic_checkpoints', 'register_safe_checkpoints',
+    'trust_checkpoint'
 ]

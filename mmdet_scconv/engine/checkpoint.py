@@ -111,7 +111,7 @@ def load_local_checkpoint(filename, map_location=None):
         raise FileNotFoundError(
             f'Checkpoint file not found: {filename!r}. Check the path given '
             f'to load_from / --resume / init_cfg.checkpoint.')
-    damage = _damage(filename)
+    damage = checkpoint_damage(filename)
     if damage:
         raise CheckpointLoadError(
             f'Checkpoint {filename!r} {damage}. Re-copy or re-download it, '
@@ -138,9 +138,9 @@ def load_local_checkpoint(filename, map_location=None):
         raise _corrupt(filename, error) from error
 
 
-def _damage(filename):
-    """What is visibly wrong with a checkpoint file before torch reads it,
-    or None."""
+def checkpoint_damage(filename):
+    """What is visibly wrong with a checkpoint file before torch reads it
+    (e.g. ``'is truncated: ...'``), or None."""
     if osp.isdir(filename):
         return 'is a directory, not a checkpoint file'
     if not os.access(filename, os.R_OK):
