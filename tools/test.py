@@ -29,6 +29,11 @@ def parse_args():
         '--show-dir', help='save painted images to work_dir/<time>/SHOW_DIR')
     parser.add_argument(
         '--wait-time', type=float, default=2, help='the interval of show (s)')
+    parser.add_argument(
+        '--check-data',
+        action='store_true',
+        help='first check that every image exists and decodes and every '
+        'box is valid, reporting all problems at once')
     add_common_args(parser)
     return parse_common_args(parser)
 
@@ -43,7 +48,8 @@ def main():
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)
-    runner = build_runner(cfg, check_splits=('test', ))
+    runner = build_runner(
+        cfg, check_splits=('test', ), check_data=args.check_data)
     if args.out is not None:
         runner.test_evaluator.metrics.append(
             DumpDetResults(out_file_path=args.out))

@@ -31,6 +31,11 @@ def parse_args():
         const='auto',
         help='resume from this checkpoint; with no path, from the latest '
         'checkpoint in the work dir')
+    parser.add_argument(
+        '--check-data',
+        action='store_true',
+        help='first check that every image exists and decodes and every '
+        'box is valid, reporting all problems at once')
     add_common_args(parser)
     return parse_common_args(parser)
 
@@ -41,7 +46,9 @@ def main():
     cfg = load_config(args.config, args.cfg_options, args.work_dir,
                       args.launcher)
     apply_train_options(cfg, args.amp, args.auto_scale_lr, args.resume)
-    build_runner(cfg, check_splits=('train', 'val')).train()
+    build_runner(
+        cfg, check_splits=('train', 'val'),
+        check_data=args.check_data).train()
 
 
 if __name__ == '__main__':

@@ -25,19 +25,19 @@ class DataLayoutError(FileNotFoundError):
     """A dataset path is missing or a split is empty."""
 
 
-def _leaf_datasets(dataset_cfg):
+def leaf_datasets(dataset_cfg):
     """Yield the dataset configs inside wrappers (Concat, Repeat, ...)."""
     for key in _WRAPPER_KEYS:
         inner = dataset_cfg.get(key)
         if inner is not None:
             for cfg in (inner if isinstance(inner,
                                             (list, tuple)) else [inner]):
-                yield from _leaf_datasets(cfg)
+                yield from leaf_datasets(cfg)
             return
     yield dataset_cfg
 
 
-def _join(root, path):
+def join_root(root, path):
     return path if not root or osp.isabs(path) else osp.join(root, path)
 
 
@@ -64,7 +64,7 @@ def check_dataset(dataset_cfg, split='train') -> None:
     Raises:
         DataLayoutError: A path is missing or the split has no images.
     """
-    for cfg in _leaf_datasets(dataset_cfg):
+    for cfg in leaf_datasets(dataset_cfg):
         layout = LAYOUTS.get(cfg.get('type'), 'the paths in the config')
         data_root = cfg.get('data_root') or ''
         where = f'{split} dataset ({cfg.get("type")})'
@@ -75,7 +75,7 @@ def check_dataset(dataset_cfg, split='train') -> None:
                 f'it, or set data_root in the config.')
         ann_file = cfg.get('ann_file')
         if ann_file:
-            ann_path = _join(data_root, ann_file)
+            ann_path = join_root(data_root, ann_file)
             if not osp.isfile(ann_path):
                 raise DataLayoutError(
                     f'Annotation file of the {where} not found: '
@@ -87,7 +87,7 @@ def check_dataset(dataset_cfg, split='train') -> None:
         prefix = cfg.get('data_prefix') or {}
         for key in ('img', 'sub_data_root'):
             if prefix.get(key):
-                image_root = _join(data_root, prefix[key])
+                image_root = join_root(data_root, prefix[key])
                 if not osp.isdir(image_root):
                     raise DataLayoutError(
                         f'Image directory of the {where} not found: '

@@ -11,6 +11,7 @@ from mmengine.runner import Runner
 
 from ..engine import newest_complete_checkpoint
 from .data_checks import check_dataloaders
+from .data_files import require_clean_data
 
 
 def load_config(config_path,
@@ -112,7 +113,9 @@ def prepare_cpu_distributed(cfg: Config) -> None:
     cfg.model_wrapper_cfg = wrapper
 
 
-def build_runner(cfg: Config, check_splits=('train', 'val')) -> Runner:
+def build_runner(cfg: Config,
+                 check_splits=('train', 'val'),
+                 check_data=False) -> Runner:
     """Build the Runner (or ``cfg.runner_type``) after checking the data.
 
     Args:
@@ -120,8 +123,12 @@ def build_runner(cfg: Config, check_splits=('train', 'val')) -> Runner:
         check_splits (Sequence[str]): The dataloaders whose files must exist
             before anything is built: ``('train', 'val')`` to train,
             ``('test',)`` to test.
+        check_data (bool): Also check every image and box of those splits
+            (:func:`.data_files.require_clean_data`). Default: False.
     """
     check_dataloaders(cfg, check_splits)
+    if check_data:
+        require_clean_data(cfg, check_splits)
     prepare_cpu_distributed(cfg)
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
