@@ -18,6 +18,19 @@ def _damage(train_dir):
     return {str(image) for image in images[:3]}
 
 
+def _train_skipping(config, work, hooks, check=True):
+    """tools/train.py with LoadImageOrSkip and the given hooks option."""
+    return run_tool(
+        'tools/train.py',
+        config,
+        '--work-dir',
+        str(work),
+        '--cfg-options',
+        *SKIPPING,
+        hooks,
+        check=check)
+
+
 @pytest.fixture(scope='module')
 def skipped_run(tmp_path_factory):
     """Training with 3 bad images of 8, within a budget of 40%."""
@@ -25,9 +38,7 @@ def skipped_run(tmp_path_factory):
     config = write_tiny(root, 'coco', 'retinanet_scconv_r50_coco.py')
     bad = _damage(root / 'data/coco/train')
     work = root / 'work'
-    result = run_tool('tools/train.py', config, '--work-dir', str(work),
-                      '--cfg-options', *SKIPPING,
-                      'custom_hooks.1.max_fraction=0.4')
+    result = _train_skipping(config, work, 'custom_hooks.1.max_fraction=0.4')
     return root, config, work, bad, result.stdout + result.stderr
 
 
@@ -42,13 +53,9 @@ def test_bad_training_images_are_skipped_and_reported(skipped_run):
     assert (work / 'iter_4.pth').is_file()
 
     # A budget of 20% (one image) stops the run, naming the files.
-    result = run_tool(
-        'tools/train.py',
+    result = _train_skipping(
         config,
-        '--work-dir',
-        str(root / 'stopped'),
-        '--cfg-options',
-        *SKIPPING,
+        root / 'stopped',
         'custom_hooks.1.max_fraction=0.2',
         check=False)
     assert result.returncode != 0
@@ -59,18 +66,10 @@ def test_bad_training_images_are_skipped_and_reported(skipped_run):
     assert any(path in message for path in bad)
 
 
-def test_without_the_hook_nothing_is_skipped(tmp_path):
-    config = write_tiny(tmp_path, 'coco', 'retinanet_scconv_r50_coco.py')
-    _damage(tmp_path / 'data/coco/train')
-    result = run_tool(
-        'tools/train.py',
-        config,
-        '--work-dir',
-        str(tmp_path / 'work'),
-        '--cfg-options',
-        *SKIPPING,
-        'custom_hooks=[]',
-        check=False)
+def test_without_the_hook_nothing_is_skipped(skipped_run):
+    root, config, _, _, _ = skipped_run
+    result = _train_skipping(
+        config, root / 'unhooked', 'custom_hooks=[]', check=False)
     assert result.returncode != 0
     assert 'train_0000' in result.stderr.splitlines()[-1]
 
