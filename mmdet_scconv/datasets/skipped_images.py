@@ -3,8 +3,9 @@
 BadImageHook`.
 
 Dataloader workers are separate processes, so the record is a file: the
-hook names it in the ``MMDET_SCCONV_SKIPPED_IMAGES`` environment variable
-when the Runner builds it (before any worker starts), each worker appends a
+hook names it, with its own process id, in the
+``MMDET_SCCONV_SKIPPED_IMAGES`` environment variable when the Runner builds
+it (before any worker starts); the training process or its workers append a
 JSON line per skipped image, and the hook reads them in the main process.
 """
 import json
@@ -12,14 +13,25 @@ import os
 
 from mmcv.transforms import LoadImageFromFile
 from mmdet.registry import TRANSFORMS
+from torch.utils.data import get_worker_info
 
 RECORD_ENV = 'MMDET_SCCONV_SKIPPED_IMAGES'
 
 
+def record_name(path: str) -> str:
+    """The environment variable's value for a record at ``path``, kept by
+    this process: ``'<pid>:<path>'``."""
+    return f'{os.getpid()}:{path}'
+
+
 def record_skipped(path: str, reason: str) -> bool:
-    """Append a skipped image to the record; False if none is kept."""
-    record = os.environ.get(RECORD_ENV)
-    if not record:
+    """Append a skipped image to the record; False if none is kept for this
+    process (a record named by another program, e.g. a test runner that
+    started this one, is not ours)."""
+    owner, _, record = os.environ.get(RECORD_ENV, '').partition(':')
+    ours = owner == str(os.getpid()) or (owner == str(os.getppid())
+                                         and get_worker_info() is not None)
+    if not (record and ours):
         return False
     with open(record, 'a') as f:
         f.write(json.dumps(dict(path=path, reason=reason)) + '\n')

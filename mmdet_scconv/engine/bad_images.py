@@ -7,7 +7,7 @@ import tempfile
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
-from ..datasets.skipped_images import RECORD_ENV, read_skipped
+from ..datasets.skipped_images import RECORD_ENV, read_skipped, record_name
 
 
 class TooManyBadImagesError(RuntimeError):
@@ -41,7 +41,7 @@ class BadImageHook(Hook):
         handle, self.record = tempfile.mkstemp(
             prefix='skipped_images_', suffix='.jsonl')
         os.close(handle)
-        os.environ[RECORD_ENV] = self.record
+        os.environ[RECORD_ENV] = record_name(self.record)
         self.skipped = {}
 
     def after_train_iter(self,
@@ -72,7 +72,7 @@ class BadImageHook(Hook):
 
     def after_run(self, runner) -> None:
         # A later Runner in this process without the hook must not skip.
-        if os.environ.get(RECORD_ENV) == self.record:
+        if os.environ.get(RECORD_ENV) == record_name(self.record):
             del os.environ[RECORD_ENV]
         if osp.isfile(self.record):
             os.remove(self.record)
