@@ -115,30 +115,49 @@ def _newest_checkpoint_iter(work_dir):
         if name.startswith('iter_') and name.endswith('.pth'))
 
 
-def test_kill_9_then_resume_ends_with_the_uninterrupted_weights(
-        tmp_path, full_run):
-    """``kill -9`` at a random moment after the first checkpoint, a
-    truncated newer checkpoint beside it (what a writer killed mid-save
-    leaves without atomic writes), then ``--resume``: training continues
-    from the newest complete checkpoint and ends with the uninterrupted
-    run's weights (deterministic mode)."""
-    config, full = full_run
-    cut = tmp_path / 'cut'
-    process = subprocess.Popen(
-        [sys.executable, 'tools/train.py', config, '--work-dir',
-         str(cut)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL)
-    # Checkpoints appear complete or not at all (written atomically).
-    assert isinstance(get_file_backend(str(cut)), AtomicLocalBackend)
+def _kill_training(config, work_dir, moment):
+    """Start tools/train.py and SIGKILL it after its first checkpoint: at a
+    random moment, or as soon as a checkpoint is being written (its
+    temporary file exists). Returns the checkpoint files being written when
+    it died."""
+    process = subprocess.Popen([
+        sys.executable, 'tools/train.py', config, '--work-dir',
+        str(work_dir)
+    ],
+                               cwd=ROOT,
+                               stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 600
-    while not (cut / 'iter_2.pth').exists():
+    while not (work_dir / 'iter_2.pth').exists():
         assert process.poll() is None and time.monotonic() < deadline
         time.sleep(0.02)
-    time.sleep(random.Random(os.getpid()).uniform(0, 1))
+    if moment == 'random':
+        time.sleep(random.Random(os.getpid()).uniform(0, 1))
+    else:
+        while not list(work_dir.glob('.iter_*.part')):
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.001)
     process.kill()
     assert process.wait() == -signal.SIGKILL
+    return list(work_dir.glob('.iter_*.part'))
+
+
+@pytest.mark.parametrize('moment', ['random', 'writing'])
+def test_kill_9_then_resume_ends_with_the_uninterrupted_weights(
+        tmp_path, full_run, moment):
+    """``kill -9`` at a random moment after the first checkpoint, or while a
+    checkpoint is being written, then ``--resume``: training continues from
+    the newest complete checkpoint and ends with the uninterrupted run's
+    weights (deterministic mode). A truncated newer checkpoint beside them
+    (what a writer killed mid-save leaves without atomic writes) is passed
+    over."""
+    config, full = full_run
+    cut = tmp_path / 'cut'
+    # Checkpoints appear complete or not at all (written atomically).
+    assert isinstance(get_file_backend(str(cut)), AtomicLocalBackend)
+    half_written = _kill_training(config, cut, moment)
+    if moment == 'writing':
+        assert half_written, 'the kill missed the checkpoint write'
     newest = _newest_checkpoint_iter(cut)
     assert newest < 6, 'the run ended before the kill'
     truncated = cut / f'iter_{newest + 2}.pth'
