@@ -2,7 +2,10 @@
 file and what looks wrong, wherever it is loaded: mmengine's
 ``load_checkpoint``, ``init_cfg=Pretrained``, ``load_from`` (tools/test.py),
 ``--resume`` (tools/train.py) and the converter tool."""
+import contextlib
 import os
+import shutil
+import tempfile
 
 import numpy as np
 import pytest
@@ -86,14 +89,34 @@ def test_numpy_file_and_directory(tmp_path):
         load_local_checkpoint(str(tmp_path / 'missing.pth'))
 
 
-@pytest.mark.skipif(
-    os.geteuid() == 0, reason='root reads files whatever their permissions')
-def test_unreadable_file(tmp_path, saved):
-    path = tmp_path / 'locked.pth'
-    path.write_bytes(saved[1])
-    path.chmod(0)
-    with pytest.raises(CheckpointLoadError, match='locked.pth.*permission'):
-        load_local_checkpoint(str(path))
+@contextlib.contextmanager
+def _unprivileged():
+    """Root reads files whatever their mode: act as ``nobody`` meanwhile."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.seteuid(65534)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+
+
+def test_unreadable_file(saved):
+    # A folder every user may enter, so that only the file's mode stops
+    # the read.
+    folder = tempfile.mkdtemp()
+    os.chmod(folder, 0o755)
+    path = os.path.join(folder, 'locked.pth')
+    with open(path, 'wb') as f:
+        f.write(saved[1])
+    os.chmod(path, 0)
+    try:
+        with _unprivileged(), pytest.raises(
+                CheckpointLoadError, match='locked.pth.*permission'):
+            load_local_checkpoint(path)
+    finally:
+        shutil.rmtree(folder)
 
 
 def test_pretrained_init_cfg(tmp_path, saved):

@@ -143,13 +143,18 @@ def checkpoint_damage(filename):
     (e.g. ``'is truncated: ...'``), or None."""
     if osp.isdir(filename):
         return 'is a directory, not a checkpoint file'
-    if not os.access(filename, os.R_OK):
+    # Opening is the test of readability that holds for every user (root
+    # included, whom os.access answers for its real, not effective, id).
+    try:
+        with open(filename, 'rb') as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(8)
+    except PermissionError:
         return 'cannot be read (permission denied)'
-    size = osp.getsize(filename)
+    except OSError as error:
+        return f'cannot be read ({error.strerror or error})'
     if size == 0:
         return 'is empty (0 bytes: an interrupted copy or download?)'
-    with open(filename, 'rb') as f:
-        head = f.read(8)
     if head.startswith(b'PK\x03\x04'):  # torch's zip format
         if not zipfile.is_zipfile(filename):
             return (f'is truncated: {size} bytes, and the end of its zip '
