@@ -30,6 +30,8 @@ setup(
         # The GPU kernels; on the CPU the tests run them in Triton's
         # interpreter.
         'triton': ['triton>=3.0'],
+        # ONNX export (tools/deployment/pytorch2onnx.py) and ONNX Runtime.
+        'export': ['onnx>=1.17', 'onnxscript>=0.5', 'onnxruntime>=1.20'],
     },
     license='Apache-2.0',
 )

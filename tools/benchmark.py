@@ -23,6 +23,8 @@ Examples:
         --channels-last on --cuda-graph
     # Host work per layer (operator calls and launches), any machine
     python tools/benchmark.py --scope host
+    # ONNX Runtime on the CPU: each model exported to ONNX, then timed
+    python tools/benchmark.py --runtime onnxruntime --threads 2
 """
 import argparse
 import os
@@ -57,7 +59,7 @@ def parse_args():
         '--modes',
         nargs='+',
         choices=['infer', 'train'],
-        default=['infer', 'train'])
+        help='default: infer train (onnxruntime: infer)')
     parser.add_argument(
         '--dtypes',
         nargs='+',
@@ -85,6 +87,12 @@ def parse_args():
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--repeats', type=int, default=10)
     parser.add_argument('--threads', type=int, help='CPU threads')
+    parser.add_argument(
+        '--runtime',
+        choices=['pytorch', 'onnxruntime'],
+        default='pytorch',
+        help='onnxruntime: export each model to ONNX and time it in ONNX '
+        'Runtime (CPU, fp32 inference, trunk or detector scope)')
     parser.add_argument(
         '--config-dir', default='configs', help='configs for --scope detector')
     parser.add_argument('--out-dir', default='benchmark_results')
@@ -118,6 +126,10 @@ def main():
         sys.exit('--device cuda: torch sees no CUDA device.')
     if args.cuda_graph and args.device != 'cuda':
         sys.exit('--cuda-graph needs --device cuda.')
+    if args.runtime == 'onnxruntime' and args.channels_last == 'on':
+        sys.exit('--runtime onnxruntime: ONNX Runtime picks its own memory '
+                 'layout; drop --channels-last.')
+    onnx = args.runtime == 'onnxruntime'
     batch, height, width = DEFAULT_SHAPES[args.device]
     cfg = BenchmarkConfig(
         scope=args.scope,
@@ -126,9 +138,9 @@ def main():
         batch=args.batch or batch,
         height=(args.size or (height, width))[0],
         width=(args.size or (height, width))[1],
-        modes=args.modes,
+        modes=args.modes or (['infer'] if onnx else ['infer', 'train']),
         dtypes=args.dtypes,
-        channels_last={
+        channels_last=[False] if onnx else {
             'off': [False],
             'on': [True],
             'both': [False, True]
@@ -139,7 +151,8 @@ def main():
         warmup=args.warmup,
         repeats=args.repeats,
         config_dir=args.config_dir,
-        threads=args.threads)
+        threads=args.threads,
+        runtime=args.runtime)
     report = run_benchmark(cfg)
     os.makedirs(args.out_dir, exist_ok=True)
     json_path, png_path = output_paths(args.out_dir, cfg)

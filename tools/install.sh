@@ -12,6 +12,8 @@
 # * triton (the [triton] extra) brings SCConv's GPU kernels; torch's CUDA
 #   wheels ship it anyway, and on the CPU the tests run the kernels in
 #   Triton's interpreter.
+# * onnx, onnxscript and onnxruntime (the [export] extra) export detectors to
+#   ONNX (tools/deployment/pytorch2onnx.py) and run them on the CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,5 +36,5 @@ else
   MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-2} "${PIP[@]}" install --no-build-isolation 'mmcv==2.1.0'
 fi
 "${PIP[@]}" install 'mmdet==3.3.0'
-"${PIP[@]}" install --no-build-isolation -e '.[tests,triton]'
+"${PIP[@]}" install --no-build-isolation -e '.[tests,triton,export]'
 echo "[install] done: activate with 'source .venv/bin/activate'"

@@ -35,7 +35,11 @@ class BenchmarkConfig:
             launch cost) instead of eager steps.
         warmup (int), repeats (int): Steps per model before / while timing.
         config_dir (str): Where the detector configs live.
-        threads (int, optional): ``torch.set_num_threads`` on CPU.
+        threads (int, optional): ``torch.set_num_threads`` on CPU; ONNX
+            Runtime's intra-op threads.
+        runtime (str): ``'pytorch'``, or ``'onnxruntime'`` (the models
+            exported to ONNX, CPU fp32 inference; see
+            :mod:`.onnxruntime`).
     """
     scope: str = 'trunk'
     depth: int = 50
@@ -54,6 +58,7 @@ class BenchmarkConfig:
     repeats: int = 10
     config_dir: str = 'configs'
     threads: int = None
+    runtime: str = 'pytorch'
 
 
 def _suites(cfg, device):
@@ -88,6 +93,9 @@ def run_benchmark(cfg: BenchmarkConfig, log=print) -> dict:
     """Run every case of ``cfg``; return ``{'config', 'env', 'results'}``."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if cfg.runtime == 'onnxruntime':
+        from .onnxruntime import run_onnxruntime
+        return run_onnxruntime(cfg, log)
     device = torch.device(cfg.device)
     # Every model gets cuDNN's fastest algorithms for the one input shape.
     torch.backends.cudnn.benchmark = device.type == 'cuda'
@@ -172,5 +180,6 @@ def output_paths(out_dir, cfg):
     stem = (f'{cfg.scope}_r{cfg.depth}_{cfg.device}_b{cfg.batch}_'
             f'{cfg.height}x{cfg.width}' +
             ('_compiled' if cfg.compile else '') +
+            ('_onnxruntime' if cfg.runtime == 'onnxruntime' else '') +
             ('_graph' if cfg.cuda_graph else ''))
     return osp.join(out_dir, f'{stem}.json'), osp.join(out_dir, f'{stem}.png')

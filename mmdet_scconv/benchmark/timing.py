@@ -163,13 +163,32 @@ def compare(models,
         for name, step in steps.items()
     } if cuda_graph else steps)
     times = time_interleaved(timed, device, warmup, repeats)
+    memory = {
+        name: peak_memory_mb(steps[name], model, batch, loss_fn, train, dtype,
+                             device)
+        for name, model in models.items()
+    }
+    return summarise(case, times, batch_size, baseline, memory)
+
+
+def summarise(case, times, batch_size, baseline, memory=None):
+    """:class:`Result` per model from its step times (name -> seconds),
+    with ratios against ``baseline``.
+
+    Args:
+        case (str): The case label.
+        times (dict): Model name -> list of step times in seconds.
+        batch_size (int): Images per step.
+        baseline (str): The model the ratios divide by.
+        memory (dict, optional): Model name -> peak memory in MB or None.
+    """
+    memory = memory or {}
     results = []
-    for name, model in models.items():
-        median = statistics.median(times[name])
-        memory = peak_memory_mb(steps[name], model, batch, loss_fn, train,
-                                dtype, device)
+    for name, samples in times.items():
+        median = statistics.median(samples)
         results.append(
-            Result(case, name, median * 1e3, batch_size / median, memory))
+            Result(case, name, median * 1e3, batch_size / median,
+                   memory.get(name)))
     base = next(r for r in results if r.model == baseline)
     for r in results:
         r.ratio = r.median_ms / base.median_ms

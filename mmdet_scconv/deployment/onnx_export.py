@@ -1,0 +1,168 @@
+"""Export a detector to ONNX and check it in ONNX Runtime.
+
+The exported graph is the deploy form (BatchNorms folded into the SCConv
+layers before them) in :class:`..layers.export_form.ExportSCConv`'s
+operators, traced by ``torch.onnx.export(dynamo=True)``: standard ONNX ops
+only (NMS included), height and width dynamic.
+"""
+import copy
+from dataclasses import dataclass
+
+import torch
+
+from ..layers.export_form import to_export_form
+from .nms import ONNX_TRANSLATIONS
+from .wrappers import Detections, RawOutputs
+
+#: ONNX opset of the exported graphs.
+OPSET = 18
+
+
+class ExportDependencyError(ImportError):
+    """onnx, onnxscript or onnxruntime is missing."""
+
+
+def require_export_dependencies():
+    """Import onnx, onnxscript and onnxruntime, or say how to install them.
+
+    Raises:
+        ExportDependencyError: naming the missing package and the fix.
+    """
+    for package in ('onnx', 'onnxscript', 'onnxruntime'):
+        try:
+            __import__(package)
+        except ImportError as error:
+            raise ExportDependencyError(
+                f'ONNX export needs the {package} package, which is not '
+                f'installed: pip install "mmdet-scconv[export]" (or run '
+                f'tools/install.sh, which installs that extra).') from error
+
+
+def deploy_form(detector: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``detector`` in eval mode with its backbone's BatchNorms
+    folded (``switch_to_deploy``, where the backbone has it) and every
+    SCConv in its export form; ``detector`` is left as it was."""
+    model = copy.deepcopy(detector).eval()
+    backbone = getattr(model, 'backbone', None)
+    if hasattr(backbone, 'switch_to_deploy'):
+        backbone.switch_to_deploy()
+    return to_export_form(model)
+
+
+def graph_of(detector: torch.nn.Module, raw: bool = False, test_cfg=None):
+    """The module that is exported: :class:`RawOutputs` or
+    :class:`Detections` of the deploy form of ``detector``."""
+    model = deploy_form(detector)
+    return RawOutputs(model) if raw else Detections(model, test_cfg)
+
+
+def export_onnx(graph: torch.nn.Module,
+                example: torch.Tensor,
+                path: str,
+                dynamic_batch: bool = False) -> None:
+    """Trace ``graph`` on ``example`` and write the ONNX model to ``path``,
+    checked by ``onnx.checker`` (full check, shapes included).
+
+    Args:
+        graph (nn.Module): :class:`RawOutputs`, :class:`Detections` or any
+            module of one image tensor.
+        example (Tensor): ``(N, 3, H, W)`` preprocessed image batch.
+        path (str): Output ``.onnx`` file.
+        dynamic_batch (bool): Leave the batch size open too (raw outputs
+            only; detections take one image). Default: False.
+    """
+    require_export_dependencies()
+    import onnx
+    if dynamic_batch and isinstance(graph, Detections):
+        raise ValueError(
+            'The detections graph takes one image per call; export the raw '
+            'outputs (--raw) for a dynamic batch.')
+    dims = {2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC}
+    if dynamic_batch:
+        dims[0] = torch.export.Dim.DYNAMIC
+    program = torch.onnx.export(
+        graph, (example, ),
+        dynamo=True,
+        input_names=['image'],
+        output_names=getattr(graph, 'output_names', lambda: None)(),
+        dynamic_shapes=({**dims}, ),
+        custom_translation_table=ONNX_TRANSLATIONS,
+        opset_version=OPSET,
+        verbose=False)
+    program.save(path)
+    onnx.checker.check_model(onnx.load(path), full_check=True)
+
+
+@dataclass
+class RuntimeCheck:
+    """ONNX Runtime against PyTorch on one input."""
+    shape: tuple
+    #: ``max |ort - torch| / max |torch|`` over each output, worst output.
+    max_relative_difference: float
+    #: Per output: its name and shape in ONNX Runtime.
+    outputs: list
+
+    def summary(self) -> str:
+        shapes = ', '.join(f'{name} {tuple(shape)}'
+                           for name, shape in self.outputs)
+        return (f'ONNX Runtime vs PyTorch on a {tuple(self.shape)} input: '
+                f'max relative difference {self.max_relative_difference:.2e} '
+                f'({shapes})')
+
+
+def onnxruntime_session(path: str, threads: int = 0):
+    """An ONNX Runtime CPU session of ``path`` (``threads=0``: its
+    default)."""
+    require_export_dependencies()
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    return ort.InferenceSession(
+        path, options, providers=['CPUExecutionProvider'])
+
+
+def check_with_onnxruntime(path: str, reference: torch.nn.Module,
+                           image: torch.Tensor) -> RuntimeCheck:
+    """Run ``path`` in ONNX Runtime and ``reference`` in PyTorch on
+    ``image`` and compare every output.
+
+    Args:
+        path (str): The exported model.
+        reference (nn.Module): What it was exported from, e.g. a
+            :class:`RawOutputs` of the original detector.
+        image (Tensor): The input.
+
+    Raises:
+        AssertionError: if the outputs differ in number or shape.
+    """
+    session = onnxruntime_session(path)
+    ort_outputs = session.run(None, {'image': image.numpy()})
+    with torch.no_grad():
+        expected = reference(image)
+    if len(expected) != len(ort_outputs):
+        raise AssertionError(
+            f'{path} gives {len(ort_outputs)} outputs, PyTorch '
+            f'{len(expected)}.')
+    worst = 0.0
+    for ours, theirs in zip(ort_outputs, expected):
+        if tuple(ours.shape) != tuple(theirs.shape):
+            raise AssertionError(
+                f'{path}: an output of shape {tuple(ours.shape)} where '
+                f'PyTorch gives {tuple(theirs.shape)}.')
+        worst = max(worst, max_relative_difference(torch.from_numpy(ours),
+                                                   theirs))
+    names = [output.name for output in session.get_outputs()]
+    return RuntimeCheck(
+        tuple(image.shape), worst,
+        [(name, out.shape) for name, out in zip(names, ort_outputs)])
+
+
+def max_relative_difference(actual: torch.Tensor,
+                            expected: torch.Tensor) -> float:
+    """``max |actual - expected| / max |expected|`` (0 for two empty
+    tensors)."""
+    if expected.numel() == 0:
+        return 0.0
+    actual, expected = actual.double(), expected.double()
+    return ((actual - expected).abs().max() /
+            expected.abs().max().clamp_min(1e-30)).item()

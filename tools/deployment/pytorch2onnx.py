@@ -1,0 +1,79 @@
+"""Export a detector to ONNX and check it in ONNX Runtime.
+
+The default graph goes from the preprocessed image tensor (normalised and
+padded, as the model's data preprocessor makes it) to detections after the
+config's score threshold and NMS: ``dets`` (1, M, 5: x1, y1, x2, y2, score)
+and ``labels`` (1, M), as mmdeploy's end-to-end models. ``--raw`` exports
+the head's outputs instead, in ``model._forward``'s order (the
+classification scores of every level, then the box deltas). Height and
+width are dynamic; the backbone is exported in its deploy form (BatchNorms
+folded) with standard ONNX operators only.
+
+After exporting, the tool runs ONNX Runtime and PyTorch on a test input and
+prints the largest relative difference.
+
+Example:
+    python tools/deployment/pytorch2onnx.py \
+        configs/retinanet_scconv_r50_coco.py work_dirs/x/iter_180000.pth \
+        --out retinanet_scconv_r50.onnx --shape 800 1216
+"""
+import argparse
+import os
+import sys
+
+# Run from a checkout without installing: the package sits two levels up.
+sys.path.insert(
+    0, os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))))
+
+from mmengine.config import DictAction  # noqa: E402
+
+from mmdet_scconv.deployment import export_detector  # noqa: E402
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('config', help='config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--out', required=True, help='output .onnx file')
+    parser.add_argument(
+        '--shape',
+        type=int,
+        nargs=2,
+        default=[800, 1216],
+        metavar=('H', 'W'),
+        help='example input size the graph is traced and checked at '
+        '(height and width stay dynamic); multiples of 32')
+    parser.add_argument(
+        '--raw',
+        action='store_true',
+        help="export the head's raw outputs instead of detections")
+    parser.add_argument(
+        '--dynamic',
+        action='store_true',
+        help='leave the batch size dynamic too (with --raw)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, key=value (e.g. '
+        'model.test_cfg.score_thr=0.3)')
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    check = export_detector(
+        args.config,
+        args.checkpoint,
+        args.out,
+        shape=tuple(args.shape),
+        raw=args.raw,
+        dynamic_batch=args.dynamic,
+        cfg_options=args.cfg_options)
+    print(f'wrote {args.out}')
+    print(check.summary())
+
+
+if __name__ == '__main__':
+    main()
