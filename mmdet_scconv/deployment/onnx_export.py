@@ -80,15 +80,16 @@ def export_onnx(graph: torch.nn.Module,
     dims = {2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC}
     if dynamic_batch:
         dims[0] = torch.export.Dim.DYNAMIC
-    program = torch.onnx.export(
-        graph, (example, ),
-        dynamo=True,
-        input_names=['image'],
-        output_names=getattr(graph, 'output_names', lambda: None)(),
-        dynamic_shapes=({**dims}, ),
-        custom_translation_table=ONNX_TRANSLATIONS,
-        opset_version=OPSET,
-        verbose=False)
+    with torch.no_grad():
+        program = torch.onnx.export(
+            graph, (example, ),
+            dynamo=True,
+            input_names=['image'],
+            output_names=getattr(graph, 'output_names', lambda: None)(),
+            dynamic_shapes=(dims, ),
+            custom_translation_table=ONNX_TRANSLATIONS,
+            opset_version=OPSET,
+            verbose=False)
     program.save(path)
     onnx.checker.check_model(onnx.load(path), full_check=True)
 

@@ -3,26 +3,27 @@
 time.
 
 A graph runtime runs each operator as its own pass over memory, so the form
-counts passes, not FLOPs (the 1x1 convolutions are cheap next to a pass over
-a full-resolution feature map):
+counts passes over full-resolution tensors, not FLOPs (the 1x1
+convolutions are cheap next to such a pass), and avoids ``Where``, which
+ONNX Runtime runs many times slower than arithmetic.
 
-* SRU (``alpha=0.5``): the output halves go only into the two squeeze
-  convolutions, and a 1x1 convolution of a sum of channel halves is one
-  convolution of the stacked halves with its weight repeated. So
-  ``squeeze_up(X11 + X22) = conv(X * W_u, [S_up, S_up])`` with
-  ``W_u = where(R > t, c, R)`` (``c`` = 1 on the first half of the channels,
-  0 on the second; the hard gate puts ``1 - c`` for ``R``), and likewise for
-  the lower path with ``1 - c``: a GroupNorm, a sigmoid, a comparison, two
-  ``Where``, two ``Mul`` and two convolutions, no split, no concatenation.
+* SRU (``alpha=0.5``): with the mask ``M = [R > t]`` as 0/1 numbers, the
+  gates are ``W2 = R (1 - M)`` and ``W1 = W2 + M`` (hard: ``1 - M`` and
+  ``M``), so with ``V = W2 X`` and ``G = M X`` the output halves are ``V_a +
+  V_b + G_a`` and ``V_a + V_b + G_b`` (hard: ``G_a + V_b`` and ``G_b +
+  V_a``). The halves only feed the two squeeze
+  convolutions, which are linear: both squeezes are one 1x1 convolution of
+  ``V`` (weights repeated over the halves) plus one of ``G`` (groups=2),
+  into one tensor ``T`` holding the squeezed upper then lower path. No
+  ``Where``, no split of a full-width tensor, no concatenation.
 * CRU fuse: with ``D = Y1 - Y2`` the two-branch softmax is
-  ``beta1 = sigmoid(GAP(D))`` and ``Y = Y2 + beta1 * D``; ``Y2 =
-  cat(PWC2(l), l)`` is one 1x1 convolution of ``l`` (``[PWC2; I]``), so
-  ``D`` is the sum of three convolutions (the GWC, ``PWC1`` and ``-Y2``),
-  and a folded BatchNorm ``s, t`` rides on the second copy of the ``Y2``
-  convolution (weight ``s [PWC2; I]``, bias ``t``): ``Y = conv(l) + D * (s
-  beta1)``.
-* Stride: the pointwise paths' mean pool is applied to the squeezed
-  (quarter-width) tensors.
+  ``beta1 = sigmoid(GAP(D))`` and ``Y = Y2 + beta1 * D``. ``Y2 =
+  cat(PWC2(l), l)`` is a 1x1 convolution of ``l`` (``[PWC2; I]``), and
+  ``PWC1`` and ``-Y2`` together are one 1x1 convolution of ``T``; a folded
+  BatchNorm ``s, t`` rides on a second 1x1 convolution of ``T`` giving
+  ``s Y2 + t``: ``Y = conv(T) + D * (s beta1)``.
+* Stride: the pointwise paths' mean pool is applied to ``T`` (squeezed,
+  half the input's width).
 
 Other splits (``alpha != 0.5``) build the SRU output and split it as the
 reference does.
@@ -69,65 +70,124 @@ class ExportSCConv(nn.Module):
     def _fold_weights(self, scconv):
         sru, cru = scconv.sru, scconv.cru
         weight, bias = gn_affine(sru.gn.weight, sru.gn.bias, sru.gate)
-        channels = scconv.in_channels
-        first_half = (torch.arange(channels) < channels // 2).to(weight)
-        squeeze_up = cru.squeeze_up.weight
-        squeeze_low = cru.squeeze_low.weight
-        if self.halves:
-            squeeze_up = torch.cat([squeeze_up, squeeze_up], dim=1)
-            squeeze_low = torch.cat([squeeze_low, squeeze_low], dim=1)
         low = cru.squeeze_low.out_channels
         eye = torch.eye(low).to(cru.pwc_low.weight)[..., None, None]
-        y2 = torch.cat([cru.pwc_low.weight, eye])
+        y2 = torch.cat([cru.pwc_low.weight, eye]).flatten(1)
         scale, shift = scconv.out_affine or (torch.ones(
             cru.out_channels), torch.zeros(cru.out_channels))
+        scale = scale.to(y2)
         buffers = dict(
             gn_weight=weight,
             gn_bias=bias,
-            keep_up=first_half[:, None, None],
-            keep_low=(1 - first_half)[:, None, None],
-            squeeze_up=squeeze_up,
-            squeeze_low=squeeze_low,
             gwc=cru.gwc.weight,
-            pwc_up=cru.pwc_up.weight,
-            minus_y2=-y2,
-            out_y2=y2 * scale.to(y2)[:, None, None, None],
+            # D's pointwise part (PWC1 and -Y2) from the pooled T.
+            difference=torch.cat([cru.pwc_up.weight.flatten(1), -y2], dim=1),
+            # s * Y2 + t from the pooled lower path.
+            out_y2=y2 * scale[:, None],
             out_shift=shift.to(y2),
-            out_scale=scale.to(y2)[:, None, None])
+            out_scale=scale)
+        if self.halves:
+            # Both squeezes as one batched matrix product.
+            buffers['squeeze'] = torch.stack([
+                cru.squeeze_up.weight.flatten(1),
+                cru.squeeze_low.weight.flatten(1)
+            ])
+            buffers['mix_halves'] = torch.tensor(
+                [[0.0, 1.0], [1.0, 0.0]] if self.hard else [[1.0, 1.0]])
+        else:
+            buffers.update(
+                squeeze_up=cru.squeeze_up.weight,
+                squeeze_low=cru.squeeze_low.weight)
         for name, value in buffers.items():
             self.register_buffer(name, value.detach().clone())
 
-    def squeezed(self, x: torch.Tensor):
-        """The SRU (Eq. 1-4) and the CRU's squeeze (Eq. 5): ``(up, low)``,
-        at the input's resolution."""
-        z = F.group_norm(x, self.groups, self.gn_weight, self.gn_bias,
-                         self.eps)
-        r = torch.sigmoid(z)
-        informative = r > self.threshold
-        other_up = self.keep_low if self.hard else r
-        other_low = self.keep_up if self.hard else r
+    def group_norm(self, x: torch.Tensor) -> torch.Tensor:
+        """``GN(X) * W_gamma`` (Eq. 1-3 before the sigmoid) in one pass
+        once the statistics are known: the samples side by side as the
+        channels of one image, normalised by ``BatchNormalization`` with
+        every channel's group statistics (ONNX Runtime's GroupNorm form,
+        ``InstanceNormalization`` and a separate affine, takes two passes
+        more)."""
+        n, c, h, w = x.shape
+        grouped = x.reshape(n, self.groups, -1)
+        mean = grouped.mean(-1, keepdim=True)
+        # E[x^2] through ReduceL2, one pass where x * x and a mean take two.
+        square_mean = torch.linalg.vector_norm(
+            grouped, dim=-1, keepdim=True)**2 / grouped.shape[-1]
+        var = (square_mean - mean * mean).clamp_min(0)
+        per_channel = (n, self.groups, c // self.groups)
+        z = F.batch_norm(
+            x.reshape(1, n * c, h, w),
+            mean.expand(per_channel).reshape(-1),
+            var.expand(per_channel).reshape(-1),
+            self.gn_weight.repeat(n),
+            self.gn_bias.repeat(n),
+            eps=self.eps)
+        return z.reshape(n, c, h, w)
+
+    def squeezed(self, x: torch.Tensor) -> torch.Tensor:
+        """The SRU (Eq. 1-4) and the CRU's squeeze (Eq. 5): ``T``, the
+        squeezed upper then lower path, at the input's resolution."""
+        r = torch.sigmoid(self.group_norm(x))
+        g = x * _step(r, self.threshold)
+        # x - g is exactly x where the mask is 0 and 0 where it is 1.
+        v = x - g if self.hard else (x - g) * r
+        n, c, h, w = x.shape
         if self.halves:
-            up = x * torch.where(informative, self.keep_up, other_up)
-            low = x * torch.where(informative, self.keep_low, other_low)
-            return (F.conv2d(up, self.squeeze_up),
-                    F.conv2d(low, self.squeeze_low))
-        x1 = x * torch.where(informative, 1.0, 0.0 if self.hard else r)
-        x2 = x * torch.where(informative, 0.0, 1.0 if self.hard else r)
-        half = x.shape[1] // 2
-        out = x1 + torch.cat([x2[:, half:], x2[:, :half]], dim=1)
-        up, low = out[:, :self.up_channels], out[:, self.up_channels:]
-        return F.conv2d(up, self.squeeze_up), F.conv2d(low, self.squeeze_low)
+            # Soft: V_a + V_b + G_a and V_a + V_b + G_b; hard: G_a + V_b
+            # and G_b + V_a. The halves are mixed by a 1x2 or 2x2 matrix
+            # product, which ONNX Runtime runs several times faster than a
+            # ReduceSum or a reversing Slice over the halves.
+            mixed = g.reshape(n, 2, -1) + torch.matmul(
+                self.mix_halves, v.reshape(n, 2, -1))
+            return torch.matmul(self.squeeze, mixed.reshape(
+                n, 2, c // 2, h * w)).reshape(n, -1, h, w)
+        x1 = g if self.hard else v + g
+        out = x1 + torch.cat([v[:, c // 2:], v[:, :c // 2]], dim=1)
+        return torch.cat([
+            F.conv2d(out[:, :self.up_channels], self.squeeze_up),
+            F.conv2d(out[:, self.up_channels:], self.squeeze_low)
+        ],
+                         dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        up, low = self.squeezed(x)
-        low = downsample(low, self.stride)
-        difference = (
-            F.conv2d(up, self.gwc, **self.gwc_args) +
-            F.conv2d(downsample(up, self.stride), self.pwc_up) +
-            F.conv2d(low, self.minus_y2))
-        beta1 = torch.sigmoid(difference.mean((2, 3), keepdim=True))
-        return F.conv2d(low, self.out_y2, self.out_shift) + difference * (
-            beta1 * self.out_scale)
+        squeezed = self.squeezed(x)
+        up = squeezed[:, :self.gwc.shape[1] * self.gwc_args['groups']]
+        pooled = downsample(squeezed, self.stride)
+        n, _, h, w = pooled.shape
+        pooled = pooled.flatten(2)
+        low = pooled[:, up.shape[1]:]
+        difference = F.conv2d(up, self.gwc, **self.gwc_args) + torch.matmul(
+            self.difference, pooled).reshape(n, -1, h, w)
+        beta1 = torch.sigmoid(difference.mean((2, 3)))
+        return torch.matmul(self.out_y2, low).reshape(
+            n, -1, h, w) + _affine(difference, beta1 * self.out_scale,
+                                   self.out_shift)
+
+
+def _affine(x: torch.Tensor, scale: torch.Tensor,
+            shift: torch.Tensor) -> torch.Tensor:
+    """``x * scale + shift`` with ``scale`` per sample and channel, ``(N,
+    C)``, and ``shift`` per channel, as one ``BatchNormalization`` pass (the
+    samples side by side as the channels of one image; mean 0, variance 1,
+    epsilon 0, so nothing but the affine is applied)."""
+    n, c, h, w = x.shape
+    ones = x.new_ones(n * c)
+    return F.batch_norm(
+        x.reshape(1, n * c, h, w),
+        ones - 1,
+        ones,
+        scale.reshape(-1),
+        shift.repeat(n),
+        eps=0.0).reshape(n, c, h, w)
+
+
+def _step(r: torch.Tensor, threshold: float) -> torch.Tensor:
+    """``[r > threshold]`` as 0/1 numbers for ``r`` in ``[0, 1]``, in
+    arithmetic that ONNX Runtime runs faster than ``Greater`` and ``Cast``:
+    a positive ``r - threshold`` is at least ``2**-45`` (thresholds of at
+    least ``2**-20``), so scaled by ``2**64`` it clips to exactly 1."""
+    return ((r - threshold) * 2.0**64).clamp(0, 1)
 
 
 def to_export_form(module: nn.Module) -> nn.Module:
