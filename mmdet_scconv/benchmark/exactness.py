@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from ..layers import SCConv, set_scconv_impl
+from ..layers._numerics import relative_error
 from .timing import autocast
 
 #: Relative error allowed: fp32 rounding; bf16 keeps 8 mantissa bits,
@@ -31,13 +32,6 @@ class Check:
     @property
     def ok(self):
         return self.error <= self.tolerance  # False for NaN too
-
-
-def relative_error(actual, expected):
-    """``||actual - expected|| / ||expected||``, computed in fp64."""
-    actual, expected = actual.double(), expected.double()
-    return ((actual - expected).norm() /
-            expected.norm().clamp_min(1e-30)).item()
 
 
 def randomised(module):

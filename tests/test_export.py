@@ -1,0 +1,237 @@
+"""ONNX export: the export form equals the reference, the NMS op equals
+mmcv's, the exported graphs run in ONNX Runtime with the outputs, names and
+shapes of PyTorch's at two input sizes, the tool and the ONNX Runtime
+benchmark scope run, and bad input is refused clearly.
+
+The models here have random weights. Their SRU gates sit on the threshold
+far more often than a trained model's (GroupNorm gamma 1, beta 0: the
+reweights are 0.5 + tiny), and where ONNX Runtime's sigmoid rounds
+differently from PyTorch's a gate flips, so their outputs are compared to
+``ROUGH``, which catches any wrong fold or operator; the trained demo
+checkpoint's raw outputs and detections are held to 1e-4 and 1e-3 in
+``test_demo.py``, which trains it."""
+import itertools
+import json
+
+import numpy as np
+
+import onnx
+import pytest
+import torch
+from mmengine.config import Config
+from test_layers import randomise
+from tiny import CONFIGS, ROOT, run_tool
+
+from mmdet_scconv.benchmark import BenchmarkConfig, run_benchmark
+from mmdet_scconv.benchmark.exactness import batchnorm_with_stats
+from mmdet_scconv.deployment import (RawOutputs, check_with_onnxruntime,
+                                     export_onnx, graph_of,
+                                     onnxruntime_session)
+from mmdet_scconv.deployment.nms import nms
+from mmdet_scconv.layers import SCConv
+from mmdet_scconv.layers._numerics import relative_error
+from mmdet_scconv.layers.export_form import ExportSCConv, to_export_form
+
+DEMO_CONFIG = f'{CONFIGS}/demo/retinanet_scconv_r50_shapes.py'
+#: Relative error allowed for random-weight models in ONNX Runtime: gate
+#: flips stay below 1e-3 (seen up to 7e-4); a wrong weight is of order 1.
+ROUGH = 1e-2
+
+
+@pytest.mark.parametrize(
+    'stride,gate,alpha,fused',
+    list(itertools.product([1, 2], ['soft', 'hard'], [0.5, 0.75],
+                           [False, True])))
+def test_export_form_equals_reference(stride, gate, alpha, fused):
+    """Odd and even sizes, batch 2, a post-ReLU-like input (positive mean,
+    where the one-pass variance is most at risk) and a centred one."""
+    scconv = randomise(
+        SCConv(
+            32,
+            48,
+            stride=stride,
+            gate=gate,
+            alpha=alpha,
+            gn_groups=8,
+            impl='reference')).eval()
+    if fused:
+        scconv.fuse_norm(batchnorm_with_stats(48))
+    export = ExportSCConv(scconv)
+    for x in (torch.randn(2, 32, 9, 7),
+              torch.relu(torch.randn(2, 32, 8, 8)) * 3 + 1):
+        with torch.no_grad():
+            assert relative_error(export(x), scconv(x)) <= 1e-5
+
+
+def test_to_export_form_replaces_every_scconv():
+    model = torch.nn.Sequential(
+        SCConv(16, 16, gn_groups=4),
+        torch.nn.Sequential(SCConv(16, 16, gn_groups=4, stride=2)))
+    to_export_form(model)
+    assert [type(m).__name__ for m in model.modules()
+            if 'SCConv' in type(m).__name__] == ['ExportSCConv'] * 2
+
+
+def test_nms_op_equals_mmcv_and_passes_opcheck():
+    from mmcv.ops import nms as mmcv_nms
+    generator = torch.Generator().manual_seed(0)
+    corners = torch.rand(200, 2, generator=generator) * 100
+    sizes = torch.rand(200, 2, generator=generator) * 30 + 1
+    boxes = torch.cat([corners, corners + sizes], dim=1)
+    scores = torch.rand(200, generator=generator)
+    kept = nms(boxes, scores, 0.5, 0.2, 50)
+    above = scores > 0.2
+    _, expected = mmcv_nms(boxes[above], scores[above], 0.5)
+    assert kept.tolist() == torch.nonzero(above).flatten()[expected][:50] \
+        .tolist()
+    torch.library.opcheck(torch.ops.mmdet_scconv.nms, (boxes, scores, 0.5,
+                                                       0.2, 50))
+
+
+@pytest.fixture(scope='module')
+def demo_detector():
+    """The demo's SCConv-R50 RetinaNet with random weights, in eval mode."""
+    from mmdet.registry import MODELS
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmdet')
+    torch.manual_seed(0)
+    return MODELS.build(Config.fromfile(DEMO_CONFIG).model).eval()
+
+
+def _standard_ops_only(path):
+    model = onnx.load(path)
+    return {node.domain for node in model.graph.node} <= {'', 'ai.onnx'}
+
+
+def test_raw_outputs_in_onnxruntime_at_two_sizes(
+        demo_detector, tmp_path):
+    path = str(tmp_path / 'raw.onnx')
+    export_onnx(
+        graph_of(demo_detector, raw=True),
+        torch.randn(1, 3, 96, 128),
+        path,
+        dynamic_batch=True)
+    assert _standard_ops_only(path)
+    reference = RawOutputs(demo_detector)
+    for shape in ((1, 3, 96, 128), (2, 3, 160, 64)):
+        check = check_with_onnxruntime(path, reference, torch.randn(*shape))
+        assert check.relative_error <= ROUGH, check.summary()
+        assert [name for name, _ in check.outputs
+                ] == [f'cls_score_{i}' for i in range(5)
+                      ] + [f'bbox_pred_{i}' for i in range(5)]
+        assert tuple(check.outputs[0][1][:3]) == (shape[0], 27, shape[2] // 8)
+
+
+def test_detections_graph_runs_nms_in_onnx(demo_detector, tmp_path):
+    """Standard NonMaxSuppression in the graph; detections above the score
+    threshold, highest first, at most max_per_img, at a second size. (Their
+    values are checked against mmdet's on the trained checkpoint in
+    test_demo.py: a random model's scores sit too close together for an
+    order to be compared.)"""
+    path = str(tmp_path / 'dets.onnx')
+    cfg = dict(
+        nms_pre=100,
+        score_thr=0.3,
+        nms=dict(type='nms', iou_threshold=0.5),
+        max_per_img=20,
+        min_bbox_size=0)
+    graph = graph_of(demo_detector, test_cfg=cfg)
+    export_onnx(graph, torch.randn(1, 3, 96, 96), path)
+    model = onnx.load(path)
+    assert 'NonMaxSuppression' in {n.op_type for n in model.graph.node}
+    assert _standard_ops_only(path)
+    session = onnxruntime_session(path)
+    assert [o.name for o in session.get_outputs()] == ['dets', 'labels']
+    dets, labels = session.run(None, {'image': torch.randn(1, 3, 128, 96)
+                                      .numpy()})
+    assert dets.shape[0] == 1 and dets.shape[2] == 5
+    assert 0 < dets.shape[1] <= 20 and labels.shape == dets.shape[:2]
+    scores = dets[0, :, 4]
+    assert (scores > 0.3).all() and (np.diff(scores) <= 0).all()
+    assert set(labels[0].tolist()) <= {0, 1, 2}
+    with pytest.raises(ValueError, match='one image per call'):
+        export_onnx(graph, torch.randn(1, 3, 96, 96), path, True)
+
+
+def test_pytorch2onnx_tool_and_its_errors(demo_detector, tmp_path):
+    checkpoint = tmp_path / 'random.pth'
+    torch.save(dict(state_dict=demo_detector.state_dict()), checkpoint)
+    out = tmp_path / 'raw.onnx'
+    tool = f'{ROOT}/tools/deployment/pytorch2onnx.py'
+    result = run_tool(tool, DEMO_CONFIG, str(checkpoint), '--out', str(out),
+                      '--shape', '64', '96', '--raw')
+    assert f'wrote {out}' in result.stdout
+    error = float(
+        result.stdout.split('relative error ')[1].split()[0])
+    assert error <= ROUGH, result.stdout
+    assert onnx.load(str(out)).graph.input[0].name == 'image'
+
+    def failing(*args):
+        return run_tool(tool, DEMO_CONFIG, *args, check=False)
+
+    missing = failing(str(tmp_path / 'none.pth'), '--out', str(out))
+    assert missing.returncode != 0
+    assert 'Checkpoint file not found' in missing.stderr
+    shape = failing(str(checkpoint), '--out', str(out), '--shape', '0', '64')
+    assert '--shape must be two positive sizes' in shape.stderr
+    batch = failing(str(checkpoint), '--out', str(out), '--dynamic')
+    assert 'one image per call' in batch.stderr
+
+
+def test_onnxruntime_benchmark_scope(tmp_path):
+    cfg = BenchmarkConfig(
+        scope='trunk',
+        height=64,
+        width=64,
+        modes=['infer'],
+        channels_last=[False],
+        impls=['deploy'],
+        warmup=0,
+        repeats=1,
+        threads=1,
+        runtime='onnxruntime')
+    report = run_benchmark(cfg, log=lambda line: None)
+    assert [r['model'] for r in report['results']
+            ] == ['resnet50', 'scconv50-deploy']
+    assert report['results'][0]['ratio'] == 1.0
+    assert report['env']['onnxruntime']
+    json.dumps(report)
+    with pytest.raises(ValueError, match='CPU fp32 inference'):
+        run_benchmark(
+            BenchmarkConfig(runtime='onnxruntime', modes=['train']))
+    refused = run_tool(
+        f'{ROOT}/tools/benchmark.py',
+        '--runtime',
+        'onnxruntime',
+        '--channels-last',
+        'on',
+        check=False)
+    assert 'drop --channels-last' in refused.stderr
+
+
+def test_deploy_form_leaves_the_detector_as_it_was(demo_detector):
+    before = {k: v.clone() for k, v in demo_detector.state_dict().items()}
+    graph_of(demo_detector)
+    after = demo_detector.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not any(
+        isinstance(m, ExportSCConv) for m in demo_detector.modules())
+
+
+def test_export_dependency_message(monkeypatch):
+    import builtins
+
+    from mmdet_scconv.deployment import ExportDependencyError
+    from mmdet_scconv.deployment.onnx_export import \
+        require_export_dependencies
+    real_import = builtins.__import__
+
+    def no_onnxscript(name, *args, **kwargs):
+        if name == 'onnxscript':
+            raise ImportError('No module named onnxscript')
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, '__import__', no_onnxscript)
+    with pytest.raises(ExportDependencyError, match=r'mmdet-scconv\[export\]'):
+        require_export_dependencies()
