@@ -68,8 +68,8 @@ def test_onnx_detections_equal_mmdet_predictions(demo):
     for image in images:
         inputs, sample = preprocessed(detector, image)
         dets, labels = session.run(None, {'image': inputs.numpy()})
-        parity = compare_detections(
-            dets, labels, mmdet_detections(detector, inputs, sample))
+        parity = compare_detections(dets, labels,
+                                    mmdet_detections(detector, inputs, sample))
         assert parity.ok(1e-3), f'{image}: {parity.summary()}'
         total += parity.count
     assert total >= 40  # the trained model finds the shapes

@@ -14,7 +14,6 @@ import itertools
 import json
 
 import numpy as np
-
 import onnx
 import pytest
 import torch
@@ -25,12 +24,13 @@ from tiny import CONFIGS, ROOT, run_tool
 from mmdet_scconv.benchmark import BenchmarkConfig, run_benchmark
 from mmdet_scconv.benchmark.exactness import batchnorm_with_stats
 from mmdet_scconv.deployment import (RawOutputs, check_with_onnxruntime,
-                                     export_onnx, graph_of,
+                                     export_detector, export_onnx, graph_of,
                                      onnxruntime_session)
 from mmdet_scconv.deployment.nms import nms
 from mmdet_scconv.layers import SCConv
 from mmdet_scconv.layers._numerics import relative_error
-from mmdet_scconv.layers.export_form import ExportSCConv, to_export_form
+from mmdet_scconv.layers.export_form import ExportSCConv
+from mmdet_scconv.layers.scconv import to_export_form
 
 DEMO_CONFIG = f'{CONFIGS}/demo/retinanet_scconv_r50_shapes.py'
 #: Relative error allowed for random-weight models in ONNX Runtime: gate
@@ -40,8 +40,9 @@ ROUGH = 1e-2
 
 @pytest.mark.parametrize(
     'stride,gate,alpha,fused',
-    list(itertools.product([1, 2], ['soft', 'hard'], [0.5, 0.75],
-                           [False, True])))
+    list(
+        itertools.product([1, 2], ['soft', 'hard'], [0.5, 0.75],
+                          [False, True])))
 def test_export_form_equals_reference(stride, gate, alpha, fused):
     """Odd and even sizes, batch 2, a post-ReLU-like input (positive mean,
     where the one-pass variance is most at risk) and a centred one."""
@@ -57,10 +58,39 @@ def test_export_form_equals_reference(stride, gate, alpha, fused):
     if fused:
         scconv.fuse_norm(batchnorm_with_stats(48))
     export = ExportSCConv(scconv)
-    for x in (torch.randn(2, 32, 9, 7),
-              torch.relu(torch.randn(2, 32, 8, 8)) * 3 + 1):
+    for x in (torch.randn(2, 32, 9,
+                          7), torch.relu(torch.randn(2, 32, 8, 8)) * 3 + 1):
         with torch.no_grad():
             assert relative_error(export(x), scconv(x)) <= 1e-5
+
+
+@pytest.mark.parametrize('threshold', [1e-7, 0.3, 0.999])
+def test_export_form_gate_at_any_threshold(threshold):
+    """The mask's arithmetic form holds from thresholds of 2**-20 up;
+    below that it compares."""
+    scconv = randomise(
+        SCConv(
+            16, 16, gn_groups=4, gate_threshold=threshold,
+            impl='reference')).eval()
+    x = torch.randn(1, 16, 6, 5)
+    with torch.no_grad():
+        assert relative_error(ExportSCConv(scconv)(x), scconv(x)) <= 1e-5
+
+
+def test_any_onnx_export_of_scconv_uses_the_export_form(tmp_path):
+    """A plain ``torch.onnx.export`` of a model holding SCConv (as mmdeploy
+    calls it) gets the export form's operators and ONNX Runtime runs it."""
+    scconv = randomise(SCConv(16, 16, gn_groups=4)).eval()
+    x = torch.randn(1, 16, 12, 10)
+    path = str(tmp_path / 'layer.onnx')
+    with torch.no_grad():
+        torch.onnx.export(scconv, (x, ), dynamo=True).save(path)
+        expected = scconv(x)
+    ops = {node.op_type for node in onnx.load(path).graph.node}
+    assert 'MatMul' in ops and not ops & {'Where', 'InstanceNormalization'}
+    session = onnxruntime_session(path)
+    (out, ) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    assert relative_error(torch.from_numpy(out), expected) <= ROUGH
 
 
 def test_to_export_form_replaces_every_scconv():
@@ -68,8 +98,10 @@ def test_to_export_form_replaces_every_scconv():
         SCConv(16, 16, gn_groups=4),
         torch.nn.Sequential(SCConv(16, 16, gn_groups=4, stride=2)))
     to_export_form(model)
-    assert [type(m).__name__ for m in model.modules()
-            if 'SCConv' in type(m).__name__] == ['ExportSCConv'] * 2
+    assert [
+        type(m).__name__ for m in model.modules()
+        if 'SCConv' in type(m).__name__
+    ] == ['ExportSCConv'] * 2
 
 
 def test_nms_op_equals_mmcv_and_passes_opcheck():
@@ -84,8 +116,8 @@ def test_nms_op_equals_mmcv_and_passes_opcheck():
     _, expected = mmcv_nms(boxes[above], scores[above], 0.5)
     assert kept.tolist() == torch.nonzero(above).flatten()[expected][:50] \
         .tolist()
-    torch.library.opcheck(torch.ops.mmdet_scconv.nms, (boxes, scores, 0.5,
-                                                       0.2, 50))
+    torch.library.opcheck(torch.ops.mmdet_scconv.nms,
+                          (boxes, scores, 0.5, 0.2, 50))
 
 
 @pytest.fixture(scope='module')
@@ -103,8 +135,7 @@ def _standard_ops_only(path):
     return {node.domain for node in model.graph.node} <= {'', 'ai.onnx'}
 
 
-def test_raw_outputs_in_onnxruntime_at_two_sizes(
-        demo_detector, tmp_path):
+def test_raw_outputs_in_onnxruntime_at_two_sizes(demo_detector, tmp_path):
     path = str(tmp_path / 'raw.onnx')
     export_onnx(
         graph_of(demo_detector, raw=True),
@@ -116,9 +147,10 @@ def test_raw_outputs_in_onnxruntime_at_two_sizes(
     for shape in ((1, 3, 96, 128), (2, 3, 160, 64)):
         check = check_with_onnxruntime(path, reference, torch.randn(*shape))
         assert check.relative_error <= ROUGH, check.summary()
-        assert [name for name, _ in check.outputs
-                ] == [f'cls_score_{i}' for i in range(5)
-                      ] + [f'bbox_pred_{i}' for i in range(5)]
+        assert [
+            name for name, _ in check.outputs
+        ] == [f'cls_score_{i}'
+              for i in range(5)] + [f'bbox_pred_{i}' for i in range(5)]
         assert tuple(check.outputs[0][1][:3]) == (shape[0], 27, shape[2] // 8)
 
 
@@ -142,8 +174,8 @@ def test_detections_graph_runs_nms_in_onnx(demo_detector, tmp_path):
     assert _standard_ops_only(path)
     session = onnxruntime_session(path)
     assert [o.name for o in session.get_outputs()] == ['dets', 'labels']
-    dets, labels = session.run(None, {'image': torch.randn(1, 3, 128, 96)
-                                      .numpy()})
+    dets, labels = session.run(None,
+                               {'image': torch.randn(1, 3, 128, 96).numpy()})
     assert dets.shape[0] == 1 and dets.shape[2] == 5
     assert 0 < dets.shape[1] <= 20 and labels.shape == dets.shape[:2]
     scores = dets[0, :, 4]
@@ -153,29 +185,20 @@ def test_detections_graph_runs_nms_in_onnx(demo_detector, tmp_path):
         export_onnx(graph, torch.randn(1, 3, 96, 96), path, True)
 
 
-def test_pytorch2onnx_tool_and_its_errors(demo_detector, tmp_path):
+def test_export_detector_refuses_bad_input(demo_detector, tmp_path):
+    """What ``tools/deployment/pytorch2onnx.py`` passes on (its successful
+    runs are in test_demo.py, on the trained checkpoint)."""
     checkpoint = tmp_path / 'random.pth'
     torch.save(dict(state_dict=demo_detector.state_dict()), checkpoint)
-    out = tmp_path / 'raw.onnx'
-    tool = f'{ROOT}/tools/deployment/pytorch2onnx.py'
-    result = run_tool(tool, DEMO_CONFIG, str(checkpoint), '--out', str(out),
-                      '--shape', '64', '96', '--raw')
-    assert f'wrote {out}' in result.stdout
-    error = float(
-        result.stdout.split('relative error ')[1].split()[0])
-    assert error <= ROUGH, result.stdout
-    assert onnx.load(str(out)).graph.input[0].name == 'image'
-
-    def failing(*args):
-        return run_tool(tool, DEMO_CONFIG, *args, check=False)
-
-    missing = failing(str(tmp_path / 'none.pth'), '--out', str(out))
-    assert missing.returncode != 0
-    assert 'Checkpoint file not found' in missing.stderr
-    shape = failing(str(checkpoint), '--out', str(out), '--shape', '0', '64')
-    assert '--shape must be two positive sizes' in shape.stderr
-    batch = failing(str(checkpoint), '--out', str(out), '--dynamic')
-    assert 'one image per call' in batch.stderr
+    out = str(tmp_path / 'model.onnx')
+    with pytest.raises(FileNotFoundError, match='Checkpoint file not found'):
+        export_detector(DEMO_CONFIG, str(tmp_path / 'none.pth'), out)
+    with pytest.raises(ValueError, match='--shape must be two positive'):
+        export_detector(DEMO_CONFIG, str(checkpoint), out, shape=(0, 64))
+    with pytest.raises(ValueError, match='one image per call'):
+        export_detector(DEMO_CONFIG, str(checkpoint), out, dynamic_batch=True)
+    with pytest.raises(FileNotFoundError, match='Config file not found'):
+        export_detector(str(tmp_path / 'none.py'), str(checkpoint), out)
 
 
 def test_onnxruntime_benchmark_scope(tmp_path):
@@ -191,14 +214,13 @@ def test_onnxruntime_benchmark_scope(tmp_path):
         threads=1,
         runtime='onnxruntime')
     report = run_benchmark(cfg, log=lambda line: None)
-    assert [r['model'] for r in report['results']
-            ] == ['resnet50', 'scconv50-deploy']
+    assert [r['model']
+            for r in report['results']] == ['resnet50', 'scconv50-deploy']
     assert report['results'][0]['ratio'] == 1.0
     assert report['env']['onnxruntime']
     json.dumps(report)
     with pytest.raises(ValueError, match='CPU fp32 inference'):
-        run_benchmark(
-            BenchmarkConfig(runtime='onnxruntime', modes=['train']))
+        run_benchmark(BenchmarkConfig(runtime='onnxruntime', modes=['train']))
     refused = run_tool(
         f'{ROOT}/tools/benchmark.py',
         '--runtime',
@@ -223,8 +245,7 @@ def test_export_dependency_message(monkeypatch):
     import builtins
 
     from mmdet_scconv.deployment import ExportDependencyError
-    from mmdet_scconv.deployment.onnx_export import \
-        require_export_dependencies
+    from mmdet_scconv.deployment.onnx_export import require_export_dependencies
     real_import = builtins.__import__
 
     def no_onnxscript(name, *args, **kwargs):

@@ -98,10 +98,16 @@ def _check_impl(reference, impl, x, dtype, device, expected, case):
     return checks
 
 
+#: ``(stride, size, channels_last, gate, alpha)`` of the checked layers.
+CASES = ((1, (33, 20), False, 'soft', 0.5), (2, (31, 17), True, 'soft', 0.5),
+         (1, (16, 24), True, 'hard', 0.5), (2, (15, 9), False, 'soft', 0.75))
+
+
 def check_paths(device='cuda',
                 impls=('fast', ),
                 dtypes=('fp32', 'bf16'),
-                seed=0):
+                seed=0,
+                cases=CASES):
     """Compare ``impls`` with ``impl='reference'`` on ``device``: training
     outputs and every gradient, inference outputs, and deploy outputs (a
     BatchNorm folded in); fp32 and ``dtypes`` autocast, stride 1 and 2, odd
@@ -112,6 +118,13 @@ def check_paths(device='cuda',
 
     TF32 is switched off while comparing: it would round the convolutions'
     inputs differently on the two paths.
+
+    Args:
+        device (str): Where to run.
+        impls (tuple[str]): Implementations compared with the reference.
+        dtypes (tuple[str]): ``'fp32'``, ``'bf16'``, ``'fp16'``.
+        seed (int): Seed of the weights and inputs.
+        cases (tuple): Layers to check, a subset of :data:`CASES`.
 
     Returns:
         list[Check]
@@ -125,11 +138,7 @@ def check_paths(device='cuda',
     torch.backends.cudnn.allow_tf32 = False
     try:
         for (stride, size, channels_last, gate,
-             alpha), dtype in (itertools.product(
-                 [(1, (33, 20), False, 'soft', 0.5),
-                  (2, (31, 17), True, 'soft', 0.5),
-                  (1, (16, 24), True, 'hard', 0.5),
-                  (2, (15, 9), False, 'soft', 0.75)], dtypes)):
+             alpha), dtype in itertools.product(cases, dtypes):
             case = (f'{dtype} stride {stride} {size[0]}x{size[1]} {gate} '
                     f'alpha {alpha}' +
                     (' channels-last' if channels_last else ''))

@@ -18,7 +18,7 @@ import torch
 from ..deployment.onnx_export import (export_onnx, onnxruntime_session,
                                       require_export_dependencies)
 from ..deployment.wrappers import RawOutputs
-from ..layers.export_form import to_export_form
+from ..layers.scconv import to_export_form
 from . import models as model_zoo
 from .environment import describe, environment_of
 from .timing import format_table, summarise, time_interleaved

@@ -164,8 +164,9 @@ def compare(models,
     } if cuda_graph else steps)
     times = time_interleaved(timed, device, warmup, repeats)
     memory = {
-        name: peak_memory_mb(steps[name], model, batch, loss_fn, train, dtype,
-                             device)
+        name:
+        peak_memory_mb(steps[name], model, batch, loss_fn, train, dtype,
+                       device)
         for name, model in models.items()
     }
     return summarise(case, times, batch_size, baseline, memory)

@@ -44,10 +44,14 @@ def export_detector(config: str,
     height, width = shape
     if height <= 0 or width <= 0:
         raise ValueError(f'--shape must be two positive sizes, got {shape}.')
+    if dynamic_batch and not raw:
+        raise ValueError(
+            'The detections graph takes one image per call; a dynamic batch '
+            '(--dynamic) needs the raw outputs (--raw).')
     detector = load_detector(config, checkpoint, cfg_options)
     graph = graph_of(detector, raw)
-    image = torch.randn(1, 3, height, width,
-                        generator=torch.Generator().manual_seed(0))
+    image = torch.randn(
+        1, 3, height, width, generator=torch.Generator().manual_seed(0))
     export_onnx(graph, image, out, dynamic_batch)
     reference = RawOutputs(detector) if raw else Detections(detector)
     return check_with_onnxruntime(out, reference.eval(), image)

@@ -29,8 +29,8 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float,
         max_boxes (int): At most this many indices.
     """
     candidates = torch.nonzero(scores > score_threshold).flatten()
-    order = candidates[scores[candidates].argsort(descending=True,
-                                                  stable=True)]
+    order = candidates[scores[candidates].argsort(
+        descending=True, stable=True)]
     overlaps = box_iou(boxes[order], boxes[order])
     suppressed = torch.zeros(len(order), dtype=torch.bool)
     kept = []

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from ..layers._numerics import relative_error
-from ..layers.export_form import to_export_form
+from ..layers.scconv import to_export_form
 from .nms import ONNX_TRANSLATIONS
 from .wrappers import Detections, RawOutputs
 

@@ -15,9 +15,8 @@ def preprocessed(detector, image_path: str):
     pipeline = Compose(get_test_pipeline_cfg(detector.cfg.copy()))
     sample = pipeline(dict(img_path=image_path, img_id=0))
     data = detector.data_preprocessor(
-        dict(
-            inputs=[sample['inputs']],
-            data_samples=[sample['data_samples']]), False)
+        dict(inputs=[sample['inputs']], data_samples=[sample['data_samples']]),
+        False)
     return data['inputs'], data['data_samples'][0]
 
 
@@ -65,8 +64,7 @@ def compare_detections(dets, labels, expected) -> DetectionsParity:
         count=len(boxes),
         expected_count=len(want_boxes),
         box_difference=float(
-            np.abs(boxes[:count] - want_boxes[:count]).max(initial=0)) /
-        scale,
+            np.abs(boxes[:count] - want_boxes[:count]).max(initial=0)) / scale,
         score_difference=float(
             np.abs(scores[:count] - want_scores[:count]).max(initial=0)),
         same_labels=bool((labels[:count] == want_labels[:count]).all()))

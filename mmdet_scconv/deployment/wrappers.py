@@ -98,8 +98,7 @@ class Detections(nn.Module):
             anchor = pairs // self.num_classes
             boxes.append(
                 head.bbox_coder.decode(
-                    priors[anchor],
-                    deltas[anchor],
+                    priors[anchor], deltas[anchor],
                     max_shape=image.shape[-2:]))
             scores.append(level_scores)
             labels.append(pairs % self.num_classes)
@@ -115,7 +114,7 @@ class Detections(nn.Module):
         # coordinate so that boxes of different classes never overlap.
         largest = torch.where(valid[:, None], boxes, 0).max()
         shifted = boxes + (labels.to(boxes) * (largest + 1))[:, None]
-        keep = nms(shifted, torch.where(valid, scores, 0),
-                   self.iou_threshold, self.score_thr, self.max_per_img)
+        keep = nms(shifted, torch.where(valid, scores, 0), self.iou_threshold,
+                   self.score_thr, self.max_per_img)
         dets = torch.cat([boxes[keep], scores[keep, None]], dim=1)
         return dets[None], labels[keep][None]

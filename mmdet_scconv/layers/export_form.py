@@ -2,26 +2,28 @@
 :class:`.SCConv` in few standard operators, its weights folded ahead of
 time.
 
-A graph runtime runs each operator as its own pass over memory, so the form
-counts passes over full-resolution tensors, not FLOPs (the 1x1
-convolutions are cheap next to such a pass), and avoids ``Where``, which
-ONNX Runtime runs many times slower than arithmetic.
+A graph runtime runs each operator as its own pass over memory and keeps
+its blocked layout only around convolutions, so the form counts passes over
+full-resolution tensors and layout changes, not FLOPs. Measured choices
+(``docs/deployment.md``):
 
-* SRU (``alpha=0.5``): with the mask ``M = [R > t]`` as 0/1 numbers, the
-  gates are ``W2 = R (1 - M)`` and ``W1 = W2 + M`` (hard: ``1 - M`` and
-  ``M``), so with ``V = W2 X`` and ``G = M X`` the output halves are ``V_a +
-  V_b + G_a`` and ``V_a + V_b + G_b`` (hard: ``G_a + V_b`` and ``G_b +
-  V_a``). The halves only feed the two squeeze
-  convolutions, which are linear: both squeezes are one 1x1 convolution of
-  ``V`` (weights repeated over the halves) plus one of ``G`` (groups=2),
-  into one tensor ``T`` holding the squeezed upper then lower path. No
-  ``Where``, no split of a full-width tensor, no concatenation.
+* SRU: GroupNorm with its affine (``GN(X) * W_gamma``) is the group
+  statistics plus one ``BatchNormalization``. With the mask ``M = [R > t]``
+  as 0/1 numbers (:func:`_step`: arithmetic, no ``Where`` or ``Cast``),
+  ``V = (X - M X) R`` (hard gate: ``X - M X``) and ``G = M X``, the SRU's
+  output halves are ``V_a + V_b + G_a`` and ``V_a + V_b + G_b`` (hard:
+  ``G_a + V_b`` and ``G_b + V_a``). They only feed the two squeeze
+  convolutions, so (``alpha=0.5``) the halves of ``V`` are mixed by a 1x2
+  (or 2x2) matrix product, added to ``G`` and squeezed by one batched
+  matrix product: ``T``, the squeezed upper then lower path. No split of a
+  full-width tensor, no concatenation, and matrix products in the plain
+  layout where 1x1 convolutions would reorder their inputs.
 * CRU fuse: with ``D = Y1 - Y2`` the two-branch softmax is
   ``beta1 = sigmoid(GAP(D))`` and ``Y = Y2 + beta1 * D``. ``Y2 =
-  cat(PWC2(l), l)`` is a 1x1 convolution of ``l`` (``[PWC2; I]``), and
-  ``PWC1`` and ``-Y2`` together are one 1x1 convolution of ``T``; a folded
-  BatchNorm ``s, t`` rides on a second 1x1 convolution of ``T`` giving
-  ``s Y2 + t``: ``Y = conv(T) + D * (s beta1)``.
+  cat(PWC2(l), l)`` is a matrix product of ``l`` with ``[PWC2; I]``;
+  ``PWC1`` and ``-Y2`` together are one product with the pooled ``T``; a
+  folded BatchNorm ``s, t`` rides on them: ``Y = s Y2 + t + (s beta1) D``,
+  the last term one more ``BatchNormalization``.
 * Stride: the pointwise paths' mean pool is applied to ``T`` (squeezed,
   half the input's width).
 
@@ -34,7 +36,6 @@ import torch.nn.functional as F
 
 from .cru import downsample
 from .ops.sru import gn_affine
-from .scconv import SCConv
 
 
 class ExportSCConv(nn.Module):
@@ -138,10 +139,11 @@ class ExportSCConv(nn.Module):
             # and G_b + V_a. The halves are mixed by a 1x2 or 2x2 matrix
             # product, which ONNX Runtime runs several times faster than a
             # ReduceSum or a reversing Slice over the halves.
-            mixed = g.reshape(n, 2, -1) + torch.matmul(
-                self.mix_halves, v.reshape(n, 2, -1))
-            return torch.matmul(self.squeeze, mixed.reshape(
-                n, 2, c // 2, h * w)).reshape(n, -1, h, w)
+            mixed = g.reshape(n, 2, -1) + torch.matmul(self.mix_halves,
+                                                       v.reshape(n, 2, -1))
+            return torch.matmul(self.squeeze,
+                                mixed.reshape(n, 2, c // 2,
+                                              h * w)).reshape(n, -1, h, w)
         x1 = g if self.hard else v + g
         out = x1 + torch.cat([v[:, c // 2:], v[:, :c // 2]], dim=1)
         return torch.cat([
@@ -160,9 +162,8 @@ class ExportSCConv(nn.Module):
         difference = F.conv2d(up, self.gwc, **self.gwc_args) + torch.matmul(
             self.difference, pooled).reshape(n, -1, h, w)
         beta1 = torch.sigmoid(difference.mean((2, 3)))
-        return torch.matmul(self.out_y2, low).reshape(
-            n, -1, h, w) + _affine(difference, beta1 * self.out_scale,
-                                   self.out_shift)
+        return torch.matmul(self.out_y2, low).reshape(n, -1, h, w) + _affine(
+            difference, beta1 * self.out_scale, self.out_shift)
 
 
 def _affine(x: torch.Tensor, scale: torch.Tensor,
@@ -185,26 +186,9 @@ def _affine(x: torch.Tensor, scale: torch.Tensor,
 def _step(r: torch.Tensor, threshold: float) -> torch.Tensor:
     """``[r > threshold]`` as 0/1 numbers for ``r`` in ``[0, 1]``, in
     arithmetic that ONNX Runtime runs faster than ``Greater`` and ``Cast``:
-    a positive ``r - threshold`` is at least ``2**-45`` (thresholds of at
-    least ``2**-20``), so scaled by ``2**64`` it clips to exactly 1."""
+    for a threshold of at least ``2**-20`` a positive ``r - threshold`` is
+    at least ``2**-44`` in fp32, so scaled by ``2**64`` it clips to exactly
+    1 (and a negative or zero one to 0)."""
+    if threshold < 2**-20:
+        return (r > threshold).to(r.dtype)
     return ((r - threshold) * 2.0**64).clamp(0, 1)
-
-
-def to_export_form(module: nn.Module) -> nn.Module:
-    """Replace every :class:`.SCConv` inside ``module`` by its
-    :class:`ExportSCConv` (in place; ``module`` itself if it is one).
-
-    Args:
-        module (nn.Module): A model, in eval mode; fold its BatchNorms
-            first (``switch_to_deploy``) for the fewest operators.
-
-    Returns:
-        nn.Module: ``module``, or the replacement when it is an SCConv.
-    """
-    if isinstance(module, SCConv):
-        return ExportSCConv(module)
-    for name, child in module.named_children():
-        replaced = to_export_form(child)
-        if replaced is not child:
-            setattr(module, name, replaced)
-    return module

@@ -3,6 +3,7 @@ import torch
 import torch.nn as nn
 
 from .cru import CRU, check_cru_args
+from .export_form import ExportSCConv
 from .fast import apply_affine, scconv_fast
 from .sru import SRU, check_sru_args
 
@@ -166,6 +167,10 @@ class SCConv(nn.Module):
         self.norm_scale, self.norm_shift = scale, shift
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.onnx.is_in_onnx_export() and self.impl != 'reference':
+            # Any ONNX export of a model with SCConv (mmdeploy's included)
+            # gets the form that ONNX Runtime runs well.
+            return ExportSCConv(self)(x)
         if self.impl != 'reference':
             return scconv_fast(self, x)
         y = self.cru(self.sru(x))
@@ -191,6 +196,26 @@ def set_scconv_impl(module: nn.Module, impl: str) -> nn.Module:
     for m in module.modules():
         if isinstance(m, SCConv):
             m.impl = impl
+    return module
+
+
+def to_export_form(module: nn.Module) -> nn.Module:
+    """Replace every :class:`SCConv` inside ``module`` by its
+    :class:`.ExportSCConv` (in place; ``module`` itself if it is one).
+
+    Args:
+        module (nn.Module): A model, in eval mode; fold its BatchNorms
+            first (``switch_to_deploy``) for the fewest operators.
+
+    Returns:
+        nn.Module: ``module``, or the replacement when it is an SCConv.
+    """
+    if isinstance(module, SCConv):
+        return ExportSCConv(module)
+    for name, child in module.named_children():
+        replaced = to_export_form(child)
+        if replaced is not child:
+            setattr(module, name, replaced)
     return module
 
 

@@ -23,8 +23,9 @@ import sys
 
 # Run from a checkout without installing: the package sits two levels up.
 sys.path.insert(
-    0, os.path.dirname(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__)))))
+    0,
+    os.path.dirname(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from mmengine.config import DictAction  # noqa: E402
 
