@@ -10,10 +10,9 @@ Example:
 """
 import argparse
 
-from mmengine.config import DictAction
-
 import mmdet_scconv  # noqa: F401  (registers SCConvResNet, safe checkpoints)
 from mmdet_scconv.apis import load_config
+from mmdet_scconv.apis.cli import add_cfg_options
 from mmdet_scconv.apis.demo import run_comparison, run_demo
 
 
@@ -25,12 +24,7 @@ def parse_args():
         '--compare',
         action='store_true',
         help='also train ResNet-50 the same way and write a report')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings, key=value (e.g. '
-        'train_cfg.max_iters=40)')
+    add_cfg_options(parser, 'train_cfg.max_iters=40')
     return parser.parse_args()
 
 

@@ -4,14 +4,20 @@ import os
 from mmengine.config import DictAction
 
 
-def add_common_args(parser) -> None:
-    """Add ``--cfg-options``, ``--launcher`` and ``--local-rank``."""
+def add_cfg_options(parser,
+                    example: str = 'optim_wrapper.optimizer.lr=0.01') -> None:
+    """Add mmdet's ``--cfg-options key=value ...``; ``example`` goes into
+    its help."""
     parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
-        help='override config settings, key=value (e.g. '
-        'optim_wrapper.optimizer.lr=0.01)')
+        help=f'override config settings, key=value (e.g. {example})')
+
+
+def add_common_args(parser) -> None:
+    """Add ``--cfg-options``, ``--launcher`` and ``--local-rank``."""
+    add_cfg_options(parser)
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],

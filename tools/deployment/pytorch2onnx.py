@@ -18,18 +18,9 @@ Example:
         --out retinanet_scconv_r50.onnx --shape 800 1216
 """
 import argparse
-import os
-import sys
 
-# Run from a checkout without installing: the package sits two levels up.
-sys.path.insert(
-    0,
-    os.path.dirname(
-        os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-from mmengine.config import DictAction  # noqa: E402
-
-from mmdet_scconv.deployment import export_detector  # noqa: E402
+from mmdet_scconv.apis.cli import add_cfg_options
+from mmdet_scconv.deployment import export_detector
 
 
 def parse_args():
@@ -53,12 +44,7 @@ def parse_args():
         '--dynamic',
         action='store_true',
         help='leave the batch size dynamic too (with --raw)')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings, key=value (e.g. '
-        'model.test_cfg.score_thr=0.3)')
+    add_cfg_options(parser, 'model.test_cfg.score_thr=0.3')
     return parser.parse_args()
 
 
