@@ -5,6 +5,7 @@ import glob
 import re
 import shutil
 
+import onnx
 import pytest
 import torch
 from tiny import ROOT, run_tool
@@ -61,7 +62,11 @@ def test_onnx_detections_equal_mmdet_predictions(demo):
     root, work, _ = demo
     out = work / 'demo.onnx'
     detector = _export(work, '--out', str(out), '--shape', '128', '128')
+    nodes = onnx.load(str(out)).graph.node
+    assert 'NonMaxSuppression' in {node.op_type for node in nodes}
+    assert {node.domain for node in nodes} <= {'', 'ai.onnx'}
     session = onnxruntime_session(str(out))
+    assert [o.name for o in session.get_outputs()] == ['dets', 'labels']
     images = sorted(glob.glob(str(root / 'data/shapes/coco/val/*.jpg')))
     assert len(images) == 40
     total = 0
@@ -87,3 +92,11 @@ def test_onnx_raw_outputs_equal_pytorch_at_two_sizes(demo):
     for batch in (inputs, torch.cat([resized, resized.flip(3)])):
         check = check_with_onnxruntime(str(out), RawOutputs(detector), batch)
         assert check.relative_error <= 1e-4, check.summary()
+        names = [name for name, _ in check.outputs]
+        assert names == [f'cls_score_{i}' for i in range(5)
+                         ] + [f'bbox_pred_{i}' for i in range(5)]
+        # 3 classes x 9 anchors at stride 8, then 4 x 9 box deltas.
+        assert tuple(check.outputs[0][1]) == (len(batch), 27,
+                                              batch.shape[2] // 8,
+                                              batch.shape[3] // 8)
+        assert check.outputs[5][1][1] == 36
