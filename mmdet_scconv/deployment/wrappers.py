@@ -94,7 +94,8 @@ class Detections(nn.Module):
                 level_scores, pairs = level_scores.topk(
                     min(self.nms_pre, level_scores.shape[0]))
             else:
-                pairs = torch.arange(level_scores.shape[0])
+                pairs = torch.arange(
+                    level_scores.shape[0], device=image.device)
             anchor = pairs // self.num_classes
             boxes.append(
                 head.bbox_coder.decode(
