@@ -118,8 +118,13 @@ class RuntimeCheck:
 
 
 def onnxruntime_session(path: str, threads: int = 0):
-    """An ONNX Runtime CPU session of ``path`` (``threads=0``: its
-    default)."""
+    """An ONNX Runtime CPU session of an ONNX file.
+
+    Args:
+        path (str): The ``.onnx`` file.
+        threads (int): Intra-op threads; 0 lets ONNX Runtime choose.
+            Default: 0.
+    """
     require_export_dependencies()
     import onnxruntime as ort
     options = ort.SessionOptions()

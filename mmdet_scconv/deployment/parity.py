@@ -40,6 +40,12 @@ class DetectionsParity:
     same_labels: bool
 
     def ok(self, tolerance: float = 1e-3) -> bool:
+        """Same count and labels, boxes and scores within ``tolerance``.
+
+        Args:
+            tolerance (float): Largest relative box difference and score
+                difference accepted. Default: 1e-3.
+        """
         return (self.count == self.expected_count and self.same_labels
                 and self.box_difference <= tolerance
                 and self.score_difference <= tolerance)

@@ -21,6 +21,7 @@ class RawOutputs(nn.Module):
         self.detector = detector
 
     def output_names(self):
+        """The exported graph's output names, in order."""
         levels = len(self.detector.bbox_head.prior_generator.strides)
         return ([f'cls_score_{i}' for i in range(levels)] +
                 [f'bbox_pred_{i}' for i in range(levels)])
@@ -74,6 +75,7 @@ class Detections(nn.Module):
         self.min_bbox_size = cfg.get('min_bbox_size', -1)
 
     def output_names(self):
+        """The exported graph's output names, in order."""
         return ['dets', 'labels']
 
     def candidates(self, image):
