@@ -11,6 +11,7 @@ gate flips, so its output is compared to ``ROUGH``, which catches any wrong
 fold or operator; the trained checkpoint is held to 1e-4."""
 import itertools
 import json
+import sys
 
 import onnx
 import pytest
@@ -190,17 +191,10 @@ def test_deploy_form_leaves_the_detector_as_it_was(demo_detector):
 
 
 def test_export_dependency_message(monkeypatch):
-    import builtins
-
     from mmdet_scconv.deployment import ExportDependencyError
     from mmdet_scconv.deployment.onnx_export import require_export_dependencies
-    real_import = builtins.__import__
 
-    def no_onnxscript(name, *args, **kwargs):
-        if name == 'onnxscript':
-            raise ImportError('No module named onnxscript')
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, '__import__', no_onnxscript)
+    # A None entry makes ``import onnxscript`` fail as if it were missing.
+    monkeypatch.setitem(sys.modules, 'onnxscript', None)
     with pytest.raises(ExportDependencyError, match=r'mmdet-scconv\[export\]'):
         require_export_dependencies()

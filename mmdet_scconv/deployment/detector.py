@@ -2,8 +2,8 @@
 ``tools/deployment/pytorch2onnx.py`` does."""
 import torch
 
-from .onnx_export import (check_with_onnxruntime, export_onnx, graph_of,
-                          require_export_dependencies)
+from .onnx_export import (check_dynamic_batch, check_with_onnxruntime,
+                          export_onnx, graph_of, require_export_dependencies)
 from .wrappers import Detections, RawOutputs
 
 
@@ -44,10 +44,8 @@ def export_detector(config: str,
     height, width = shape
     if height <= 0 or width <= 0:
         raise ValueError(f'--shape must be two positive sizes, got {shape}.')
-    if dynamic_batch and not raw:
-        raise ValueError(
-            'The detections graph takes one image per call; a dynamic batch '
-            '(--dynamic) needs the raw outputs (--raw).')
+    # Before loading anything.
+    check_dynamic_batch(not raw, dynamic_batch)
     detector = load_detector(config, checkpoint, cfg_options)
     graph = graph_of(detector, raw)
     image = torch.randn(

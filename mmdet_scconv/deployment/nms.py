@@ -31,7 +31,7 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float,
     candidates = torch.nonzero(scores > score_threshold).flatten()
     order = candidates[scores[candidates].argsort(
         descending=True, stable=True)]
-    overlaps = box_iou(boxes[order], boxes[order])
+    overlaps = box_iou(boxes[order], boxes[order]).cpu() > iou_threshold
     suppressed = torch.zeros(len(order), dtype=torch.bool)
     kept = []
     for i in range(len(order)):
@@ -40,7 +40,7 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float,
         kept.append(i)
         if len(kept) == max_boxes:
             break
-        suppressed |= overlaps[i].cpu() > iou_threshold
+        suppressed |= overlaps[i]
     return order[kept]
 
 

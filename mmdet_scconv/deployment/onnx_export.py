@@ -39,6 +39,19 @@ def require_export_dependencies():
                 f'tools/install.sh, which installs that extra).') from error
 
 
+def check_dynamic_batch(detections: bool, dynamic_batch: bool) -> None:
+    """Refuse a dynamic batch for the detections graph, which takes one
+    image per call.
+
+    Raises:
+        ValueError: naming the fix (``--raw``).
+    """
+    if detections and dynamic_batch:
+        raise ValueError(
+            'The detections graph takes one image per call; a dynamic batch '
+            '(--dynamic) needs the raw outputs (--raw).')
+
+
 def deploy_form(detector: torch.nn.Module) -> torch.nn.Module:
     """A copy of ``detector`` in eval mode with its backbone's BatchNorms
     folded (``switch_to_deploy``, where the backbone has it) and every
@@ -76,10 +89,7 @@ def export_onnx(graph: torch.nn.Module,
     """
     require_export_dependencies()
     import onnx
-    if dynamic_batch and isinstance(graph, Detections):
-        raise ValueError(
-            'The detections graph takes one image per call; export the raw '
-            'outputs (--raw) for a dynamic batch.')
+    check_dynamic_batch(isinstance(graph, Detections), dynamic_batch)
     dims = {2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC}
     if dynamic_batch:
         dims[0] = torch.export.Dim.DYNAMIC

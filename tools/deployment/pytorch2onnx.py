@@ -10,7 +10,8 @@ width are dynamic; the backbone is exported in its deploy form (BatchNorms
 folded) with standard ONNX operators only.
 
 After exporting, the tool runs ONNX Runtime and PyTorch on a test input and
-prints the largest relative difference.
+prints the relative error ``||ort - torch|| / ||torch||`` of the worst
+output.
 
 Example:
     python tools/deployment/pytorch2onnx.py \
