@@ -17,11 +17,10 @@ Without them, training composes the same ops' PyTorch twins; inference runs
 this module's in-place path, against the reference modules
 (``SRU.forward`` then ``CRU.forward``):
 
-* SRU: ``GN(X) * W_gamma`` is one GroupNorm call whose affine is
-  ``(gamma * W_gamma, beta * W_gamma)`` (:func:`.ops.sru.gn_affine`); the
-  gates are threshold arithmetic written over the reweights and never
-  materialise ``W1`` and ``W2`` (:func:`.ops.sru.gate_halves`); the output
-  comes as two halves that the CRU takes without a concatenation.
+* SRU: ``mmdet_scconv::sru_inference``, on fp32 CPU tensors a compiled
+  kernel that reads the input twice (statistics, then normalise, gate and
+  cross-reconstruct) and writes the output once; its halves go to the CRU as
+  channel slices, without a split copy.
 * CRU fuse: ``GAP(Y2) = cat(PWC2(GAP(X_low)), GAP(X_low))`` because a 1x1
   convolution without bias commutes with the spatial mean; the output is
   ``Y1`` itself: ``PWC1`` and ``PWC2`` (with ``beta2`` on its weight) are
@@ -47,8 +46,8 @@ from .ops import cru as cru_op
 from .ops import scconv_inference
 from .ops import sru as sru_op
 from .ops import sru_squeeze
-from .ops.sru import gn_affine, sru_forward
-from .pointwise import add_pointwise_, pointwise
+from .ops.sru_inference import sru_inference
+from .pointwise import add_pointwise_, memory_layout, pointwise
 
 
 def _needs_autograd(module, x):
@@ -132,34 +131,46 @@ def _scconv_in_place(scconv, x):
     CRU when it splits at the half (``alpha=0.5``), with no concatenation.
     """
     sru, cru = scconv.sru, scconv.cru
-    weight, bias = gn_affine(sru.gn.weight, sru.gn.bias, sru.gate)
-    upper, lower, _, _ = sru_forward(x, weight, bias, sru.gn.num_groups,
-                                     sru.gn.eps, sru.gate_threshold, sru.gate)
-    upper, lower = upper.to(x.dtype), lower.to(x.dtype)
-    if cru.up_channels * 2 == x.shape[1]:
-        x_up, x_low = upper, lower
-    else:
-        x_up, x_low = torch.split(
-            torch.cat([upper, lower], dim=1),
-            [cru.up_channels, cru.low_channels], 1)
+    output = sru_inference(x, sru.gn.weight, sru.gn.bias, sru.gn.num_groups,
+                           sru.gn.eps, sru.gate_threshold, sru.gate)
+    x_up, x_low = torch.split(output, [cru.up_channels, cru.low_channels], 1)
     # The lower path is only ever used pooled, and pooling commutes with
     # the 1x1 squeeze: pooled first, a stride-2 squeeze has a quarter of
     # the work and no full-resolution output.
-    x_up = _squeeze(cru.squeeze_up, x_up)
+    x_up = _squeeze(cru.squeeze_up, x_up, _gwc_layout(cru.gwc, x))
     x_low = _squeeze(cru.squeeze_low, pool(x_low, cru.stride))
     y1 = cru.gwc(x_up)
     add_pointwise_(y1, pool(x_up, cru.stride), cru.pwc_up.weight)
-    return _fuse_over_y1(cru, y1, x_low, scconv.out_affine)
+    return _fuse_over_y1(cru, y1, x_low, scconv.out_affine, memory_layout(x))
 
 
-def _squeeze(conv, x):
-    """A squeeze convolution; on a channel slice that is not dense (an SRU
-    half of a channels-last or batched tensor), as :func:`.pointwise`,
-    which reads it without the copy the convolution would make. (On a dense
-    NCHW half the convolution measured faster inside the trunk on the
-    CPU.)"""
-    if not x.is_contiguous():
-        return pointwise(x.to(_conv_dtype(x)), conv.weight)
+#: oneDNN's direct NCHW convolutions take a group's input channels in blocks
+#: of 16; with fewer (8 in SCConv's grouped convolution at stage 1 of a
+#: ResNet) it falls back to an im2col GEMM whose buffer, nine times the
+#: input, is allocated and page-faulted on every call: 4.7 ms NCHW against
+#: 0.8 ms channels-last at 16x128x192 on two cores (docs/speed.md).
+NCHW_GROUP_CHANNELS_MIN = 16
+
+
+def _gwc_layout(gwc, x):
+    """The layout the grouped convolution runs in: channels-last on the CPU
+    where NCHW would take oneDNN's im2col fallback (see
+    :data:`NCHW_GROUP_CHANNELS_MIN`), else ``x``'s."""
+    if (x.device.type == 'cpu'
+            and gwc.in_channels // gwc.groups < NCHW_GROUP_CHANNELS_MIN):
+        return torch.channels_last
+    return memory_layout(x)
+
+
+def _squeeze(conv, x, layout=None):
+    """A squeeze convolution whose output is in ``layout`` (default: the
+    convolution's choice); on a channel slice that is not dense (an SRU
+    half of a channels-last or batched tensor) or into another layout, as
+    :func:`.pointwise`, which reads it without the copy the convolution
+    would make. (On a dense NCHW half the convolution measured faster inside
+    the trunk on the CPU.)"""
+    if not x.is_contiguous() or layout not in (None, memory_layout(x)):
+        return pointwise(x.to(_conv_dtype(x)), conv.weight, layout)
     return conv(x)
 
 
@@ -195,13 +206,17 @@ def _branch_weight(cru, y1, x_low):
     return torch.sigmoid(y1.mean((2, 3), dtype=compute) - s2)
 
 
-def _fuse_over_y1(cru, y1, x_low, out_affine):
-    """``s * (beta1 Y1 + beta2 Y2) + t`` written over ``Y1`` (no autograd):
-    ``beta2`` (and the scale) ride on the ``PWC2`` weight, per sample, so
-    ``PWC2(X_low)`` is added straight into its output channels and never
-    written on its own; the reused ``X_low`` is added to the rest."""
+def _fuse_over_y1(cru, y1, x_low, out_affine, layout):
+    """``s * (beta1 Y1 + beta2 Y2) + t`` (no autograd) in ``layout``,
+    written over ``Y1`` where that is its layout (else its first pass
+    converts it): ``beta2`` (and the scale) ride on the ``PWC2`` weight, per
+    sample, so ``PWC2(X_low)`` is added straight into its output channels
+    and never written on its own; the reused ``X_low`` is added to the
+    rest."""
     beta1 = _branch_weight(cru, y1, x_low)
     beta2 = 1 - beta1
+    out = y1 if memory_layout(y1) == layout else torch.empty_like(
+        y1, memory_format=layout)
     if out_affine is not None:
         scale, shift = (v.to(beta1.dtype) for v in out_affine)
         beta1, beta2 = beta1 * scale, beta2 * scale
@@ -209,15 +224,15 @@ def _fuse_over_y1(cru, y1, x_low, out_affine):
             shift.to(y1.dtype)[:, None, None],
             y1,
             beta1.to(y1.dtype)[..., None, None],
-            out=y1)
+            out=out)
     else:
-        y1.mul_(beta1.to(y1.dtype)[..., None, None])
+        torch.mul(y1, beta1.to(y1.dtype)[..., None, None], out=out)
     split = cru.pwc_low.out_channels
-    add_pointwise_(y1[:, :split], x_low,
+    add_pointwise_(out[:, :split], x_low,
                    cru.pwc_low.weight.flatten(1) * beta2[:, :split, None])
-    y1[:, split:].addcmul_(x_low, beta2[:, split:].to(y1.dtype)[..., None,
-                                                                None])
-    return y1
+    out[:, split:].addcmul_(x_low, beta2[:, split:].to(out.dtype)[..., None,
+                                                                  None])
+    return out
 
 
 def apply_affine(y: torch.Tensor, affine) -> torch.Tensor:

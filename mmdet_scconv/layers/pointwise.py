@@ -8,6 +8,13 @@ def _channels_last(t: torch.Tensor) -> bool:
     return t.stride(1) == 1
 
 
+def memory_layout(t: torch.Tensor) -> torch.memory_format:
+    """``torch.channels_last`` for a channels-last tensor or a channel slice
+    of one, else ``torch.contiguous_format``."""
+    return torch.channels_last if _channels_last(
+        t) else torch.contiguous_format
+
+
 def _batched_weight(weight, n, o, c, dtype):
     """``(N, O, C)`` from ``(O, C)``, ``(O, C, 1, 1)`` or ``(N, O, C)``."""
     return weight.reshape(-1, o, c).to(dtype).expand(n, o, c)
@@ -54,12 +61,13 @@ def add_pointwise_(out: torch.Tensor,
     return out
 
 
-def pointwise(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+def pointwise(x: torch.Tensor,
+              weight: torch.Tensor,
+              layout: torch.memory_format = None) -> torch.Tensor:
     """``conv1x1(x, weight)`` (no bias) as :func:`add_pointwise_` into a
-    fresh tensor in ``x``'s layout (channels-last for channels-last ``x``
-    or a channel slice of one, else NCHW)."""
-    layout = (
-        torch.channels_last if _channels_last(x) else torch.contiguous_format)
+    fresh tensor in ``layout``, by default ``x``'s (:func:`memory_layout`).
+    """
+    layout = layout or memory_layout(x)
     out_channels = weight.shape[0 if weight.dim() == 4 else -2]
     out = torch.empty((x.shape[0], out_channels, *x.shape[2:]),
                       dtype=x.dtype,

@@ -7,7 +7,9 @@ triton), its PyTorch twin, its fake implementation and its autograd formula.
 * ``mmdet_scconv::sru_squeeze`` (+ ``sru_squeeze_backward``): the SRU
   through the CRU's squeeze convolutions (``alpha=0.5``);
 * ``mmdet_scconv::cru`` (+ ``cru_backward``): the CRU from its squeezed inputs;
-* ``mmdet_scconv::scconv_inference``: a whole layer without autograd.
+* ``mmdet_scconv::scconv_inference``: a whole layer without autograd;
+* ``mmdet_scconv::sru_inference``: the SRU without autograd off the Triton
+  kernels, on fp32 CPU tensors a compiled kernel (``mmdet_scconv/csrc``).
 
 Every op takes ``kernels``: the Triton kernels (CUDA, or the CPU under
 ``TRITON_INTERPRET=1``) or the PyTorch twin. :class:`..SCConv` composes
@@ -17,9 +19,10 @@ breaks and keeps the kernels, and ``torch.library.opcheck`` checks each.
 from .cru import cru, cru_backward
 from .scconv_inference import scconv_inference
 from .sru import sru, sru_backward
+from .sru_inference import sru_inference
 from .sru_squeeze import sru_squeeze, sru_squeeze_backward
 
 __all__ = [
     'sru', 'sru_backward', 'sru_squeeze', 'sru_squeeze_backward', 'cru',
-    'cru_backward', 'scconv_inference'
+    'cru_backward', 'scconv_inference', 'sru_inference'
 ]

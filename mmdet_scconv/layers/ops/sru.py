@@ -13,8 +13,8 @@ The op returns the halves and one fp32 statistics tensor (the GroupNorm
 mean, then the rstd, ``N * groups`` each), which the backward reuses so
 that the reweights are recomputed, never stored.
 
-The PyTorch twin's helpers (:func:`gn_affine`, :func:`gate_halves`,
-:func:`sru_forward`) also serve the CPU inference path of :mod:`..fast`.
+The PyTorch twin's helpers (:func:`gn_affine`, :func:`gated`,
+:func:`sru_output`) also make the twin of ``mmdet_scconv::sru_inference``.
 """
 import torch
 
@@ -46,8 +46,9 @@ def informative_mask(r, threshold, inplace=False):
     return difference.clamp_min_(0.0).sign_()
 
 
-def gate_halves(r, x, threshold, gate):
-    """The two channel halves of the SRU output (Eq. 4) from reweights ``r``.
+def gated(r, x, threshold, gate):
+    """The SRU output (Eq. 4) from reweights ``r``: one tensor whose channel
+    halves (:func:`split_halves`) are ``X11 + X22`` and ``X12 + X21``.
 
     With the mask ``M = [R > t]`` (:func:`informative_mask`):
 
@@ -59,7 +60,7 @@ def gate_halves(r, x, threshold, gate):
 
     No autograd runs through it, so every result is written over ``r`` and
     the mask: it allocates at most the mask (on the CPU each fresh large
-    allocation costs page faults) and returns channel slices of one tensor.
+    allocation costs page faults), which it returns.
 
     Args:
         r (Tensor): Reweights, at least fp32; overwritten.
@@ -73,16 +74,28 @@ def gate_halves(r, x, threshold, gate):
     if gate == 'soft':
         low_weighted = r.sub_(mask).clamp_min_(0.0).mul_(x)
         shared = low_weighted[:, :half].add_(low_weighted[:, half:])
-    informative_x = mask.mul_(x)
-    upper_g, lower_g = informative_x[:, :half], informative_x[:, half:]
+    output = mask.mul_(x)
+    upper_g, lower_g = split_halves(output)
     if gate == 'soft':
-        upper, lower = upper_g.add_(shared), lower_g.add_(shared)
+        upper_g.add_(shared)
+        lower_g.add_(shared)
     else:
         # With D = G_b - G_a: X_b - D and D + X_a.
         difference = lower_g.sub_(upper_g)
-        upper = torch.sub(x[:, half:], difference, out=upper_g)
-        lower = difference.add_(x[:, :half])
-    return upper.to(x.dtype), lower.to(x.dtype)
+        torch.sub(x[:, half:], difference, out=upper_g)
+        difference.add_(x[:, :half])
+    return output
+
+
+def split_halves(t):
+    """The two channel halves of ``t`` (views)."""
+    half = t.shape[1] // 2
+    return t[:, :half], t[:, half:]
+
+
+def gate_halves(r, x, threshold, gate):
+    """:func:`gated`'s two halves, in ``x``'s dtype."""
+    return split_halves(gated(r, x, threshold, gate).to(x.dtype))
 
 
 def _gn_layout(x):
@@ -91,17 +104,22 @@ def _gn_layout(x):
     return x if x.device.type == 'cpu' else x.contiguous()
 
 
-def sru_forward(x, weight, bias, groups, eps, threshold, gate):
-    """SRU halves (channel slices of one tensor, see :func:`gate_halves`)
-    and the GroupNorm mean and rstd, in ``weight``'s dtype, from the affine
-    of :func:`gn_affine`."""
+def sru_output(x, weight, bias, groups, eps, threshold, gate):
+    """The SRU output (:func:`gated`) and the GroupNorm mean and rstd, in
+    ``weight``'s dtype, from the affine of :func:`gn_affine`."""
     n, c = x.shape[:2]
     z, mean, rstd = torch.ops.aten.native_group_norm(
         _gn_layout(x.to(weight.dtype)), weight, bias, n, c, x[0, 0].numel(),
         groups, eps)
-    upper, lower = gate_halves(z.sigmoid_(), x.to(weight.dtype), threshold,
-                               gate)
-    return upper, lower, mean, rstd
+    return gated(z.sigmoid_(), x.to(weight.dtype), threshold, gate), mean, rstd
+
+
+def sru_forward(x, weight, bias, groups, eps, threshold, gate):
+    """:func:`sru_output` as its two halves (channel slices of one
+    tensor), the mean and the rstd."""
+    output, mean, rstd = sru_output(x, weight, bias, groups, eps, threshold,
+                                    gate)
+    return (*split_halves(output), mean, rstd)
 
 
 def split_stats(stats, n, groups):

@@ -1,0 +1,312 @@
+// mmdet_scconv::sru_inference on the CPU: the SRU output (Eq. 1-4 of the
+// SCConv paper) in two passes over the input, the GroupNorm statistics, then
+// one pass that normalises, gates and cross-reconstructs each pair of
+// channels (c, c + C/2) and writes both of them. The PyTorch twin of the same
+// equations (mmdet_scconv/layers/ops/sru_inference.py) makes about a dozen
+// passes over memory.
+//
+// This file is compiled once per CPU capability (setup.py defines
+// CPU_CAPABILITY and CPU_CAPABILITY_AVX2 / _AVX512 with the matching compiler
+// flags), each into its own extension module, so that no code built for a
+// wider instruction set is ever shared with a narrower build; Python imports
+// the one the running CPU supports.
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/vec.h>
+#include <torch/extension.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace {
+
+using Vec = at::vec::Vectorized<float>;
+
+// Count, mean and sum of squared deviations of a run of values; runs are
+// summed shifted by one of their values, which keeps the variance exact when
+// the mean is large against the spread.
+struct Moments {
+  double count = 0;
+  double mean = 0;
+  double m2 = 0;  // sum of squared deviations from the mean
+
+  // Chan et al.'s pairwise combination: exact in any order.
+  void merge(const Moments& other) {
+    if (other.count == 0) return;
+    double total = count + other.count;
+    double delta = other.mean - mean;
+    mean += delta * other.count / total;
+    m2 += other.m2 + delta * delta * count * other.count / total;
+    count = total;
+  }
+};
+
+Moments contiguous_moments(const float* values, int64_t length) {
+  constexpr int64_t kChunk = 2048;  // float partial sums stay exact enough
+  const float pivot = values[0];
+  const Vec pivot_vec(pivot);
+  double shifted_sum = 0, shifted_squares = 0;
+  for (int64_t start = 0; start < length; start += kChunk) {
+    const int64_t end = std::min(length, start + kChunk);
+    Vec sum_vec(0.f), squares_vec(0.f);
+    int64_t i = start;
+    for (; i + Vec::size() <= end; i += Vec::size()) {
+      Vec d = Vec::loadu(values + i) - pivot_vec;
+      sum_vec = sum_vec + d;
+      squares_vec = at::vec::fmadd(d, d, squares_vec);
+    }
+    if (i < end) {
+      Vec d = Vec::loadu(values + i, end - i) - pivot_vec;
+      // loadu leaves the lanes past `count` zero, which would add pivots.
+      d = Vec::set(Vec(0.f), d, end - i);
+      sum_vec = sum_vec + d;
+      squares_vec = at::vec::fmadd(d, d, squares_vec);
+    }
+    float sums[Vec::size()], squares[Vec::size()];
+    sum_vec.store(sums);
+    squares_vec.store(squares);
+    for (int64_t lane = 0; lane < Vec::size(); ++lane) {
+      shifted_sum += sums[lane];
+      shifted_squares += squares[lane];
+    }
+  }
+  Moments m;
+  m.count = static_cast<double>(length);
+  const double shifted_mean = shifted_sum / m.count;
+  m.mean = pivot + shifted_mean;
+  m.m2 = std::max(0.0, shifted_squares - shifted_sum * shifted_mean);
+  return m;
+}
+
+// Per-channel scale and shift of the normalised input (the GroupNorm with
+// its affine), per sample: (N, C) each.
+void channel_affine(const std::vector<Moments>& groups, const float* weight,
+                    const float* bias, int64_t n, int64_t c,
+                    int64_t num_groups, double eps, float* scale,
+                    float* shift) {
+  const int64_t per_group = c / num_groups;
+  for (int64_t s = 0; s < n; ++s) {
+    for (int64_t g = 0; g < num_groups; ++g) {
+      const Moments& m = groups[s * num_groups + g];
+      const float mean = static_cast<float>(m.mean);
+      const float rstd =
+          static_cast<float>(1.0 / std::sqrt(m.m2 / m.count + eps));
+      for (int64_t k = g * per_group; k < (g + 1) * per_group; ++k) {
+        const float a = rstd * weight[k];
+        scale[s * c + k] = a;
+        shift[s * c + k] = bias[k] - mean * a;
+      }
+    }
+  }
+}
+
+inline Vec sigmoid(const Vec& z) {
+  const Vec one(1.f);
+  return one / (one + z.neg().exp());
+}
+
+// One pair of channels (a, b) = (c, c + C/2) over `count` values:
+// upper = W1(a) x_a + W2(b) x_b, lower = W1(b) x_b + W2(a) x_a, with
+// soft W1 = R > t ? 1 : R, W2 = R > t ? 0 : R; hard W1 = [R > t], W2 = 1 - W1.
+template <bool kHard>
+inline void gate_pair(const Vec& xa, const Vec& xb, const Vec& scale_a,
+                      const Vec& shift_a, const Vec& scale_b,
+                      const Vec& shift_b, const Vec& threshold, Vec* upper,
+                      Vec* lower) {
+  const Vec one(1.f), zero(0.f);
+  const Vec ra = sigmoid(at::vec::fmadd(xa, scale_a, shift_a));
+  const Vec rb = sigmoid(at::vec::fmadd(xb, scale_b, shift_b));
+  const Vec ma = ra > threshold, mb = rb > threshold;
+  Vec w1a, w2a, w1b, w2b;
+  if (kHard) {
+    w1a = Vec::blendv(zero, one, ma);
+    w1b = Vec::blendv(zero, one, mb);
+    w2a = one - w1a;
+    w2b = one - w1b;
+  } else {
+    w1a = Vec::blendv(ra, one, ma);
+    w2a = Vec::blendv(ra, zero, ma);
+    w1b = Vec::blendv(rb, one, mb);
+    w2b = Vec::blendv(rb, zero, mb);
+  }
+  *upper = w1a * xa + w2b * xb;
+  *lower = w1b * xb + w2a * xa;
+}
+
+template <bool kHard>
+void apply_nchw(const float* x, const float* scale, const float* shift,
+                float threshold, int64_t n, int64_t c, int64_t hw,
+                float* out) {
+  const int64_t half = c / 2;
+  const Vec t(threshold);
+  at::parallel_for(0, n * half, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t pair = begin; pair < end; ++pair) {
+      const int64_t s = pair / half, k = pair % half;
+      const int64_t ia = s * c + k, ib = ia + half;
+      const float* xa = x + ia * hw;
+      const float* xb = x + ib * hw;
+      float* upper = out + ia * hw;
+      float* lower = out + ib * hw;
+      const Vec sa(scale[ia]), ha(shift[ia]), sb(scale[ib]), hb(shift[ib]);
+      for (int64_t i = 0; i < hw; i += Vec::size()) {
+        const int64_t count = std::min<int64_t>(Vec::size(), hw - i);
+        Vec up, low;
+        gate_pair<kHard>(Vec::loadu(xa + i, count), Vec::loadu(xb + i, count),
+                         sa, ha, sb, hb, t, &up, &low);
+        up.store(upper + i, count);
+        low.store(lower + i, count);
+      }
+    }
+  });
+}
+
+template <bool kHard>
+void apply_channels_last(const float* x, const float* scale,
+                         const float* shift, float threshold, int64_t n,
+                         int64_t c, int64_t hw, float* out) {
+  const int64_t half = c / 2;
+  const Vec t(threshold);
+  at::parallel_for(0, n * hw, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t pixel = begin; pixel < end; ++pixel) {
+      const int64_t s = pixel / hw;
+      const float* row = x + pixel * c;
+      float* out_row = out + pixel * c;
+      const float* scale_row = scale + s * c;
+      const float* shift_row = shift + s * c;
+      for (int64_t k = 0; k < half; k += Vec::size()) {
+        const int64_t count = std::min<int64_t>(Vec::size(), half - k);
+        Vec up, low;
+        gate_pair<kHard>(
+            Vec::loadu(row + k, count), Vec::loadu(row + half + k, count),
+            Vec::loadu(scale_row + k, count), Vec::loadu(shift_row + k, count),
+            Vec::loadu(scale_row + half + k, count),
+            Vec::loadu(shift_row + half + k, count), t, &up, &low);
+        up.store(out_row + k, count);
+        low.store(out_row + half + k, count);
+      }
+    }
+  });
+}
+
+// Moments of each (sample, group) of an NCHW tensor: a group is one run of
+// channels * hw values.
+std::vector<Moments> group_moments_nchw(const float* x, int64_t n, int64_t c,
+                                        int64_t hw, int64_t num_groups) {
+  const int64_t per_group = c / num_groups;
+  std::vector<Moments> channels(n * c);
+  at::parallel_for(0, n * c, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      channels[i] = contiguous_moments(x + i * hw, hw);
+    }
+  });
+  std::vector<Moments> groups(n * num_groups);
+  for (int64_t i = 0; i < n * c; ++i) {
+    groups[i / per_group].merge(channels[i]);
+  }
+  return groups;
+}
+
+// The same for a channels-last tensor: per-channel sums over blocks of
+// pixels, each block's per-channel moments merged into its sample's groups.
+std::vector<Moments> group_moments_channels_last(const float* x, int64_t n,
+                                                 int64_t c, int64_t hw,
+                                                 int64_t num_groups) {
+  constexpr int64_t kBlock = 256;
+  const int64_t per_group = c / num_groups;
+  const int64_t blocks_per_sample = (hw + kBlock - 1) / kBlock;
+  std::vector<Moments> block_groups(n * blocks_per_sample * num_groups);
+  at::parallel_for(0, n * blocks_per_sample, 1, [&](int64_t begin,
+                                                    int64_t end) {
+    std::vector<float> sums(c), squares(c);
+    for (int64_t block = begin; block < end; ++block) {
+      const int64_t s = block / blocks_per_sample;
+      const int64_t first = (block % blocks_per_sample) * kBlock;
+      const int64_t pixels = std::min(kBlock, hw - first);
+      const float* rows = x + (s * hw + first) * c;
+      std::fill(sums.begin(), sums.end(), 0.f);
+      std::fill(squares.begin(), squares.end(), 0.f);
+      for (int64_t k = 0; k < c; k += Vec::size()) {
+        const int64_t count = std::min<int64_t>(Vec::size(), c - k);
+        const Vec pivot = Vec::loadu(rows + k, count);
+        Vec sum_vec(0.f), squares_vec(0.f);
+        for (int64_t p = 0; p < pixels; ++p) {
+          Vec d = Vec::loadu(rows + p * c + k, count) - pivot;
+          sum_vec = sum_vec + d;
+          squares_vec = at::vec::fmadd(d, d, squares_vec);
+        }
+        sum_vec.store(sums.data() + k, count);
+        squares_vec.store(squares.data() + k, count);
+      }
+      for (int64_t k = 0; k < c; ++k) {
+        Moments m;
+        m.count = static_cast<double>(pixels);
+        const double shifted_mean = sums[k] / m.count;
+        m.mean = rows[k] + shifted_mean;
+        m.m2 = std::max(0.0, squares[k] - sums[k] * shifted_mean);
+        block_groups[block * num_groups + k / per_group].merge(m);
+      }
+    }
+  });
+  std::vector<Moments> groups(n * num_groups);
+  for (int64_t block = 0; block < n * blocks_per_sample; ++block) {
+    const int64_t s = block / blocks_per_sample;
+    for (int64_t g = 0; g < num_groups; ++g) {
+      groups[s * num_groups + g].merge(block_groups[block * num_groups + g]);
+    }
+  }
+  return groups;
+}
+
+}  // namespace
+
+// The SRU output of `x` (N, C, H, W), fp32, contiguous NCHW or channels-last,
+// in x's layout: channels [0, C/2) are the upper half (X11 + X22), [C/2, C)
+// the lower half (X12 + X21).
+//
+// weight, bias: (C,) fp32, the GroupNorm affine already multiplied by
+// W_gamma (gn_affine in Python), so z = GN(x) * W_gamma.
+torch::Tensor sru_inference(const torch::Tensor& x, const torch::Tensor& weight,
+                         const torch::Tensor& bias, int64_t num_groups,
+                         double eps, double threshold, bool hard) {
+  TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == torch::kFloat &&
+                  x.dim() == 4,
+              "sru_inference takes a 4-D fp32 CPU tensor, got ", x.sizes(), " ",
+              x.scalar_type(), " on ", x.device());
+  const int64_t n = x.size(0), c = x.size(1), hw = x.size(2) * x.size(3);
+  TORCH_CHECK(c % 2 == 0 && c % num_groups == 0,
+              "sru_inference: channels ", c,
+              " must be even and divisible by the groups ", num_groups);
+  TORCH_CHECK(weight.scalar_type() == torch::kFloat &&
+                  bias.scalar_type() == torch::kFloat &&
+                  weight.numel() == c && bias.numel() == c,
+              "sru_inference: weight and bias must be fp32 of ", c, " values");
+  const bool channels_last =
+      !x.is_contiguous() && x.is_contiguous(at::MemoryFormat::ChannelsLast);
+  TORCH_CHECK(channels_last || x.is_contiguous(),
+              "sru_inference takes a contiguous NCHW or channels-last tensor");
+  auto out = torch::empty_like(x);
+  if (n == 0 || hw == 0) return out;
+  const torch::Tensor w = weight.contiguous(), b = bias.contiguous();
+  const float* data = x.data_ptr<float>();
+  const std::vector<Moments> groups =
+      channels_last ? group_moments_channels_last(data, n, c, hw, num_groups)
+                    : group_moments_nchw(data, n, c, hw, num_groups);
+  std::vector<float> scale(n * c), shift(n * c);
+  channel_affine(groups, w.data_ptr<float>(), b.data_ptr<float>(), n, c,
+                 num_groups, eps, scale.data(), shift.data());
+  const float t = static_cast<float>(threshold);
+  float* result = out.data_ptr<float>();
+  if (channels_last) {
+    (hard ? apply_channels_last<true> : apply_channels_last<false>)(
+        data, scale.data(), shift.data(), t, n, c, hw, result);
+  } else {
+    (hard ? apply_nchw<true> : apply_nchw<false>)(
+        data, scale.data(), shift.data(), t, n, c, hw, result);
+  }
+  return out;
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("sru_inference", &sru_inference,
+        "The SRU output for inference (fp32, CPU)");
+}
