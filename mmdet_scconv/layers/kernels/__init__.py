@@ -1,4 +1,5 @@
-"""Triton kernels for SCConv's memory-bound parts (the SRU, the CRU fuse).
+"""Triton kernels for SCConv's memory-bound parts (the SRU, the CRU fuse),
+and in :mod:`.cpu` the loader of the compiled CPU kernel.
 
 Optional: they need the ``triton`` package (``pip install
 'mmdet-scconv[triton]'``). They run on CUDA tensors, and on CPU tensors

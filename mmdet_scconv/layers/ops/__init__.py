@@ -11,8 +11,9 @@ triton), its PyTorch twin, its fake implementation and its autograd formula.
 * ``mmdet_scconv::sru_inference``: the SRU without autograd off the Triton
   kernels, on fp32 CPU tensors a compiled kernel (``mmdet_scconv/csrc``).
 
-Every op takes ``kernels``: the Triton kernels (CUDA, or the CPU under
-``TRITON_INTERPRET=1``) or the PyTorch twin. :class:`..SCConv` composes
+Every op but the last takes ``kernels``: the Triton kernels (CUDA, or the
+CPU under ``TRITON_INTERPRET=1``) or the PyTorch twin; ``sru_inference``
+picks its compiled CPU kernel by the input's device and dtype. :class:`..SCConv` composes
 them, so ``torch.compile(fullgraph=True)`` traces a model without graph
 breaks and keeps the kernels, and ``torch.library.opcheck`` checks each.
 """
