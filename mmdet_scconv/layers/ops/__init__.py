@@ -13,9 +13,10 @@ triton), its PyTorch twin, its fake implementation and its autograd formula.
 
 Every op but the last takes ``kernels``: the Triton kernels (CUDA, or the
 CPU under ``TRITON_INTERPRET=1``) or the PyTorch twin; ``sru_inference``
-picks its compiled CPU kernel by the input's device and dtype. :class:`..SCConv` composes
-them, so ``torch.compile(fullgraph=True)`` traces a model without graph
-breaks and keeps the kernels, and ``torch.library.opcheck`` checks each.
+picks its compiled CPU kernel by the input's device and dtype.
+:class:`..SCConv` composes them, so ``torch.compile(fullgraph=True)``
+traces a model without graph breaks and keeps the kernels, and
+``torch.library.opcheck`` checks each.
 """
 from .cru import cru, cru_backward
 from .scconv_inference import scconv_inference
