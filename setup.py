@@ -39,7 +39,7 @@ def cpu_extensions():
             f'mmdet_scconv._cpu_{capability.lower()}',
             ['mmdet_scconv/csrc/sru_inference_cpu.cpp'],
             extra_compile_args=[
-                '-O3', '-fopenmp', f'-DCPU_CAPABILITY={capability}',
+                '-O3', '-g0', '-fopenmp', f'-DCPU_CAPABILITY={capability}',
                 f'-DCPU_CAPABILITY_{capability}'
             ] + flags,
             extra_link_args=['-fopenmp'])

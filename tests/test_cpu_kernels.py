@@ -64,10 +64,9 @@ def test_each_build_equals_the_twin(capability, gate, channels_last, shape,
     weight, bias = gn_affine(gamma, beta, gate)
     for threshold in (0.3, 0.5, 0.7):
         expected = twin(x, gamma, beta, groups, threshold, gate)
-        actual = module.sru_inference(x, weight, bias, groups, 1e-5, threshold,
-                                      gate == 'hard')
-        assert actual.is_contiguous(memory_format=torch.channels_last if
-                                    channels_last else torch.contiguous_format)
+        actual = torch.full_like(x, float('nan'))
+        module.sru_inference_out(x, weight, bias, groups, 1e-5, threshold,
+                                 gate == 'hard', actual)
         assert_relative_error(actual, expected, 1e-6,
                               f'{capability} t={threshold}')
 
@@ -92,6 +91,22 @@ def test_op_passes_opcheck(dtype, channels_last):
     x, gamma, beta = inputs((2, 16, 6, 10), channels_last)
     torch.library.opcheck(sru_inference,
                           (x.to(dtype), gamma, beta, 4, 1e-5, 0.5, 'soft'))
+
+
+def test_kernel_refuses_an_output_of_another_layout():
+    x, gamma, beta = inputs((1, 8, 4, 4), False)
+    weight, bias = gn_affine(gamma, beta)
+    out = torch.empty_like(x, memory_format=torch.channels_last)
+    with pytest.raises(RuntimeError, match="out must be fp32 in x's shape"):
+        cpu_kernels().sru_inference_out(x, weight, bias, 2, 1e-5, 0.5, False,
+                                        out)
+
+
+def test_op_keeps_the_input_layout():
+    for layout in (torch.contiguous_format, torch.channels_last):
+        x, gamma, beta = inputs((2, 8, 5, 6), layout == torch.channels_last)
+        y = sru_inference(x, gamma, beta, 2, 1e-5, 0.5, 'soft')
+        assert y.is_contiguous(memory_format=layout)
 
 
 def test_op_reads_a_strided_input():

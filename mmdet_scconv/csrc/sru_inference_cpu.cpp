@@ -260,22 +260,22 @@ std::vector<Moments> group_moments_channels_last(const float* x, int64_t n,
 }  // namespace
 
 // The SRU output of `x` (N, C, H, W), fp32, contiguous NCHW or channels-last,
-// in x's layout: channels [0, C/2) are the upper half (X11 + X22), [C/2, C)
-// the lower half (X12 + X21).
+// written into `out` (x's shape and layout): channels [0, C/2) are the upper
+// half (X11 + X22), [C/2, C) the lower half (X12 + X21).
 //
 // weight, bias: (C,) fp32, the GroupNorm affine already multiplied by
 // W_gamma (gn_affine in Python), so z = GN(x) * W_gamma.
-torch::Tensor sru_inference(const torch::Tensor& x, const torch::Tensor& weight,
-                         const torch::Tensor& bias, int64_t num_groups,
-                         double eps, double threshold, bool hard) {
+void sru_inference_out(const torch::Tensor& x, const torch::Tensor& weight,
+                       const torch::Tensor& bias, int64_t num_groups,
+                       double eps, double threshold, bool hard,
+                       torch::Tensor& out) {
   TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == torch::kFloat &&
                   x.dim() == 4,
-              "sru_inference takes a 4-D fp32 CPU tensor, got ", x.sizes(), " ",
-              x.scalar_type(), " on ", x.device());
+              "sru_inference takes a 4-D fp32 CPU tensor, got ", x.sizes(),
+              " ", x.scalar_type(), " on ", x.device());
   const int64_t n = x.size(0), c = x.size(1), hw = x.size(2) * x.size(3);
-  TORCH_CHECK(c % 2 == 0 && c % num_groups == 0,
-              "sru_inference: channels ", c,
-              " must be even and divisible by the groups ", num_groups);
+  TORCH_CHECK(c % 2 == 0 && c % num_groups == 0, "sru_inference: channels ",
+              c, " must be even and divisible by the groups ", num_groups);
   TORCH_CHECK(weight.scalar_type() == torch::kFloat &&
                   bias.scalar_type() == torch::kFloat &&
                   weight.numel() == c && bias.numel() == c,
@@ -284,8 +284,13 @@ torch::Tensor sru_inference(const torch::Tensor& x, const torch::Tensor& weight,
       !x.is_contiguous() && x.is_contiguous(at::MemoryFormat::ChannelsLast);
   TORCH_CHECK(channels_last || x.is_contiguous(),
               "sru_inference takes a contiguous NCHW or channels-last tensor");
-  auto out = torch::empty_like(x);
-  if (n == 0 || hw == 0) return out;
+  TORCH_CHECK(out.scalar_type() == torch::kFloat &&
+                  out.sizes() == x.sizes() &&
+                  out.is_contiguous(channels_last
+                                        ? at::MemoryFormat::ChannelsLast
+                                        : at::MemoryFormat::Contiguous),
+              "sru_inference: out must be fp32 in x's shape and layout");
+  if (n == 0 || hw == 0) return;
   const torch::Tensor w = weight.contiguous(), b = bias.contiguous();
   const float* data = x.data_ptr<float>();
   const std::vector<Moments> groups =
@@ -303,10 +308,9 @@ torch::Tensor sru_inference(const torch::Tensor& x, const torch::Tensor& weight,
     (hard ? apply_nchw<true> : apply_nchw<false>)(
         data, scale.data(), shift.data(), t, n, c, hw, result);
   }
-  return out;
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("sru_inference", &sru_inference,
-        "The SRU output for inference (fp32, CPU)");
+  m.def("sru_inference_out", &sru_inference_out,
+        "The SRU output for inference (fp32, CPU), written into out");
 }

@@ -62,15 +62,18 @@ def sru_inference(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
         groups (int), eps (float): The GroupNorm's.
         threshold (float), gate (str): The gate's (``'soft'``/``'hard'``).
     """
-    weight, bias = gn_affine(gamma, beta, gate)
     x = _dense(x)
+    weight, bias = gn_affine(gamma, beta, gate)
     kernels = _compiled_kernels(x)
-    if kernels is not None:
-        return kernels.sru_inference(x, cast(weight, torch.float32),
-                                     cast(bias, torch.float32), groups, eps,
-                                     threshold, gate == 'hard')
-    output, _, _ = sru_output(x, weight, bias, groups, eps, threshold, gate)
-    return cast(output, x.dtype)
+    if kernels is None:
+        output, _, _ = sru_output(x, weight, bias, groups, eps, threshold,
+                                  gate)
+        return cast(output, x.dtype)
+    out = torch.empty_like(x)
+    kernels.sru_inference_out(x, cast(weight, torch.float32),
+                              cast(bias, torch.float32), groups, eps,
+                              threshold, gate == 'hard', out)
+    return out
 
 
 @sru_inference.register_fake
