@@ -22,6 +22,16 @@ namespace {
 
 using Vec = at::vec::Vectorized<float>;
 
+// Values a thread takes at least: below this a parallel region costs more
+// than it saves, and small inputs run on the calling thread.
+constexpr int64_t kGrainValues = 32768;
+
+// parallel_for's grain for work items of `values_per_item` values each.
+inline int64_t grain_for(int64_t values_per_item) {
+  return std::max<int64_t>(
+      1, kGrainValues / std::max<int64_t>(1, values_per_item));
+}
+
 // Count, mean and sum of squared deviations of a run of values; runs are
 // summed shifted by one of their values, which keeps the variance exact when
 // the mean is large against the spread.
@@ -30,7 +40,18 @@ struct Moments {
   double mean = 0;
   double m2 = 0;  // sum of squared deviations from the mean
 
-  // Chan et al.'s pairwise combination: exact in any order.
+  // From `count` values' sums of (v - pivot) and of its square.
+  static Moments of_shifted(int64_t count, double pivot, double sum,
+                            double squares) {
+    Moments m;
+    m.count = static_cast<double>(count);
+    const double shifted_mean = sum / m.count;
+    m.mean = pivot + shifted_mean;
+    m.m2 = std::max(0.0, squares - sum * shifted_mean);
+    return m;
+  }
+
+  // Chan et al.'s pairwise combination: stable in any merge order.
   void merge(const Moments& other) {
     if (other.count == 0) return;
     double total = count + other.count;
@@ -70,12 +91,7 @@ Moments contiguous_moments(const float* values, int64_t length) {
       shifted_squares += squares[lane];
     }
   }
-  Moments m;
-  m.count = static_cast<double>(length);
-  const double shifted_mean = shifted_sum / m.count;
-  m.mean = pivot + shifted_mean;
-  m.m2 = std::max(0.0, shifted_squares - shifted_sum * shifted_mean);
-  return m;
+  return Moments::of_shifted(length, pivot, shifted_sum, shifted_squares);
 }
 
 // Per-channel scale and shift of the normalised input (the GroupNorm with
@@ -139,7 +155,8 @@ void apply_nchw(const float* x, const float* scale, const float* shift,
                 float* out) {
   const int64_t half = c / 2;
   const Vec t(threshold);
-  at::parallel_for(0, n * half, 1, [&](int64_t begin, int64_t end) {
+  const int64_t grain = grain_for(2 * hw);
+  at::parallel_for(0, n * half, grain, [&](int64_t begin, int64_t end) {
     for (int64_t pair = begin; pair < end; ++pair) {
       const int64_t s = pair / half, k = pair % half;
       const int64_t ia = s * c + k, ib = ia + half;
@@ -166,7 +183,7 @@ void apply_channels_last(const float* x, const float* scale,
                          int64_t c, int64_t hw, float* out) {
   const int64_t half = c / 2;
   const Vec t(threshold);
-  at::parallel_for(0, n * hw, 64, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, n * hw, grain_for(c), [&](int64_t begin, int64_t end) {
     for (int64_t pixel = begin; pixel < end; ++pixel) {
       const int64_t s = pixel / hw;
       const float* row = x + pixel * c;
@@ -194,7 +211,7 @@ std::vector<Moments> group_moments_nchw(const float* x, int64_t n, int64_t c,
                                         int64_t hw, int64_t num_groups) {
   const int64_t per_group = c / num_groups;
   std::vector<Moments> channels(n * c);
-  at::parallel_for(0, n * c, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, n * c, grain_for(hw), [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       channels[i] = contiguous_moments(x + i * hw, hw);
     }
@@ -215,8 +232,9 @@ std::vector<Moments> group_moments_channels_last(const float* x, int64_t n,
   const int64_t per_group = c / num_groups;
   const int64_t blocks_per_sample = (hw + kBlock - 1) / kBlock;
   std::vector<Moments> block_groups(n * blocks_per_sample * num_groups);
-  at::parallel_for(0, n * blocks_per_sample, 1, [&](int64_t begin,
-                                                    int64_t end) {
+  const int64_t blocks = n * blocks_per_sample;
+  const int64_t grain = grain_for(kBlock * c);
+  at::parallel_for(0, blocks, grain, [&](int64_t begin, int64_t end) {
     std::vector<float> sums(c), squares(c);
     for (int64_t block = begin; block < end; ++block) {
       const int64_t s = block / blocks_per_sample;
@@ -238,12 +256,8 @@ std::vector<Moments> group_moments_channels_last(const float* x, int64_t n,
         squares_vec.store(squares.data() + k, count);
       }
       for (int64_t k = 0; k < c; ++k) {
-        Moments m;
-        m.count = static_cast<double>(pixels);
-        const double shifted_mean = sums[k] / m.count;
-        m.mean = rows[k] + shifted_mean;
-        m.m2 = std::max(0.0, squares[k] - sums[k] * shifted_mean);
-        block_groups[block * num_groups + k / per_group].merge(m);
+        block_groups[block * num_groups + k / per_group].merge(
+            Moments::of_shifted(pixels, rows[k], sums[k], squares[k]));
       }
     }
   });
