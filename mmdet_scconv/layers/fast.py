@@ -217,16 +217,16 @@ def _fuse_over_y1(cru, y1, x_low, out_affine, layout):
     beta2 = 1 - beta1
     out = y1 if memory_layout(y1) == layout else torch.empty_like(
         y1, memory_format=layout)
+    shift = None
     if out_affine is not None:
         scale, shift = (v.to(beta1.dtype) for v in out_affine)
         beta1, beta2 = beta1 * scale, beta2 * scale
-        torch.addcmul(
-            shift.to(y1.dtype)[:, None, None],
-            y1,
-            beta1.to(y1.dtype)[..., None, None],
-            out=out)
-    else:
-        torch.mul(y1, beta1.to(y1.dtype)[..., None, None], out=out)
+    torch.mul(y1, beta1.to(y1.dtype)[..., None, None], out=out)
+    if shift is not None:
+        # Not one addcmul: with two broadcast operands its CPU loop is not
+        # vectorised on NCHW tensors (0.40 ms against 0.08 ms for these
+        # two passes at 64x128x192).
+        out.add_(shift.to(out.dtype)[:, None, None])
     split = cru.pwc_low.out_channels
     add_pointwise_(out[:, :split], x_low,
                    cru.pwc_low.weight.flatten(1) * beta2[:, :split, None])
