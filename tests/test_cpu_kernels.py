@@ -11,11 +11,13 @@ import torch
 from test_fast import assert_relative_error, pair
 
 from mmdet_scconv.layers._numerics import relative_error
+from mmdet_scconv.layers.fast import pool
 from mmdet_scconv.layers.kernels.cpu import (CAPABILITY_MODULES,
                                              capability_module, cpu_kernels,
                                              load_error)
-from mmdet_scconv.layers.ops.sru import gn_affine, sru_output
-from mmdet_scconv.layers.ops.sru_inference import sru_inference
+from mmdet_scconv.layers.ops.sru import gn_affine, split_halves, sru_output
+from mmdet_scconv.layers.ops.sru_inference import (sru_inference,
+                                                   sru_inference_pooled)
 
 #: The builds this CPU can run: torch's own capability and those below it.
 RUNNABLE = {
@@ -72,6 +74,39 @@ def test_each_build_equals_the_twin(capability, gate, channels_last, shape,
                               f'{capability} t={threshold}')
 
 
+@pytest.mark.parametrize('capability', RUNNABLE)
+@pytest.mark.parametrize('gate', ['soft', 'hard'])
+@pytest.mark.parametrize('channels_last', [False, True])
+@pytest.mark.parametrize('shape,groups', [((1, 64, 16, 24), 16),
+                                          ((2, 30, 8, 10), 5),
+                                          ((1, 4, 2, 2), 2),
+                                          ((2, 64, 32, 48), 16)])
+def test_each_build_pools_the_lower_half(capability, gate, channels_last,
+                                         shape, groups):
+    """The pooled variant: the same upper half, and the lower half's 2x2
+    means in the order :func:`pool` sums them."""
+    module = importlib.import_module(CAPABILITY_MODULES[capability])
+    x, gamma, beta = inputs(shape, channels_last)
+    weight, bias = gn_affine(gamma, beta, gate)
+    upper, lower = split_halves(twin(x, gamma, beta, groups, 0.5, gate))
+    n, c, h, w = shape
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    actual_upper = torch.full((n, c // 2, h, w),
+                              float('nan')).contiguous(memory_format=layout)
+    actual_lower = torch.full((n, c // 2, h // 2, w // 2),
+                              float('nan')).contiguous(memory_format=layout)
+    module.sru_inference_pooled_out(x, weight, bias, groups, 1e-5, 0.5,
+                                    gate == 'hard', actual_upper, actual_lower)
+    assert_relative_error(actual_upper, upper, 1e-6, 'upper')
+    assert_relative_error(actual_lower, pool(lower, 2), 1e-6, 'lower')
+
+
+def test_pooled_op_refuses_windows_that_do_not_tile():
+    x, gamma, beta = inputs((1, 8, 6, 5), False)
+    with pytest.raises(ValueError, match='must tile the input, got 6x5'):
+        sru_inference_pooled(x, gamma, beta, 2, 1e-5, 0.5, 'soft')
+
+
 @pytest.mark.parametrize('channels_last', [False, True])
 def test_statistics_hold_on_a_large_mean(channels_last):
     """A mean 1e4 times the spread: the kernel's variance comes from shifted
@@ -86,19 +121,22 @@ def test_statistics_hold_on_a_large_mean(channels_last):
     assert kernel_error <= twin_error, (kernel_error, twin_error)
 
 
+@pytest.mark.parametrize('op', [sru_inference, sru_inference_pooled])
 @pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize('channels_last', [False, True])
-def test_op_passes_opcheck(dtype, channels_last):
+def test_ops_pass_opcheck(op, dtype, channels_last):
     x, gamma, beta = inputs((2, 16, 6, 10), channels_last)
-    torch.library.opcheck(sru_inference,
-                          (x.to(dtype), gamma, beta, 4, 1e-5, 0.5, 'soft'))
+    torch.library.opcheck(op, (x.to(dtype), gamma, beta, 4, 1e-5, 0.5, 'soft'))
 
 
 def test_kernel_refuses_an_output_of_another_layout():
     x, gamma, beta = inputs((1, 8, 4, 4), False)
     weight, bias = gn_affine(gamma, beta)
     out = torch.empty_like(x, memory_format=torch.channels_last)
-    with pytest.raises(RuntimeError, match="out must be fp32 in x's shape"):
+    with pytest.raises(
+            RuntimeError,
+            match=r"out must be fp32 of shape \[1, "
+            r"8, 4, 4\] in x's layout"):
         cpu_kernels().sru_inference_out(x, weight, bias, 2, 1e-5, 0.5, False,
                                         out)
 

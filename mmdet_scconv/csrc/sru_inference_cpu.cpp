@@ -205,6 +205,96 @@ void apply_channels_last(const float* x, const float* scale,
   });
 }
 
+// The pooled lower half: a 2x2 window's mean, summed in the order of
+// mmdet_scconv.layers.fast.pool: ((top left + top right) + bottom left) +
+// bottom right.
+inline float window_mean(float top_left, float top_right, float bottom_left,
+                         float bottom_right) {
+  return (((top_left + top_right) + bottom_left) + bottom_right) * 0.25f;
+}
+
+// apply_nchw with the lower half pooled 2x2 (h and w even): `upper` is
+// (N, C/2, H, W), `lower` (N, C/2, H/2, W/2), both NCHW.
+template <bool kHard>
+void apply_nchw_pooled(const float* x, const float* scale, const float* shift,
+                       float threshold, int64_t n, int64_t c, int64_t h,
+                       int64_t w, float* upper, float* lower) {
+  const int64_t half = c / 2, hw = h * w, ho = h / 2, wo = w / 2;
+  const Vec t(threshold);
+  const int64_t grain = grain_for(4 * w);
+  at::parallel_for(0, n * half * ho, grain, [&](int64_t begin, int64_t end) {
+    std::vector<float> lower_rows(2 * w);
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t plane = item / ho, i = item % ho;  // plane: (s, k)
+      const int64_t s = plane / half, k = plane % half;
+      const int64_t ia = s * c + k, ib = ia + half;
+      const Vec sa(scale[ia]), ha(shift[ia]), sb(scale[ib]), hb(shift[ib]);
+      for (int64_t r = 0; r < 2; ++r) {
+        const int64_t offset = (2 * i + r) * w;
+        const float* xa = x + ia * hw + offset;
+        const float* xb = x + ib * hw + offset;
+        float* upper_row = upper + plane * hw + offset;
+        for (int64_t j = 0; j < w; j += Vec::size()) {
+          const int64_t count = std::min<int64_t>(Vec::size(), w - j);
+          Vec up, low;
+          gate_pair<kHard>(Vec::loadu(xa + j, count),
+                           Vec::loadu(xb + j, count), sa, ha, sb, hb, t, &up,
+                           &low);
+          up.store(upper_row + j, count);
+          low.store(lower_rows.data() + r * w + j, count);
+        }
+      }
+      const float* top = lower_rows.data();
+      const float* bottom = top + w;
+      float* pooled = lower + item * wo;
+      for (int64_t j = 0; j < wo; ++j) {
+        pooled[j] = window_mean(top[2 * j], top[2 * j + 1], bottom[2 * j],
+                                bottom[2 * j + 1]);
+      }
+    }
+  });
+}
+
+// apply_channels_last with the lower half pooled 2x2 (h and w even):
+// `upper` is (N, H, W, C/2) and `lower` (N, H/2, W/2, C/2) in memory.
+template <bool kHard>
+void apply_channels_last_pooled(const float* x, const float* scale,
+                                const float* shift, float threshold,
+                                int64_t n, int64_t c, int64_t h, int64_t w,
+                                float* upper, float* lower) {
+  const int64_t half = c / 2, ho = h / 2, wo = w / 2;
+  const Vec t(threshold), quarter(0.25f);
+  const int64_t grain = grain_for(4 * c);
+  at::parallel_for(0, n * ho * wo, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t s = item / (ho * wo), i = (item / wo) % ho, j = item % wo;
+      const int64_t top_left = (s * h + 2 * i) * w + 2 * j;
+      const int64_t pixels[4] = {top_left, top_left + 1, top_left + w,
+                                 top_left + w + 1};
+      const float* scale_row = scale + s * c;
+      const float* shift_row = shift + s * c;
+      for (int64_t k = 0; k < half; k += Vec::size()) {
+        const int64_t count = std::min<int64_t>(Vec::size(), half - k);
+        const Vec sa = Vec::loadu(scale_row + k, count);
+        const Vec ha = Vec::loadu(shift_row + k, count);
+        const Vec sb = Vec::loadu(scale_row + half + k, count);
+        const Vec hb = Vec::loadu(shift_row + half + k, count);
+        Vec sum(0.f);
+        for (int64_t q = 0; q < 4; ++q) {
+          const float* row = x + pixels[q] * c;
+          Vec up, low;
+          gate_pair<kHard>(Vec::loadu(row + k, count),
+                           Vec::loadu(row + half + k, count), sa, ha, sb, hb,
+                           t, &up, &low);
+          up.store(upper + pixels[q] * half + k, count);
+          sum = q == 0 ? low : sum + low;
+        }
+        (sum * quarter).store(lower + item * half + k, count);
+      }
+    }
+  });
+}
+
 // Moments of each (sample, group) of an NCHW tensor: a group is one run of
 // channels * hw values.
 std::vector<Moments> group_moments_nchw(const float* x, int64_t n, int64_t c,
@@ -271,6 +361,56 @@ std::vector<Moments> group_moments_channels_last(const float* x, int64_t n,
   return groups;
 }
 
+// The GroupNorm of an SRU input, as a per-(sample, channel) scale and shift
+// of x, after the checks every entry point makes.
+struct Normalisation {
+  bool channels_last;
+  std::vector<float> scale, shift;  // (N, C)
+};
+
+Normalisation normalisation(const torch::Tensor& x, const torch::Tensor& weight,
+                            const torch::Tensor& bias, int64_t num_groups,
+                            double eps) {
+  TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == torch::kFloat &&
+                  x.dim() == 4,
+              "sru_inference takes a 4-D fp32 CPU tensor, got ", x.sizes(),
+              " ", x.scalar_type(), " on ", x.device());
+  const int64_t n = x.size(0), c = x.size(1), hw = x.size(2) * x.size(3);
+  TORCH_CHECK(c % 2 == 0 && c % num_groups == 0, "sru_inference: channels ",
+              c, " must be even and divisible by the groups ", num_groups);
+  TORCH_CHECK(weight.scalar_type() == torch::kFloat &&
+                  bias.scalar_type() == torch::kFloat &&
+                  weight.numel() == c && bias.numel() == c,
+              "sru_inference: weight and bias must be fp32 of ", c, " values");
+  Normalisation result;
+  result.channels_last =
+      !x.is_contiguous() && x.is_contiguous(at::MemoryFormat::ChannelsLast);
+  TORCH_CHECK(result.channels_last || x.is_contiguous(),
+              "sru_inference takes a contiguous NCHW or channels-last tensor");
+  if (n == 0 || hw == 0) return result;
+  const torch::Tensor w = weight.contiguous(), b = bias.contiguous();
+  const float* data = x.data_ptr<float>();
+  const std::vector<Moments> groups =
+      result.channels_last
+          ? group_moments_channels_last(data, n, c, hw, num_groups)
+          : group_moments_nchw(data, n, c, hw, num_groups);
+  result.scale.resize(n * c);
+  result.shift.resize(n * c);
+  channel_affine(groups, w.data_ptr<float>(), b.data_ptr<float>(), n, c,
+                 num_groups, eps, result.scale.data(), result.shift.data());
+  return result;
+}
+
+void check_output(const torch::Tensor& out, at::IntArrayRef sizes,
+                  bool channels_last, const char* name) {
+  TORCH_CHECK(out.scalar_type() == torch::kFloat && out.sizes() == sizes &&
+                  out.is_contiguous(channels_last
+                                        ? at::MemoryFormat::ChannelsLast
+                                        : at::MemoryFormat::Contiguous),
+              "sru_inference: ", name, " must be fp32 of shape ", sizes,
+              " in x's layout");
+}
+
 }  // namespace
 
 // The SRU output of `x` (N, C, H, W), fp32, contiguous NCHW or channels-last,
@@ -283,48 +423,54 @@ void sru_inference_out(const torch::Tensor& x, const torch::Tensor& weight,
                        const torch::Tensor& bias, int64_t num_groups,
                        double eps, double threshold, bool hard,
                        torch::Tensor& out) {
-  TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == torch::kFloat &&
-                  x.dim() == 4,
-              "sru_inference takes a 4-D fp32 CPU tensor, got ", x.sizes(),
-              " ", x.scalar_type(), " on ", x.device());
+  const Normalisation norm = normalisation(x, weight, bias, num_groups, eps);
+  check_output(out, x.sizes(), norm.channels_last, "out");
+  if (x.numel() == 0) return;
   const int64_t n = x.size(0), c = x.size(1), hw = x.size(2) * x.size(3);
-  TORCH_CHECK(c % 2 == 0 && c % num_groups == 0, "sru_inference: channels ",
-              c, " must be even and divisible by the groups ", num_groups);
-  TORCH_CHECK(weight.scalar_type() == torch::kFloat &&
-                  bias.scalar_type() == torch::kFloat &&
-                  weight.numel() == c && bias.numel() == c,
-              "sru_inference: weight and bias must be fp32 of ", c, " values");
-  const bool channels_last =
-      !x.is_contiguous() && x.is_contiguous(at::MemoryFormat::ChannelsLast);
-  TORCH_CHECK(channels_last || x.is_contiguous(),
-              "sru_inference takes a contiguous NCHW or channels-last tensor");
-  TORCH_CHECK(out.scalar_type() == torch::kFloat &&
-                  out.sizes() == x.sizes() &&
-                  out.is_contiguous(channels_last
-                                        ? at::MemoryFormat::ChannelsLast
-                                        : at::MemoryFormat::Contiguous),
-              "sru_inference: out must be fp32 in x's shape and layout");
-  if (n == 0 || hw == 0) return;
-  const torch::Tensor w = weight.contiguous(), b = bias.contiguous();
-  const float* data = x.data_ptr<float>();
-  const std::vector<Moments> groups =
-      channels_last ? group_moments_channels_last(data, n, c, hw, num_groups)
-                    : group_moments_nchw(data, n, c, hw, num_groups);
-  std::vector<float> scale(n * c), shift(n * c);
-  channel_affine(groups, w.data_ptr<float>(), b.data_ptr<float>(), n, c,
-                 num_groups, eps, scale.data(), shift.data());
   const float t = static_cast<float>(threshold);
-  float* result = out.data_ptr<float>();
-  if (channels_last) {
+  if (norm.channels_last) {
     (hard ? apply_channels_last<true> : apply_channels_last<false>)(
-        data, scale.data(), shift.data(), t, n, c, hw, result);
+        x.data_ptr<float>(), norm.scale.data(), norm.shift.data(), t, n, c,
+        hw, out.data_ptr<float>());
   } else {
     (hard ? apply_nchw<true> : apply_nchw<false>)(
-        data, scale.data(), shift.data(), t, n, c, hw, result);
+        x.data_ptr<float>(), norm.scale.data(), norm.shift.data(), t, n, c,
+        hw, out.data_ptr<float>());
+  }
+}
+
+// The same with the lower half pooled 2x2, as a strided CRU uses it: `upper`
+// (N, C/2, H, W) and `lower` (N, C/2, H/2, W/2), both in x's layout; H and W
+// must be even.
+void sru_inference_pooled_out(const torch::Tensor& x,
+                              const torch::Tensor& weight,
+                              const torch::Tensor& bias, int64_t num_groups,
+                              double eps, double threshold, bool hard,
+                              torch::Tensor& upper, torch::Tensor& lower) {
+  const Normalisation norm = normalisation(x, weight, bias, num_groups, eps);
+  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  TORCH_CHECK(h % 2 == 0 && w % 2 == 0,
+              "sru_inference: pooling the lower half needs an even height "
+              "and width, got ", h, "x", w);
+  check_output(upper, {n, c / 2, h, w}, norm.channels_last, "upper");
+  check_output(lower, {n, c / 2, h / 2, w / 2}, norm.channels_last, "lower");
+  if (x.numel() == 0) return;
+  const float t = static_cast<float>(threshold);
+  if (norm.channels_last) {
+    (hard ? apply_channels_last_pooled<true>
+          : apply_channels_last_pooled<false>)(
+        x.data_ptr<float>(), norm.scale.data(), norm.shift.data(), t, n, c, h,
+        w, upper.data_ptr<float>(), lower.data_ptr<float>());
+  } else {
+    (hard ? apply_nchw_pooled<true> : apply_nchw_pooled<false>)(
+        x.data_ptr<float>(), norm.scale.data(), norm.shift.data(), t, n, c, h,
+        w, upper.data_ptr<float>(), lower.data_ptr<float>());
   }
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("sru_inference_out", &sru_inference_out,
         "The SRU output for inference (fp32, CPU), written into out");
+  m.def("sru_inference_pooled_out", &sru_inference_pooled_out,
+        "The same with the lower half pooled 2x2, into upper and lower");
 }

@@ -46,7 +46,7 @@ from .ops import cru as cru_op
 from .ops import scconv_inference
 from .ops import sru as sru_op
 from .ops import sru_squeeze
-from .ops.sru_inference import sru_inference
+from .ops.sru_inference import sru_inference, sru_inference_pooled
 from .pointwise import add_pointwise_, memory_layout, pointwise
 
 
@@ -131,14 +131,21 @@ def _scconv_in_place(scconv, x):
     CRU when it splits at the half (``alpha=0.5``), with no concatenation.
     """
     sru, cru = scconv.sru, scconv.cru
-    output = sru_inference(x, sru.gn.weight, sru.gn.bias, sru.gn.num_groups,
-                           sru.gn.eps, sru.gate_threshold, sru.gate)
-    x_up, x_low = torch.split(output, [cru.up_channels, cru.low_channels], 1)
+    args = (x, sru.gn.weight, sru.gn.bias, sru.gn.num_groups, sru.gn.eps,
+            sru.gate_threshold, sru.gate)
     # The lower path is only ever used pooled, and pooling commutes with
     # the 1x1 squeeze: pooled first, a stride-2 squeeze has a quarter of
-    # the work and no full-resolution output.
+    # the work and no full-resolution output; where 2x2 windows tile the
+    # input, the SRU writes it pooled.
+    if (cru.stride == 2 and cru.up_channels * 2 == x.shape[1]
+            and x.shape[-2] % 2 == 0 and x.shape[-1] % 2 == 0):
+        x_up, x_low = sru_inference_pooled(*args)
+    else:
+        x_up, x_low = torch.split(
+            sru_inference(*args), [cru.up_channels, cru.low_channels], 1)
+        x_low = pool(x_low, cru.stride)
     x_up = _squeeze(cru.squeeze_up, x_up, _gwc_layout(cru.gwc, x))
-    x_low = _squeeze(cru.squeeze_low, pool(x_low, cru.stride))
+    x_low = _squeeze(cru.squeeze_low, x_low)
     y1 = cru.gwc(x_up)
     add_pointwise_(y1, pool(x_up, cru.stride), cru.pwc_up.weight)
     return _fuse_over_y1(cru, y1, x_low, scconv.out_affine, memory_layout(x))

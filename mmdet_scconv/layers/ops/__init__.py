@@ -8,12 +8,13 @@ triton), its PyTorch twin, its fake implementation and its autograd formula.
   through the CRU's squeeze convolutions (``alpha=0.5``);
 * ``mmdet_scconv::cru`` (+ ``cru_backward``): the CRU from its squeezed inputs;
 * ``mmdet_scconv::scconv_inference``: a whole layer without autograd;
-* ``mmdet_scconv::sru_inference``: the SRU without autograd off the Triton
-  kernels, on fp32 CPU tensors a compiled kernel (``mmdet_scconv/csrc``).
+* ``mmdet_scconv::sru_inference`` (+ ``sru_inference_pooled``, its lower
+  half pooled 2x2): the SRU without autograd off the Triton kernels, on
+  fp32 CPU tensors a compiled kernel (``mmdet_scconv/csrc``).
 
-Every op but the last takes ``kernels``: the Triton kernels (CUDA, or the
-CPU under ``TRITON_INTERPRET=1``) or the PyTorch twin; ``sru_inference``
-picks its compiled CPU kernel by the input's device and dtype.
+Every op but the last two takes ``kernels``: the Triton kernels (CUDA, or
+the CPU under ``TRITON_INTERPRET=1``) or the PyTorch twin; the last two
+pick their compiled CPU kernel by the input's device and dtype.
 :class:`..SCConv` composes them, so ``torch.compile(fullgraph=True)``
 traces a model without graph breaks and keeps the kernels, and
 ``torch.library.opcheck`` checks each.
@@ -21,10 +22,10 @@ traces a model without graph breaks and keeps the kernels, and
 from .cru import cru, cru_backward
 from .scconv_inference import scconv_inference
 from .sru import sru, sru_backward
-from .sru_inference import sru_inference
+from .sru_inference import sru_inference, sru_inference_pooled
 from .sru_squeeze import sru_squeeze, sru_squeeze_backward
 
 __all__ = [
     'sru', 'sru_backward', 'sru_squeeze', 'sru_squeeze_backward', 'cru',
-    'cru_backward', 'scconv_inference', 'sru_inference'
+    'cru_backward', 'scconv_inference', 'sru_inference', 'sru_inference_pooled'
 ]

@@ -1,5 +1,8 @@
 """``mmdet_scconv::sru_inference``: the SRU output (Eq. 1-4) without
-autograd, where the Triton kernels do not run (the CPU's inference path).
+autograd, where the Triton kernels do not run (the CPU's inference path);
+``mmdet_scconv::sru_inference_pooled``: the same as two tensors, the lower
+half pooled 2x2 as a strided CRU uses it (the kernel then never writes it
+at full resolution).
 
 On fp32 CPU tensors it runs the compiled kernel of
 ``mmdet_scconv/csrc/sru_inference_cpu.cpp`` (:mod:`..kernels.cpu`): two
@@ -17,9 +20,10 @@ import warnings
 
 import torch
 
+from ..cru import downsample
 from ..kernels.cpu import cpu_kernels, load_error
 from ._common import cast
-from .sru import gn_affine, sru_output
+from .sru import gn_affine, split_halves, sru_output
 
 
 def _dense(x):
@@ -79,3 +83,61 @@ def sru_inference(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
 @sru_inference.register_fake
 def _(x, gamma, beta, groups, eps, threshold, gate):
     return torch.empty_like(_dense(x))
+
+
+def _layout(x):
+    """The memory format of a dense ``x`` (:func:`_dense`)."""
+    return (torch.contiguous_format
+            if x.is_contiguous() else torch.channels_last)
+
+
+def _pooled_outputs(x):
+    """Empty ``upper`` and pooled ``lower`` in dense ``x``'s layout."""
+    n, c, h, w = x.shape
+    return tuple(
+        torch.empty(
+            shape, dtype=x.dtype, device=x.device, memory_format=_layout(x))
+        for shape in ((n, c // 2, h, w), (n, c // 2, h // 2, w // 2)))
+
+
+@torch.library.custom_op('mmdet_scconv::sru_inference_pooled', mutates_args=())
+def sru_inference_pooled(x: torch.Tensor, gamma: torch.Tensor,
+                         beta: torch.Tensor, groups: int, eps: float,
+                         threshold: float,
+                         gate: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`sru_inference`'s upper half and its lower half averaged over
+    2x2 windows, each in ``x``'s dtype and layout. ``H`` and ``W`` must be
+    even (the windows tile the input).
+
+    Args: as :func:`sru_inference`.
+
+    Returns:
+        tuple[Tensor, Tensor]: ``(N, C/2, H, W)`` and ``(N, C/2, H/2,
+        W/2)``.
+    """
+    x = _dense(x)
+    h, w = x.shape[-2:]
+    if h % 2 or w % 2:
+        raise ValueError(
+            f'sru_inference_pooled pools 2x2 windows that must tile the '
+            f'input, got {h}x{w}; use sru_inference and pool with '
+            f'ceil_mode there.')
+    weight, bias = gn_affine(gamma, beta, gate)
+    kernels = _compiled_kernels(x)
+    if kernels is None:
+        output, _, _ = sru_output(x, weight, bias, groups, eps, threshold,
+                                  gate)
+        upper, lower = split_halves(cast(output, x.dtype))
+        layout = _layout(x)
+        return (upper.contiguous(memory_format=layout),
+                downsample(lower, 2).contiguous(memory_format=layout))
+    upper, lower = _pooled_outputs(x)
+    kernels.sru_inference_pooled_out(x, cast(weight, torch.float32),
+                                     cast(bias, torch.float32), groups, eps,
+                                     threshold, gate == 'hard', upper, lower)
+    return upper, lower
+
+
+@sru_inference_pooled.register_fake
+def _(x, gamma, beta, groups, eps, threshold, gate):
+    return _pooled_outputs(_dense(x))
