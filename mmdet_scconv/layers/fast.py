@@ -20,7 +20,9 @@ this module's in-place path, against the reference modules
 * SRU: ``mmdet_scconv::sru_inference``, on fp32 CPU tensors a compiled
   kernel that reads the input twice (statistics, then normalise, gate and
   cross-reconstruct) and writes the output once; its halves go to the CRU as
-  channel slices, without a split copy.
+  channel slices, without a split copy. A strided layer whose 2x2 windows
+  tile the input gets the lower half already pooled
+  (``mmdet_scconv::sru_inference_pooled``).
 * CRU fuse: ``GAP(Y2) = cat(PWC2(GAP(X_low)), GAP(X_low))`` because a 1x1
   convolution without bias commutes with the spatial mean; the output is
   ``Y1`` itself: ``PWC1`` and ``PWC2`` (with ``beta2`` on its weight) are
