@@ -21,16 +21,10 @@ import warnings
 import torch
 
 from ..cru import downsample
+from ..kernels._layout import dense, empty_like_layout, layout_of
 from ..kernels.cpu import cpu_kernels, load_error
 from ._common import cast
 from .sru import gn_affine, split_halves, sru_output
-
-
-def _dense(x):
-    """``x`` if it is contiguous NCHW or channels-last, else NCHW."""
-    if x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last):
-        return x
-    return x.contiguous()
 
 
 @functools.lru_cache(maxsize=None)
@@ -53,6 +47,17 @@ def _compiled_kernels(x):
     return kernels
 
 
+def _twin(x, weight, bias, groups, eps, threshold, gate):
+    """The PyTorch twin's SRU output, in ``x``'s dtype."""
+    output, _, _ = sru_output(x, weight, bias, groups, eps, threshold, gate)
+    return cast(output, x.dtype)
+
+
+def _kernel_affine(weight, bias):
+    """The affine as the compiled kernels take it (fp32)."""
+    return cast(weight, torch.float32), cast(bias, torch.float32)
+
+
 @torch.library.custom_op('mmdet_scconv::sru_inference', mutates_args=())
 def sru_inference(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
                   groups: int, eps: float, threshold: float,
@@ -66,38 +71,28 @@ def sru_inference(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
         groups (int), eps (float): The GroupNorm's.
         threshold (float), gate (str): The gate's (``'soft'``/``'hard'``).
     """
-    x = _dense(x)
+    x = dense(x)
     weight, bias = gn_affine(gamma, beta, gate)
     kernels = _compiled_kernels(x)
     if kernels is None:
-        output, _, _ = sru_output(x, weight, bias, groups, eps, threshold,
-                                  gate)
-        return cast(output, x.dtype)
+        return _twin(x, weight, bias, groups, eps, threshold, gate)
     out = torch.empty_like(x)
-    kernels.sru_inference_out(x, cast(weight, torch.float32),
-                              cast(bias, torch.float32), groups, eps,
+    kernels.sru_inference_out(x, *_kernel_affine(weight, bias), groups, eps,
                               threshold, gate == 'hard', out)
     return out
 
 
 @sru_inference.register_fake
 def _(x, gamma, beta, groups, eps, threshold, gate):
-    return torch.empty_like(_dense(x))
-
-
-def _layout(x):
-    """The memory format of a dense ``x`` (:func:`_dense`)."""
-    return (torch.contiguous_format
-            if x.is_contiguous() else torch.channels_last)
+    return torch.empty_like(dense(x))
 
 
 def _pooled_outputs(x):
     """Empty ``upper`` and pooled ``lower`` in dense ``x``'s layout."""
-    n, c, h, w = x.shape
-    return tuple(
-        torch.empty(
-            shape, dtype=x.dtype, device=x.device, memory_format=_layout(x))
-        for shape in ((n, c // 2, h, w), (n, c // 2, h // 2, w // 2)))
+    half = x.shape[1] // 2
+    h, w = x.shape[-2:]
+    return (empty_like_layout(x, half),
+            empty_like_layout(x, half, size=(h // 2, w // 2)))
 
 
 @torch.library.custom_op('mmdet_scconv::sru_inference_pooled', mutates_args=())
@@ -115,7 +110,7 @@ def sru_inference_pooled(x: torch.Tensor, gamma: torch.Tensor,
         tuple[Tensor, Tensor]: ``(N, C/2, H, W)`` and ``(N, C/2, H/2,
         W/2)``.
     """
-    x = _dense(x)
+    x = dense(x)
     h, w = x.shape[-2:]
     if h % 2 or w % 2:
         raise ValueError(
@@ -125,19 +120,18 @@ def sru_inference_pooled(x: torch.Tensor, gamma: torch.Tensor,
     weight, bias = gn_affine(gamma, beta, gate)
     kernels = _compiled_kernels(x)
     if kernels is None:
-        output, _, _ = sru_output(x, weight, bias, groups, eps, threshold,
-                                  gate)
-        upper, lower = split_halves(cast(output, x.dtype))
-        layout = _layout(x)
+        upper, lower = split_halves(
+            _twin(x, weight, bias, groups, eps, threshold, gate))
+        layout = layout_of(x)
         return (upper.contiguous(memory_format=layout),
                 downsample(lower, 2).contiguous(memory_format=layout))
     upper, lower = _pooled_outputs(x)
-    kernels.sru_inference_pooled_out(x, cast(weight, torch.float32),
-                                     cast(bias, torch.float32), groups, eps,
+    kernels.sru_inference_pooled_out(x, *_kernel_affine(weight,
+                                                        bias), groups, eps,
                                      threshold, gate == 'hard', upper, lower)
     return upper, lower
 
 
 @sru_inference_pooled.register_fake
 def _(x, gamma, beta, groups, eps, threshold, gate):
-    return _pooled_outputs(_dense(x))
+    return _pooled_outputs(dense(x))
