@@ -6,6 +6,7 @@ the same tests run the compiled kernels on CUDA.
 """
 import collections
 import copy
+import importlib
 import os
 import subprocess
 import sys
@@ -25,12 +26,15 @@ from mmdet_scconv.benchmark.host import count_host_work
 from mmdet_scconv.benchmark.tuning import format_tuned, tune_trunk
 from mmdet_scconv.layers import CRU, SCConv, fast, set_scconv_impl
 from mmdet_scconv.layers.fast import apply_affine
+from mmdet_scconv.layers.kernels import _workspace
 from mmdet_scconv.layers.kernels import cru as triton_cru
 from mmdet_scconv.layers.kernels import sru as triton_sru
 from mmdet_scconv.layers.kernels.sru_squeeze import sru_squeeze
 from mmdet_scconv.layers.ops.sru import sru_backward_torch, sru_statistics
 
 DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
+# The module, not the op of the same name that its package exports.
+layer_op = importlib.import_module('mmdet_scconv.layers.ops.scconv')
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -300,30 +304,74 @@ class _OpCalls(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def test_kernels_run_the_cru_convolutions_themselves(monkeypatch):
+@pytest.mark.parametrize('stride', [1, 2])
+def test_kernels_run_the_cru_convolutions_themselves(monkeypatch, stride):
     """On the kernels neither inference nor training runs the CRU's
-    convolutions after the squeeze as modules: one kernel computes them
-    with the fuse, in training through ``mmdet_scconv::cru``, whose backward
-    takes each of the three convolutions' two gradients from one call; the
-    squeeze convolutions' gradients come from the SRU backward kernels."""
-    scconv = randomise(SCConv(32, 32, gn_groups=8, impl='triton')).to(DEVICE)
-    x = torch.randn(1, 32, 5, 5, device=DEVICE)
+    convolutions as modules: one kernel computes them with the fuse, in
+    training through the layer op ``mmdet_scconv::scconv``, whose backward
+    takes each of the three convolutions' two gradients from one call and
+    hands them to the SRU backward kernels as they are: no add, pooling or
+    unpooling of them runs on its own, and the squeeze convolutions'
+    gradients come from those kernels."""
+    scconv = randomise(
+        SCConv(32, 32, stride=stride, gn_groups=8, impl='triton')).to(DEVICE)
+    x = torch.randn(1, 32, 6, 5, device=DEVICE)
 
     def no_module_call(*args):
         raise AssertionError('a CRU convolution ran as a module')
 
-    for conv in (scconv.cru.gwc, scconv.cru.pwc_up, scconv.cru.pwc_low):
+    for conv in (scconv.cru.gwc, scconv.cru.pwc_up, scconv.cru.pwc_low,
+                 scconv.cru.squeeze_up, scconv.cru.squeeze_low):
         monkeypatch.setattr(conv, 'forward', no_module_call)
     with torch.no_grad():
         scconv(x)
     ops = _OpCalls()
     with ops:
         work = count_host_work(lambda: scconv(x).sum().backward())
-    assert ops.calls['mmdet_scconv.cru'] == 1
-    assert ops.calls['mmdet_scconv.sru_squeeze'] == 1
+    assert ops.calls['mmdet_scconv.scconv'] == 1
+    assert ops.calls['mmdet_scconv.cru'] == 0
     assert scconv.cru.gwc.weight.grad is not None
     assert work.aten['convolution_backward'] == 3
+    assert not {'add', 'avg_pool2d', 'avg_pool2d_backward'} & set(work.aten)
     assert work.launches['_backward_input_kernel'] == 1
+
+
+def _layer_grads(scconv, x):
+    scconv.zero_grad(set_to_none=True)
+    scconv(x).square().mean().backward()
+    return [p.grad.clone() for p in scconv.parameters() if p.grad is not None]
+
+
+@pytest.mark.parametrize('gate', ['soft', 'hard'])
+def test_backward_accumulators_are_left_zeroed(monkeypatch, gate):
+    """The layer's backward adds into one reused scratch buffer that its
+    last kernel zeroes: a second step gives the same gradients, the buffer
+    is zeros after each, and a backward that fails midway zeroes it too."""
+    scconv = randomise(
+        SCConv(32, 32, stride=2, gn_groups=8, gate=gate,
+               impl='triton')).to(DEVICE)
+    x = torch.randn(2, 32, 6, 6, device=DEVICE)
+    _workspace.clear()
+    first = _layer_grads(scconv, x)
+    accumulators = [
+        buffer for key, buffer in _workspace._buffers.items()
+        if key[0] == 'scconv.accumulators'
+    ]
+    assert len(accumulators) == 1 and not accumulators[0].any()
+    for a, b in zip(_layer_grads(scconv, x), first):
+        assert torch.equal(a, b)
+
+    def fail(*args):
+        assert accumulators[0].any()  # the CRU's sums are in by now
+        raise RuntimeError('out of memory')
+
+    monkeypatch.setattr(layer_op, 'conv_grads_in_pieces', fail)
+    with pytest.raises(RuntimeError, match='out of memory'):
+        _layer_grads(scconv, x)
+    assert not accumulators[0].any()
+    monkeypatch.undo()
+    for a, b in zip(_layer_grads(scconv, x), first):
+        assert torch.equal(a, b)
 
 
 def test_scconv_triton_impl_equals_reference():

@@ -38,45 +38,38 @@ def _op_args(kernels, channels_last=True, gate='soft'):
     x, (gamma, beta, w_sq_up, w_sq_low, w_gwc, w_up,
         w_low) = _inputs(channels_last=channels_last)
     gn = (4, 1e-5, 0.5, gate)
-    geometry = (3, 2, 1)
+    layer = (w_sq_up, w_sq_low, w_gwc, w_up, w_low)
     with torch.no_grad():
-        up, low, stats = ops.sru_squeeze(x, gamma, beta, w_sq_up, w_sq_low,
-                                         *gn, torch.float32, *geometry,
-                                         kernels)
+        y, up, low, stats = ops.scconv(x, gamma, beta, *layer, *gn, 2, 1,
+                                       torch.float32, kernels)
         upper, lower, sru_stats = ops.sru(x, gamma, beta, *gn, kernels)
-        y = ops.cru(up, low, w_gwc, w_up, w_low, stats, 16, None, None, 2, 1,
-                    2, torch.float32, kernels)
     up, low = (t.detach().requires_grad_() for t in (up, low))
     grad_y = torch.randn_like(y)
     sums = stats if kernels else None
+    detached = [t.detach() for t in (x, gamma, beta, *layer)]
     return {
         'sru': (x, gamma, beta, *gn, kernels),
         'sru_backward': (x.detach(), gamma.detach(), beta.detach(), sru_stats,
                          torch.randn_like(upper), torch.randn_like(lower), 4,
                          0.5, gate, kernels),
-        'sru_squeeze': (x, gamma, beta, w_sq_up, w_sq_low, *gn, torch.float32,
-                        *geometry, kernels),
-        'sru_squeeze_backward':
-        (x.detach(), gamma.detach(), beta.detach(), w_sq_up.detach(),
-         w_sq_low.detach(), stats, torch.randn_like(up), torch.randn_like(low),
-         4, 0.5, gate, torch.float32, kernels),
         'cru': (up, low, w_gwc, w_up, w_low, sums, 16, None, None, 2, 1, 2,
                 torch.float32, kernels),
         'cru_backward':
         (grad_y, up.detach(), low.detach(), w_gwc.detach(), w_up.detach(),
          w_low.detach(), sums, 16, 2, 1, 2, torch.float32, kernels),
+        'scconv': (x, gamma, beta, *layer, *gn, 2, 1, torch.float32, kernels),
+        'scconv_backward': (grad_y, *detached, up.detach(), low.detach(),
+                            stats, 4, 0.5, gate, 2, 1, torch.float32, kernels),
         'scconv_inference':
-        (x.detach(), gamma.detach(), beta.detach(), w_sq_up.detach(),
-         w_sq_low.detach(), w_gwc.detach(), w_up.detach(), w_low.detach(),
-         torch.rand(16, device=DEVICE), torch.randn(16, device=DEVICE), *gn, 2,
-         1, torch.float32, kernels),
+        (*detached, torch.rand(16, device=DEVICE),
+         torch.randn(16, device=DEVICE), *gn, 2, 1, torch.float32, kernels),
     }
 
 
 @pytest.mark.parametrize('kernels', [True, False])
 @pytest.mark.parametrize('name', [
-    'sru', 'sru_backward', 'sru_squeeze', 'sru_squeeze_backward', 'cru',
-    'cru_backward', 'scconv_inference'
+    'sru', 'sru_backward', 'cru', 'cru_backward', 'scconv', 'scconv_backward',
+    'scconv_inference'
 ])
 def test_opcheck(name, kernels):
     """Schema, fake implementation, autograd registration and AOT dispatch

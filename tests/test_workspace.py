@@ -1,4 +1,5 @@
 """The kernels' reused scratch buffers: keyed safely, bounded."""
+import pytest
 import torch
 
 from mmdet_scconv.layers.kernels import _workspace
@@ -41,4 +42,38 @@ def test_a_buffer_made_in_inference_mode_serves_training_too():
         buffer = _workspace.scratch('a', (4, ), torch.float32,
                                     torch.device('cpu'))
     assert not buffer.is_inference()
+    _workspace.clear()
+
+
+def test_the_cache_is_bounded_in_bytes_too(monkeypatch):
+    """Large buffers (a CRU's branch gradients at full HD resolution) are
+    dropped, least recently used first, once the bytes kept pass
+    ``MAX_BYTES``; one larger than that is handed out and not kept."""
+    _workspace.clear()
+    monkeypatch.setattr(_workspace, 'MAX_BYTES', 4000)
+    cpu = torch.device('cpu')
+    first = _workspace.scratch('a', (500, ), torch.float32, cpu)  # 2000 B
+    _workspace.scratch('b', (400, ), torch.float32, cpu)
+    assert _workspace.scratch('a', (500, ), torch.float32, cpu) is first
+    _workspace.scratch('c', (400, ), torch.float32, cpu)  # drops b
+    assert {key[0] for key in _workspace._buffers} == {'a', 'c'}
+    huge = _workspace.scratch('d', (2000, ), torch.float32, cpu)
+    assert _workspace.scratch('d', (2000, ), torch.float32, cpu) is not huge
+    assert {key[0] for key in _workspace._buffers} == {'a', 'c'}
+    _workspace.clear()
+
+
+def test_a_zeroed_buffer_is_made_with_zeros_and_kept_apart():
+    _workspace.clear()
+    cpu = torch.device('cpu')
+    plain = _workspace.scratch('acc', (3, ), torch.float32, cpu)
+    zeroed = _workspace.scratch('acc', (3, ), torch.float32, cpu, zeroed=True)
+    assert zeroed is not plain and not zeroed.any()
+    zeroed.fill_(1)
+    with pytest.raises(RuntimeError, match='midway'):
+        with _workspace.zeroed_on_error(zeroed):
+            raise RuntimeError('a kernel failed midway')
+    assert not zeroed.any()
+    assert _workspace.scratch(
+        'acc', (3, ), torch.float32, cpu, zeroed=True) is zeroed
     _workspace.clear()

@@ -8,9 +8,9 @@ installed), under ``torch.compile`` too:
 
 * inference (``alpha=0.5``): ``mmdet_scconv::scconv_inference``, four launches
   and one allocation, a folded BatchNorm included (the deploy form);
-* training (``alpha=0.5``): ``mmdet_scconv::sru_squeeze`` then
-  ``mmdet_scconv::cru`` (the GEMM adds up the CRU's pooled sums, so the CRU
-  needs no pass for them); any other split goes through
+* training (``alpha=0.5``): ``mmdet_scconv::scconv``, the whole layer, whose
+  backward hands the CRU's input gradients to the SRU's backward kernels
+  without adding them up first; any other split goes through
   ``mmdet_scconv::sru``, the squeeze convolutions and ``mmdet_scconv::cru``.
 
 Without them, training composes the same ops' PyTorch twins; inference runs
@@ -45,9 +45,9 @@ from ._numerics import at_least_fp32
 from .cru import downsample
 from .kernels import TRITON_AVAILABLE, require_triton
 from .ops import cru as cru_op
+from .ops import scconv as scconv_op
 from .ops import scconv_inference
 from .ops import sru as sru_op
-from .ops import sru_squeeze
 from .ops.sru_inference import sru_inference, sru_inference_pooled
 from .pointwise import add_pointwise_, memory_layout, pointwise
 
@@ -115,17 +115,14 @@ def scconv_fast(scconv, x: torch.Tensor) -> torch.Tensor:
                                 shift, gn.num_groups, gn.eps,
                                 sru.gate_threshold, sru.gate, cru.stride,
                                 gwc.dilation[0], dtype, kernels)
-    up, low, stats = sru_squeeze(x, gn.weight, gn.bias, cru.squeeze_up.weight,
-                                 cru.squeeze_low.weight, gn.num_groups, gn.eps,
-                                 sru.gate_threshold, sru.gate, dtype,
-                                 gwc.kernel_size[0], cru.stride,
-                                 gwc.dilation[0], kernels)
-    # On the kernels the statistics carry the CRU's pooled sums after the
-    # GroupNorm's mean and rstd.
-    return cru_op(up, low, gwc.weight, cru.pwc_up.weight, cru.pwc_low.weight,
-                  stats if kernels else None, 2 * x.shape[0] * gn.num_groups,
-                  scale, shift, cru.stride, gwc.dilation[0], gwc.groups, dtype,
-                  kernels)
+    y = scconv_op(x, gn.weight, gn.bias, cru.squeeze_up.weight,
+                  cru.squeeze_low.weight, gwc.weight, cru.pwc_up.weight,
+                  cru.pwc_low.weight, gn.num_groups, gn.eps,
+                  sru.gate_threshold, sru.gate, cru.stride, gwc.dilation[0],
+                  dtype, kernels)[0]
+    # A folded BatchNorm under autograd (a deploy-form model asked for
+    # gradients) rides on no kernel there.
+    return y if scale is None else apply_affine(y, (scale, shift))
 
 
 def _scconv_in_place(scconv, x):

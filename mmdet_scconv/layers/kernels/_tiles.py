@@ -58,6 +58,30 @@ def store_tile(ptr, value, n, p, c, mask, stride_n, stride_c, stride_p):
 
 
 @triton.jit
+def pool_weight(h, size, STRIDE: tl.constexpr):
+    """One over the rows (or columns) of the ``STRIDE``-wide pooling window
+    of row ``h`` (``CRU.downsample``: ceil mode, the window cut at the
+    edge; 1 past the input, where nothing is loaded)."""
+    rows = tl.minimum(STRIDE, size - (h // STRIDE) * STRIDE)
+    return 1.0 / tl.maximum(rows, 1).to(tl.float32)
+
+
+@triton.jit
+def load_unpooled(ptr, n, p, c, mask, H, W, Wo, stride_n, stride_c, stride_p,
+                  STRIDE: tl.constexpr):
+    """What a gradient ``G`` of ``CRU.downsample``'s output (``ptr``,
+    ``Wo`` pixels a row) sends to input pixels ``p`` of an ``H x W`` input
+    (fp32): ``G`` at their window over the window's size."""
+    if STRIDE == 1:
+        return load_tile(ptr, n, p, c, mask, stride_n, stride_c, stride_p)
+    h = p // W
+    w = p % W
+    window = (h // STRIDE) * Wo + w // STRIDE
+    g = load_tile(ptr, n, window, c, mask, stride_n, stride_c, stride_p)
+    return g * (pool_weight(h, H, STRIDE) * pool_weight(w, W, STRIDE))[:, None]
+
+
+@triton.jit
 def program_tile(HW, C, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
     """Sample, pixels, channels and mask of a program on the grid
     (sample, pixel block, channel block)."""
@@ -65,3 +89,15 @@ def program_tile(HW, C, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
     p = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
     c = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
     return n, p, c, (p[:, None] < HW) & (c[None, :] < C)
+
+
+@triton.jit
+def zero_share(ptr, numel, program, programs, BLOCK: tl.constexpr):
+    """Zero program ``program``'s share of ``ptr[:numel]``, which
+    ``programs`` programs split: a consumer leaves the accumulators it read
+    zeroed for their next user, without a launch of its own."""
+    share = tl.cdiv(numel, programs)
+    end = (program + 1) * share
+    for start in range(program * share, end, BLOCK):
+        i = start + tl.arange(0, BLOCK)
+        tl.store(ptr + i, 0.0, mask=(i < numel) & (i < end))

@@ -37,22 +37,15 @@ import triton
 import triton.language as tl
 
 from ..cru import strided_size
-from ._layout import (dense, empty_like_layout, kernel_arg, next_power_of_2,
-                      strides, sums_length)
-from ._tiles import (dot_block_k, dot_options, load_tile, program_tile,
-                     store_tile)
+from ._layout import (dense, empty_like_layout, kernel_arg, layout_of,
+                      next_power_of_2, strides, sums_length)
+from ._tiles import (dot_block_k, dot_options, load_tile, pool_weight,
+                     program_tile, store_tile)
+from ._workspace import scratch
 
 _SUMS_BLOCK_P = 32
 _BLOCK_P = 64
 _MAX_BLOCK_C = 128
-
-
-@triton.jit
-def _pool_weight(h, size, STRIDE: tl.constexpr):
-    """One over the rows (or columns) of the pooling window of row ``h``
-    (1 past the input, where nothing is loaded)."""
-    rows = tl.minimum(STRIDE, size - (h // STRIDE) * STRIDE)
-    return 1.0 / tl.maximum(rows, 1).to(tl.float32)
 
 
 @triton.jit
@@ -81,7 +74,7 @@ def add_tile_sums(x, p, c, c_mask, taps_row, pooled_row, H, W, Ho, Wo, pad,
     ``taps_row``."""
     h = p // W
     w = p % W
-    weight = _pool_weight(h, H, STRIDE) * _pool_weight(w, W, STRIDE)
+    weight = pool_weight(h, H, STRIDE) * pool_weight(w, W, STRIDE)
     tl.atomic_add(
         pooled_row + c, tl.sum(x * weight[:, None], axis=0), mask=c_mask)
     if TAPS:
@@ -143,8 +136,8 @@ def _pooled_tile(ptr, n, ho, wo, p_mask, c, c_mask, H, W, stride_n, stride_c,
                 total += load_tile(ptr, n, h * W + w, c,
                                    inside[:, None] & c_mask[None, :], stride_n,
                                    stride_c, stride_p)
-        pooled = total * (_pool_weight(ho * STRIDE, H, STRIDE) *
-                          _pool_weight(wo * STRIDE, W, STRIDE))[:, None]
+        pooled = total * (pool_weight(ho * STRIDE, H, STRIDE) *
+                          pool_weight(wo * STRIDE, W, STRIDE))[:, None]
     return pooled
 
 
@@ -283,17 +276,35 @@ def _cru_kernel(up_ptr, low_ptr, w_gwc_ptr, w_up_ptr, w_low_ptr, sums_ptr,
 
 
 @triton.jit
+def _store_pooled(x_ptr, out_ptr, n, p, ho, wo, p_mask, C_in, H, W, x_sn, x_sc,
+                  x_sp, out_sn, out_sc, out_sp, STRIDE: tl.constexpr,
+                  BLOCK_K: tl.constexpr):
+    """Store ``pool(X)`` at output pixels ``p`` (``(ho, wo)``), every
+    channel."""
+    for start in range(0, C_in, BLOCK_K):
+        k = start + tl.arange(0, BLOCK_K)
+        k_mask = k < C_in
+        pooled = _pooled_tile(x_ptr, n, ho, wo, p_mask, k, k_mask, H, W, x_sn,
+                              x_sc, x_sp, STRIDE)
+        store_tile(out_ptr, pooled, n, p, k, p_mask[:, None] & k_mask[None, :],
+                   out_sn, out_sc, out_sp)
+
+
+@triton.jit
 def _grad_beta_kernel(up_ptr, low_ptr, w_gwc_ptr, w_up_ptr, w_low_ptr,
-                      sums_ptr, sums_offset, grad_ptr, out_ptr, C, C_up, C_low,
-                      C_p, H, W, Wo, HWo, pad, dilation, groups, up_sn, up_sc,
-                      up_sp, low_sn, low_sc, low_sp, w_so, w_sc, w_sh, w_sw,
-                      g_sn, g_sc, g_sp, KERNEL: tl.constexpr,
+                      sums_ptr, sums_offset, grad_ptr, out_ptr, pooled_up_ptr,
+                      pooled_low_ptr, C, C_up, C_low, C_p, H, W, Wo, HWo, pad,
+                      dilation, groups, up_sn, up_sc, up_sp, low_sn, low_sc,
+                      low_sp, w_so, w_sc, w_sh, w_sw, g_sn, g_sc, g_sp, pu_sn,
+                      pu_sc, pu_sp, pl_sn, pl_sc, pl_sp, KERNEL: tl.constexpr,
                       STRIDE: tl.constexpr, DOT_DTYPE: tl.constexpr,
                       PRECISION: tl.constexpr, BLOCK_P: tl.constexpr,
                       BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr):
     """``dL/dbeta1[n, c] = sum_p dY (Y1 - Y2)`` with the branches computed
     again (they were never stored), added into ``out[0]``; ``beta1`` itself
-    stored in ``out[1]`` (both ``(N, C)``)."""
+    stored in ``out[1]`` (both ``(N, C)``). With a stride, the first
+    channel block also stores ``pool(X_up)`` and ``pool(X_low)`` (the
+    pointwise convolutions' inputs, for their gradients)."""
     n, p, c, mask = program_tile(HWo, C, BLOCK_P, BLOCK_C)
     y1, y2, beta1 = _branches(up_ptr, low_ptr, w_gwc_ptr, w_up_ptr, w_low_ptr,
                               sums_ptr + sums_offset, n, p, c, C, C_up, C_low,
@@ -307,6 +318,17 @@ def _grad_beta_kernel(up_ptr, low_ptr, w_gwc_ptr, w_up_ptr, w_low_ptr,
     if tl.program_id(1) == 0:
         tl.store(
             out_ptr + tl.num_programs(0) * C + n * C + c, beta1, mask=c < C)
+    if STRIDE > 1:
+        if tl.program_id(2) == 0:
+            ho = p // Wo
+            wo = p % Wo
+            p_mask = p < HWo
+            _store_pooled(up_ptr, pooled_up_ptr, n, p, ho, wo, p_mask, C_up, H,
+                          W, up_sn, up_sc, up_sp, pu_sn, pu_sc, pu_sp, STRIDE,
+                          BLOCK_K)
+            _store_pooled(low_ptr, pooled_low_ptr, n, p, ho, wo, p_mask, C_low,
+                          H, W, low_sn, low_sc, low_sp, pl_sn, pl_sc, pl_sp,
+                          STRIDE, BLOCK_K)
 
 
 @triton.jit
@@ -520,35 +542,53 @@ def branch_grads(grad,
                  groups,
                  dtype=None,
                  sums=None,
-                 sums_offset=0):
+                 sums_offset=0,
+                 accumulators=None):
     """The gradients of the CRU's two branches from its output's, in two
     launches: ``dL/dbeta1`` (the branches computed once more), then
-    ``dY1`` and ``dY2`` (:func:`_branch_grads_kernel`).
+    ``dY1`` and ``dY2`` (:func:`_branch_grads_kernel`); and the pointwise
+    convolutions' inputs. All of them go into reused scratch
+    (:mod:`._workspace`): they are the CRU backward's own, read by its
+    convolutions' gradients and never returned.
 
     Args:
         grad (Tensor): ``dL/dY``, the output's shape.
+        accumulators (Tensor, optional): A zeroed fp32 scratch of at least
+            ``2 N C`` values whose first ``2 N C`` take ``dL/dbeta1`` and
+            ``beta1``; its user's last kernel zeroes them. Default: fresh
+            zeros.
         Others: as :func:`cru_forward` (``sums`` as the forward had them).
 
     Returns:
-        tuple[Tensor, Tensor, Tensor]: ``dY1`` (``C`` channels), and ``dY2``
-        as its ``PWC2`` channels and its reused ``X_low`` channels, in
-        ``dtype`` and ``grad``'s layout.
+        tuple[Tensor]: ``dY1`` (``C`` channels), and ``dY2`` as its
+        ``PWC2`` channels and its reused ``X_low`` channels, in ``dtype``
+        and ``grad``'s layout; then ``pool(X_up)`` and ``pool(X_low)``
+        (``x_up`` and ``x_low`` themselves at stride 1).
     """
     problem = _Problem(x_up, x_low,
                        (gwc_weight, pwc_up_weight, pwc_low_weight), stride,
                        dilation, groups, dtype, sums, sums_offset)
     grad = dense(grad)
     n, channels, ho, wo = problem.out_shape
-    beta = torch.zeros((2, n, channels),
-                       dtype=torch.float32,
-                       device=grad.device)
-    _grad_beta_kernel[problem.grid](*problem.inputs, grad, beta,
+    beta = accumulators if accumulators is not None else torch.zeros(
+        2 * n * channels, dtype=torch.float32, device=grad.device)
+    pooled = (problem.x_up, problem.x_low)
+    if stride > 1:
+        pooled = tuple(
+            scratch(f'cru.pooled_{name}', (
+                n, t.shape[1], ho,
+                wo), problem.dtype, grad.device, layout_of(problem.x_up))
+            for name, t in (('up', problem.x_up), ('low', problem.x_low)))
+    _grad_beta_kernel[problem.grid](*problem.inputs, grad, beta, *pooled,
                                     *problem.sizes, *strides(grad),
+                                    *strides(pooled[0]), *strides(pooled[1]),
                                     **problem.constants)
     c_p = pwc_low_weight.shape[0]
     outputs = [
-        empty_like_layout(grad, c, problem.dtype)
-        for c in (channels, c_p, channels - c_p)
+        scratch(f'cru.grad_{name}', (n, c, ho, wo), problem.dtype, grad.device,
+                layout_of(grad))
+        for name, c in (('y1', channels), ('pwc2', c_p), ('reused',
+                                                          channels - c_p))
     ]
     block_c = problem.settings['BLOCK_C']
     _branch_grads_kernel[(n, triton.cdiv(ho * wo, _BLOCK_P),
@@ -563,4 +603,4 @@ def branch_grads(grad,
                               *[s for out in outputs for s in strides(out)],
                               BLOCK_P=_BLOCK_P,
                               BLOCK_C=block_c)
-    return tuple(outputs)
+    return (*outputs, *pooled)

@@ -24,8 +24,9 @@ import triton.language as tl
 from ..sru import GAMMA_SUM_EPS
 from ._layout import (dense, empty_like_layout, kernel_arg, next_power_of_2,
                       pixel_block, strides)
-from ._tiles import dot_options, load_tile, program_tile, store_tile
-from ._workspace import scratch
+from ._tiles import (dot_options, load_tile, load_unpooled, program_tile,
+                     store_tile, zero_share)
+from ._workspace import scratch, zeroed_on_error
 
 _TILE = 4096  # values per program tile
 
@@ -89,13 +90,7 @@ def _group_stats_kernel(part_ptr, stats_ptr, C, HW, G, NG, num_blocks, eps,
     var = tl.sum(tl.sum(spread, axis=1), axis=0) / total
     tl.store(stats_ptr + row, mean)
     tl.store(stats_ptr + NG + row, 1.0 / tl.sqrt(var + eps))
-    share = tl.cdiv(zero_numel, NG)
-    for start in range(row * share, (row + 1) * share, BLOCK_ZERO):
-        i = start + tl.arange(0, BLOCK_ZERO)
-        tl.store(
-            stats_ptr + 2 * NG + i,
-            0.0,
-            mask=(i < zero_numel) & (i < (row + 1) * share))
+    zero_share(stats_ptr + 2 * NG, zero_numel, row, NG, BLOCK_ZERO)
 
 
 @triton.jit
@@ -207,18 +202,24 @@ def _through_squeeze(g, w_ptr, o, o_mask, c, c_mask, half,
 
 
 @triton.jit
-def _backward_tiles(x_ptr, gu_ptr, gl_ptr, w_up_ptr, w_low_ptr, weight_ptr,
-                    bias_ptr, stats_ptr, NG, half, SQ, HW, G, stride_n,
-                    stride_c, stride_p, gu_stride_n, gu_stride_c, gu_stride_p,
-                    gl_stride_n, gl_stride_c, gl_stride_p, gamma_eps,
-                    SQUEEZED: tl.constexpr, DOT_DTYPE: tl.constexpr,
-                    PRECISION: tl.constexpr, BLOCK_P: tl.constexpr,
-                    BLOCK_C: tl.constexpr, BLOCK_O: tl.constexpr,
-                    BLOCK_ALL_C: tl.constexpr):
-    """What both backward passes load and recompute for their tile. With
-    ``SQUEEZED`` the incoming gradients are those of the squeeze
-    convolutions' outputs (``SQ`` channels, weights ``w_up``/``w_low``),
-    taken back through them here; they are returned too."""
+def _backward_tiles(x_ptr, gu_ptr, gl_ptr, pu_ptr, pr_ptr, w_up_ptr, w_low_ptr,
+                    weight_ptr, bias_ptr, stats_ptr, NG, half, SQ, H, W, Wo, G,
+                    stride_n, stride_c, stride_p, gu_sn, gu_sc, gu_sp, gl_sn,
+                    gl_sc, gl_sp, pu_sn, pu_sc, pu_sp, pr_sn, pr_sc, pr_sp,
+                    gamma_eps, SQUEEZED: tl.constexpr, STRIDE: tl.constexpr,
+                    DOT_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
+                    BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+                    BLOCK_O: tl.constexpr, BLOCK_ALL_C: tl.constexpr):
+    """What both backward passes load and recompute for their tile: the
+    gradients of the two SRU halves, at ``gu`` and ``gl``. With
+    ``SQUEEZED`` they are the CRU's, of its squeezed inputs (``SQ``
+    channels; squeeze weights ``w_up``/``w_low``), in the pieces its
+    convolutions leave them: ``X_up``'s is ``gu`` (the grouped
+    convolution's) plus ``unpool(pu)`` (``PWC1``'s), ``X_low``'s is
+    ``unpool(gl + pr)`` (``PWC2``'s and the reused branch's); ``unpool``
+    undoes ``STRIDE``'s pooling (:func:`load_unpooled`), and the sums are
+    taken back through the squeeze weights here and returned too."""
+    HW = H * W
     n, p, c, c_mask, mask = _tile_indices(half, HW, BLOCK_P, BLOCK_C)
     x_a = load_tile(x_ptr, n, p, c, mask, stride_n, stride_c, stride_p)
     x_b = load_tile(x_ptr, n, p, c + half, mask, stride_n, stride_c, stride_p)
@@ -226,19 +227,21 @@ def _backward_tiles(x_ptr, gu_ptr, gl_ptr, w_up_ptr, w_low_ptr, weight_ptr,
         o = tl.arange(0, BLOCK_O)
         o_mask = o < SQ
         squeezed_mask = (p < HW)[:, None] & o_mask[None, :]
-        g_up_sq = load_tile(gu_ptr, n, p, o, squeezed_mask, gu_stride_n,
-                            gu_stride_c, gu_stride_p)
-        g_low_sq = load_tile(gl_ptr, n, p, o, squeezed_mask, gl_stride_n,
-                             gl_stride_c, gl_stride_p)
+        g_up_sq = load_tile(gu_ptr, n, p, o, squeezed_mask, gu_sn,
+                            gu_sc, gu_sp) + load_unpooled(
+                                pu_ptr, n, p, o, squeezed_mask, H, W, Wo,
+                                pu_sn, pu_sc, pu_sp, STRIDE)
+        g_low_sq = load_unpooled(gl_ptr, n, p, o, squeezed_mask, H, W, Wo,
+                                 gl_sn, gl_sc, gl_sp, STRIDE) + load_unpooled(
+                                     pr_ptr, n, p, o, squeezed_mask, H, W, Wo,
+                                     pr_sn, pr_sc, pr_sp, STRIDE)
         g_up = _through_squeeze(g_up_sq, w_up_ptr, o, o_mask, c, c_mask, half,
                                 DOT_DTYPE, PRECISION)
         g_low = _through_squeeze(g_low_sq, w_low_ptr, o, o_mask, c, c_mask,
                                  half, DOT_DTYPE, PRECISION)
     else:
-        g_up = load_tile(gu_ptr, n, p, c, mask, gu_stride_n, gu_stride_c,
-                         gu_stride_p)
-        g_low = load_tile(gl_ptr, n, p, c, mask, gl_stride_n, gl_stride_c,
-                          gl_stride_p)
+        g_up = load_tile(gu_ptr, n, p, c, mask, gu_sn, gu_sc, gu_sp)
+        g_low = load_tile(gl_ptr, n, p, c, mask, gl_sn, gl_sc, gl_sp)
         g_up_sq = g_up
         g_low_sq = g_low
     group_channels = 2 * half // G
@@ -254,29 +257,28 @@ def _backward_tiles(x_ptr, gu_ptr, gl_ptr, w_up_ptr, w_low_ptr, weight_ptr,
 
 
 @triton.jit
-def _backward_sums_kernel(x_ptr, gu_ptr, gl_ptr, w_up_ptr, w_low_ptr,
-                          weight_ptr, bias_ptr, stats_ptr, NG, sums_ptr, half,
-                          SQ, HW, G, stride_n, stride_c, stride_p, gu_stride_n,
-                          gu_stride_c, gu_stride_p, gl_stride_n, gl_stride_c,
-                          gl_stride_p, threshold, gamma_eps,
-                          SQUEEZED: tl.constexpr, DOT_DTYPE: tl.constexpr,
-                          PRECISION: tl.constexpr, BLOCK_P: tl.constexpr,
-                          BLOCK_C: tl.constexpr, BLOCK_O: tl.constexpr,
-                          BLOCK_ALL_C: tl.constexpr):
+def _backward_sums_kernel(
+        x_ptr, gu_ptr, gl_ptr, pu_ptr, pr_ptr, w_up_ptr, w_low_ptr, weight_ptr,
+        bias_ptr, stats_ptr, NG, sums_ptr, sums_offset, half, SQ, H, W, Wo, G,
+        stride_n, stride_c, stride_p, gu_sn, gu_sc, gu_sp, gl_sn, gl_sc, gl_sp,
+        pu_sn, pu_sc, pu_sp, pr_sn, pr_sc, pr_sp, threshold, gamma_eps,
+        SQUEEZED: tl.constexpr, STRIDE: tl.constexpr, DOT_DTYPE: tl.constexpr,
+        PRECISION: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+        BLOCK_O: tl.constexpr, BLOCK_ALL_C: tl.constexpr):
     """Adds per (sample, channel) ``sum dz * x_hat`` and ``sum dz`` into
-    ``sums`` (``(N, 2, C)``, zeroed; soft gate only: the hard gate sends
-    nothing to the GroupNorm)."""
+    ``sums`` from ``sums_offset`` on (``(N, 2, C)``, zeroed; soft gate
+    only: the hard gate sends nothing to the GroupNorm)."""
     (n, p, c, c_mask, mask, x_a, x_b, g_up, g_low, r_a,
      xh_a, _, _, r_b, xh_b, _, _, _, _) = _backward_tiles(
-         x_ptr, gu_ptr, gl_ptr, w_up_ptr, w_low_ptr, weight_ptr, bias_ptr,
-         stats_ptr, NG, half, SQ, HW, G, stride_n, stride_c, stride_p,
-         gu_stride_n, gu_stride_c, gu_stride_p, gl_stride_n, gl_stride_c,
-         gl_stride_p, gamma_eps, SQUEEZED, DOT_DTYPE, PRECISION, BLOCK_P,
-         BLOCK_C, BLOCK_O, BLOCK_ALL_C)
+         x_ptr, gu_ptr, gl_ptr, pu_ptr, pr_ptr, w_up_ptr, w_low_ptr,
+         weight_ptr, bias_ptr, stats_ptr, NG, half, SQ, H, W, Wo, G, stride_n,
+         stride_c, stride_p, gu_sn, gu_sc, gu_sp, gl_sn, gl_sc, gl_sp, pu_sn,
+         pu_sc, pu_sp, pr_sn, pr_sc, pr_sp, gamma_eps, SQUEEZED, STRIDE,
+         DOT_DTYPE, PRECISION, BLOCK_P, BLOCK_C, BLOCK_O, BLOCK_ALL_C)
     g_sum = g_up + g_low
     dz_a = tl.where(mask, _grad_z(x_a, r_a, g_sum, threshold), 0.0)
     dz_b = tl.where(mask, _grad_z(x_b, r_b, g_sum, threshold), 0.0)
-    out = sums_ptr + n * 4 * half + c
+    out = sums_ptr + sums_offset + n * 4 * half + c
     tl.atomic_add(out, tl.sum(dz_a * xh_a, axis=0), mask=c_mask)
     tl.atomic_add(out + half, tl.sum(dz_b * xh_b, axis=0), mask=c_mask)
     tl.atomic_add(out + 2 * half, tl.sum(dz_a, axis=0), mask=c_mask)
@@ -284,9 +286,9 @@ def _backward_sums_kernel(x_ptr, gu_ptr, gl_ptr, w_up_ptr, w_low_ptr,
 
 
 @triton.jit
-def _backward_affine_kernel(sums_ptr, weight_ptr, bias_ptr, coef_ptr,
-                            grad_weight_ptr, grad_bias_ptr, N, C, G, HW,
-                            gamma_eps, BLOCK_C: tl.constexpr):
+def _backward_affine_kernel(sums_ptr, sums_offset, weight_ptr, bias_ptr,
+                            coef_ptr, grad_weight_ptr, grad_bias_ptr, N, C, G,
+                            HW, gamma_eps, BLOCK_C: tl.constexpr):
     """One program: from the ``(N, 2, C)`` sums of
     :func:`_backward_sums_kernel`, the per (sample, group) coefficients
     ``c1`` (group mean of ``dz w``) and ``c2`` (of ``dz w x_hat``) at
@@ -294,6 +296,7 @@ def _backward_affine_kernel(sums_ptr, weight_ptr, bias_ptr, coef_ptr,
     ``gamma`` and ``beta`` through the affine ``(gamma W_gamma, beta
     W_gamma)``, ``W_gamma = gamma / s`` (Eq. 2; ``s = sum(gamma)``, kept
     away from zero, where it passes no gradient)."""
+    sums_ptr += sums_offset
     c = tl.arange(0, BLOCK_C)
     c_mask = c < C
     gamma = tl.load(weight_ptr + c, mask=c_mask, other=0.0).to(tl.float32)
@@ -362,28 +365,29 @@ def _add_weight_grad(dw_ptr, g, half_tile, c, c_mask, SQ, half,
 
 
 @triton.jit
-def _backward_input_kernel(x_ptr, gu_ptr, gl_ptr, gx_ptr, w_up_ptr, w_low_ptr,
-                           dw_up_ptr, dw_low_ptr, weight_ptr, bias_ptr,
-                           stats_ptr, NG, coef_ptr, half, SQ, HW, G, stride_n,
-                           stride_c, stride_p, gu_stride_n, gu_stride_c,
-                           gu_stride_p, gl_stride_n, gl_stride_c, gl_stride_p,
-                           threshold, gamma_eps, SOFT: tl.constexpr,
-                           SQUEEZED: tl.constexpr, DOT_DTYPE: tl.constexpr,
-                           PRECISION: tl.constexpr, BLOCK_P: tl.constexpr,
-                           BLOCK_C: tl.constexpr, BLOCK_O: tl.constexpr,
-                           BLOCK_ALL_C: tl.constexpr):
+def _backward_input_kernel(
+        x_ptr, gu_ptr, gl_ptr, pu_ptr, pr_ptr, gx_ptr, w_up_ptr, w_low_ptr,
+        dw_up_ptr, dw_low_ptr, weight_ptr, bias_ptr, stats_ptr, NG, coef_ptr,
+        zero_ptr, zero_numel, half, SQ, H, W, Wo, G, stride_n, stride_c,
+        stride_p, gu_sn, gu_sc, gu_sp, gl_sn, gl_sc, gl_sp, pu_sn, pu_sc,
+        pu_sp, pr_sn, pr_sc, pr_sp, threshold, gamma_eps, SOFT: tl.constexpr,
+        SQUEEZED: tl.constexpr, STRIDE: tl.constexpr, DOT_DTYPE: tl.constexpr,
+        PRECISION: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+        BLOCK_O: tl.constexpr, BLOCK_ALL_C: tl.constexpr):
     """``grad_x``: the gate's direct term plus (soft) the GroupNorm's,
     ``rstd (dz w - c1 - x_hat c2)``, with ``c1, c2`` per (sample, group)
     in ``coef_ptr`` as rows ``[c1; c2]``; with ``SQUEEZED`` also the
     squeeze convolutions' weight gradients (added into ``dw_up``,
-    ``dw_low``), from the SRU halves recomputed here."""
+    ``dw_low``), from the SRU halves recomputed here. The last kernel of
+    the backward: it zeroes the ``zero_numel`` accumulators at
+    ``zero_ptr`` that earlier ones read (:mod:`._workspace`)."""
     (n, p, c, c_mask, mask, x_a, x_b, g_up, g_low, r_a, xh_a, w_a, rstd_a, r_b,
      xh_b, w_b, rstd_b, g_up_sq, g_low_sq) = _backward_tiles(
-         x_ptr, gu_ptr, gl_ptr, w_up_ptr, w_low_ptr, weight_ptr, bias_ptr,
-         stats_ptr, NG, half, SQ, HW, G, stride_n, stride_c, stride_p,
-         gu_stride_n, gu_stride_c, gu_stride_p, gl_stride_n, gl_stride_c,
-         gl_stride_p, gamma_eps, SQUEEZED, DOT_DTYPE, PRECISION, BLOCK_P,
-         BLOCK_C, BLOCK_O, BLOCK_ALL_C)
+         x_ptr, gu_ptr, gl_ptr, pu_ptr, pr_ptr, w_up_ptr, w_low_ptr,
+         weight_ptr, bias_ptr, stats_ptr, NG, half, SQ, H, W, Wo, G, stride_n,
+         stride_c, stride_p, gu_sn, gu_sc, gu_sp, gl_sn, gl_sc, gl_sp, pu_sn,
+         pu_sc, pu_sp, pr_sn, pr_sc, pr_sp, gamma_eps, SQUEEZED, STRIDE,
+         DOT_DTYPE, PRECISION, BLOCK_P, BLOCK_C, BLOCK_O, BLOCK_ALL_C)
     if SQUEEZED:
         w1_a, w2_a = _gate_weights(r_a, threshold, SOFT)
         w1_b, w2_b = _gate_weights(r_b, threshold, SOFT)
@@ -413,6 +417,9 @@ def _backward_input_kernel(x_ptr, gu_ptr, gl_ptr, gx_ptr, w_up_ptr, w_low_ptr,
     store_tile(gx_ptr, gx_a, n, p, c, mask, stride_n, stride_c, stride_p)
     store_tile(gx_ptr, gx_b, n, p, c + half, mask, stride_n, stride_c,
                stride_p)
+    zero_share(zero_ptr, zero_numel,
+               tl.program_id(0) * tl.num_programs(1) + tl.program_id(1),
+               tl.num_programs(0) * tl.num_programs(1), 256)
 
 
 def _grid(x, block_p):
@@ -512,104 +519,141 @@ def forward(x, gamma, beta, groups, eps, threshold, gate):
     return upper, lower, stats
 
 
-def backward(x,
-             gamma,
-             beta,
-             stats,
-             groups,
-             threshold,
-             gate,
-             grad_upper,
-             grad_lower,
-             squeeze=None):
+def backward(x, gamma, beta, stats, groups, threshold, gate, grad_upper,
+             grad_lower):
     """``(grad_x, grad_gamma, grad_beta)`` of the SRU halves, with respect
     to the GroupNorm's own ``gamma`` and ``beta``; the affine gradients are
-    None for the hard gate (its 0/1 weights pass none).
+    None for the hard gate (its 0/1 weights pass none)."""
+    return _backward(x, gamma, beta, stats, groups, threshold, gate,
+                     (grad_upper, grad_lower))
+
+
+def backward_from_cru(x, gamma, beta, stats, groups, threshold, gate,
+                      cru_grads, squeeze_weights, dtype, stride, accumulators):
+    """:func:`backward` from the gradients of the CRU's squeezed inputs
+    (``alpha=0.5``) as its convolutions leave them: the kernels add them up
+    and take them back through the squeeze weights themselves, and add up
+    the weights' gradients from the SRU halves they recompute, so neither
+    the halves nor the sums are ever written.
 
     Args:
-        squeeze (tuple, optional): ``(w_up, w_low, dtype)``: the incoming
-            gradients are those of the squeeze convolutions' outputs (in
-            ``dtype``) that took the halves; the kernels take them back
-            through the weights themselves and also return the weights'
-            gradients, so the halves are never written. Default: None.
+        cru_grads (tuple[Tensor]): ``X_up``'s gradient from the grouped
+            convolution (full resolution), then those of the pooled
+            ``pool(X_up)`` from ``PWC1``, ``pool(X_low)`` from ``PWC2`` and
+            from the reused branch.
+        squeeze_weights (tuple[Tensor, Tensor]): ``w_up``, ``w_low``.
+        dtype (torch.dtype): The squeeze convolutions' dtype.
+        stride (int): The CRU's pooling stride.
+        accumulators (Tensor): A zeroed fp32 scratch (:mod:`._workspace`)
+            with ``2 N C`` values from ``2 N C_out`` on for the GroupNorm
+            sums (soft gate); earlier kernels' accumulators before them.
+            The last kernel zeroes all of it.
 
     Returns:
-        tuple: ``(grad_x, grad_gamma, grad_beta)``, then with ``squeeze``
-        ``(grad_w_up, grad_w_low)`` (fp32).
+        tuple: ``(grad_x, grad_gamma, grad_beta, grad_w_up, grad_w_low)``,
+        the weights' gradients fp32.
     """
-    x, grad_upper, grad_lower = dense(x), dense(grad_upper), dense(grad_lower)
+    return _backward(x, gamma, beta, stats, groups, threshold, gate, cru_grads,
+                     (*squeeze_weights, dtype), stride, accumulators)
+
+
+def _backward(x,
+              gamma,
+              beta,
+              stats,
+              groups,
+              threshold,
+              gate,
+              grads,
+              squeeze=None,
+              stride=1,
+              accumulators=None):
+    x = dense(x)
+    grads = [dense(g) for g in grads]
     n, c, h, w = x.shape
     gamma, beta = kernel_arg(gamma), kernel_arg(beta)
     block_c = max(16, next_power_of_2(c // 2))
     block_p = pixel_block(block_c, _TILE // 4)
     grid = _grid(x, block_p)
     soft = gate == 'soft'
-    tensors = (x, grad_upper, grad_lower)
-    layout = [s for t in tensors for s in strides(t)]
     if squeeze is None:
         w_up = w_low = grad_w_up = grad_w_low = gamma  # never read
         out_channels, dot = 1, dot_options(torch.float32, x.device)
+        (grad_up, grad_low), pooled_up, reused = grads, grads[0], grads[0]
     else:
+        grad_up, pooled_up, grad_low, reused = grads
         w_up, w_low, dtype = squeeze
         w_up, w_low = kernel_arg(w_up), kernel_arg(w_low)
         out_channels, dot = w_up.shape[0], dot_options(dtype, x.device)
         grad_w_up, grad_w_low = (
             torch.zeros(t.shape, dtype=torch.float32, device=x.device)
             for t in (w_up, w_low))
-    sizes = dict(
+    pointers = (x, grad_up, grad_low, pooled_up, reused)
+    layout = [s for t in pointers for s in strides(t)]
+    sizes = (c // 2, out_channels, h, w, pooled_up.shape[-1], groups, *layout)
+    settings = dict(
         SQUEEZED=squeeze is not None,
+        STRIDE=stride,
         **dot,
         BLOCK_P=block_p,
         BLOCK_C=block_c,
         BLOCK_O=max(16, next_power_of_2(out_channels)),
         BLOCK_ALL_C=next_power_of_2(c))
+    if accumulators is None and soft:
+        accumulators = scratch(
+            'sru.backward_sums', (n, 2, c),
+            torch.float32,
+            x.device,
+            zeroed=True)
+    # The hard gate has no sums, and maybe nothing to zero.
+    zero_numel = 0 if accumulators is None else accumulators.numel()
+    sums_offset = zero_numel - 2 * n * c
     grad_gamma = grad_beta = None
     coefficients = stats  # the hard gate never reads them
-    if soft:
-        sums = torch.zeros((n, 2, c), dtype=torch.float32, device=x.device)
-        _backward_sums_kernel[grid](*tensors, w_up, w_low, gamma, beta, stats,
-                                    n * groups, sums, c // 2, out_channels,
-                                    h * w, groups, *layout, threshold,
-                                    GAMMA_SUM_EPS, **sizes)
-        coefficients = scratch('sru.coefficients', (2, n * groups),
-                               torch.float32, x.device)
-        grad_gamma = torch.empty(c, dtype=torch.float32, device=x.device)
-        grad_beta = torch.empty_like(grad_gamma)
-        _backward_affine_kernel[(1, )](
-            sums,
+    with zeroed_on_error(accumulators):
+        if soft:
+            _backward_sums_kernel[grid](*pointers, w_up, w_low, gamma, beta,
+                                        stats, n * groups, accumulators,
+                                        sums_offset, *sizes, threshold,
+                                        GAMMA_SUM_EPS, **settings)
+            coefficients = scratch('sru.coefficients', (2, n * groups),
+                                   torch.float32, x.device)
+            grad_gamma = torch.empty(c, dtype=torch.float32, device=x.device)
+            grad_beta = torch.empty_like(grad_gamma)
+            _backward_affine_kernel[(1, )](
+                accumulators,
+                sums_offset,
+                gamma,
+                beta,
+                coefficients,
+                grad_gamma,
+                grad_beta,
+                n,
+                c,
+                groups,
+                h * w,
+                GAMMA_SUM_EPS,
+                BLOCK_C=next_power_of_2(c))
+        grad_x = torch.empty_like(x)
+        _backward_input_kernel[grid](
+            *pointers,
+            grad_x,
+            w_up,
+            w_low,
+            grad_w_up,
+            grad_w_low,
             gamma,
             beta,
+            stats,
+            n * groups,
             coefficients,
-            grad_gamma,
-            grad_beta,
-            n,
-            c,
-            groups,
-            h * w,
+            stats if accumulators is None else accumulators,
+            zero_numel,
+            *sizes,
+            threshold,
             GAMMA_SUM_EPS,
-            BLOCK_C=next_power_of_2(c))
-    grad_x = torch.empty_like(x)
-    _backward_input_kernel[grid](
-        *tensors,
-        grad_x,
-        w_up,
-        w_low,
-        grad_w_up,
-        grad_w_low,
-        gamma,
-        beta,
-        stats,
-        n * groups,
-        coefficients,
-        c // 2,
-        out_channels,
-        h * w,
-        groups,
-        *layout,
-        threshold,
-        GAMMA_SUM_EPS,
-        SOFT=soft,
-        **sizes)
+            SOFT=soft,
+            **settings)
     if squeeze is None:
         return grad_x, grad_gamma, grad_beta
     return grad_x, grad_gamma, grad_beta, grad_w_up, grad_w_low

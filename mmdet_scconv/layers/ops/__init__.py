@@ -4,9 +4,9 @@ kernels of :mod:`..kernels`, imported on use: the core imports without
 triton), its PyTorch twin, its fake implementation and its autograd formula.
 
 * ``mmdet_scconv::sru`` (+ ``sru_backward``): the SRU's two output halves;
-* ``mmdet_scconv::sru_squeeze`` (+ ``sru_squeeze_backward``): the SRU
-  through the CRU's squeeze convolutions (``alpha=0.5``);
 * ``mmdet_scconv::cru`` (+ ``cru_backward``): the CRU from its squeezed inputs;
+* ``mmdet_scconv::scconv`` (+ ``scconv_backward``): a whole layer
+  (``alpha=0.5``) for training;
 * ``mmdet_scconv::scconv_inference``: a whole layer without autograd;
 * ``mmdet_scconv::sru_inference`` (+ ``sru_inference_pooled``, its lower
   half pooled 2x2): the SRU without autograd off the Triton kernels, on
@@ -20,12 +20,12 @@ traces a model without graph breaks and keeps the kernels, and
 ``torch.library.opcheck`` checks each.
 """
 from .cru import cru, cru_backward
+from .scconv import scconv, scconv_backward
 from .scconv_inference import scconv_inference
 from .sru import sru, sru_backward
 from .sru_inference import sru_inference, sru_inference_pooled
-from .sru_squeeze import sru_squeeze, sru_squeeze_backward
 
 __all__ = [
-    'sru', 'sru_backward', 'sru_squeeze', 'sru_squeeze_backward', 'cru',
-    'cru_backward', 'scconv_inference', 'sru_inference', 'sru_inference_pooled'
+    'sru', 'sru_backward', 'cru', 'cru_backward', 'scconv', 'scconv_backward',
+    'scconv_inference', 'sru_inference', 'sru_inference_pooled'
 ]

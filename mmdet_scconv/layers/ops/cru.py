@@ -56,7 +56,50 @@ def _branch_grads_torch(grad, x_up, x_low, w_gwc, w_up, w_low, stride,
     grad_y1 = (beta1 * grad + ds).to(dtype)
     grad_y2 = ((1 - beta1) * grad - ds).to(dtype)
     c_p = w_low.shape[0]
-    return grad_y1, grad_y2[:, :c_p], grad_y2[:, c_p:]
+    return (grad_y1, grad_y2[:, :c_p], grad_y2[:, c_p:],
+            downsample(cast(x_up, dtype),
+                       stride), downsample(cast(x_low, dtype), stride))
+
+
+def branch_grads(grad,
+                 x_up,
+                 x_low,
+                 w_gwc,
+                 w_up,
+                 w_low,
+                 sums,
+                 sums_offset,
+                 stride,
+                 dilation,
+                 groups,
+                 dtype,
+                 kernels,
+                 accumulators=None):
+    """``dY1``, ``dY2`` as its ``PWC2`` and reused channels, and the pooled
+    inputs ``pool(X_up)``, ``pool(X_low)``: the kernels'
+    (:func:`..kernels.cru.branch_grads`, ``accumulators`` as there) or the
+    twin's."""
+    args = (x_up, x_low, w_gwc, w_up, w_low, stride, dilation, groups, dtype)
+    if kernels:
+        from ..kernels import cru as cru_kernels
+        return cru_kernels.branch_grads(grad, *args, sums, sums_offset,
+                                        accumulators)
+    return _branch_grads_torch(grad, *args)
+
+
+def conv_grads_in_pieces(grad_y1, grad_p, x_up, pooled_up, pooled_low, w_gwc,
+                         w_up, w_low, stride, dilation, groups, dtype):
+    """The CRU's three convolutions' gradients (cuDNN's, one call each)
+    from those of its branches: ``X_up``'s from the grouped convolution,
+    ``pool(X_up)``'s from ``PWC1``, ``pool(X_low)``'s from ``PWC2`` (not
+    yet added up nor unpooled), then the three weights'."""
+    grad_up, grad_w_gwc = conv_grads(grad_y1, cast(x_up, dtype), w_gwc, dtype,
+                                     stride, dilation * (w_gwc.shape[-1] // 2),
+                                     dilation, groups)
+    grad_pooled_up, grad_w_up = conv_grads(grad_y1, pooled_up, w_up, dtype)
+    grad_pooled_low, grad_w_low = conv_grads(grad_p, pooled_low, w_low, dtype)
+    return (grad_up, grad_pooled_up, grad_pooled_low, grad_w_gwc, grad_w_up,
+            grad_w_low)
 
 
 def _unpool(grad, x, stride):
@@ -67,23 +110,6 @@ def _unpool(grad, x, stride):
     return torch.ops.aten.avg_pool2d_backward(grad, x, [stride, stride],
                                               [stride, stride], [0, 0], True,
                                               False, None)
-
-
-def _input_grads(grad_y1, grad_p, grad_reuse, x_up, x_low, w_gwc, w_up, w_low,
-                 stride, dilation, groups, dtype):
-    """Inputs' and weights' gradients of the CRU's convolutions (cuDNN's)
-    from those of its branches."""
-    x_up, x_low = cast(x_up, dtype), cast(x_low, dtype)
-    grad_up, grad_w_gwc = conv_grads(grad_y1, x_up, w_gwc, dtype, stride,
-                                     dilation * (w_gwc.shape[-1] // 2),
-                                     dilation, groups)
-    grad_pooled_up, grad_w_up = conv_grads(grad_y1, downsample(x_up, stride),
-                                           w_up, dtype)
-    grad_pooled_low, grad_w_low = conv_grads(grad_p, downsample(x_low, stride),
-                                             w_low, dtype)
-    grad_up = grad_up + _unpool(grad_pooled_up, x_up, stride)
-    grad_low = _unpool(grad_pooled_low + grad_reuse, x_low, stride)
-    return [grad_up, grad_low, grad_w_gwc, grad_w_up, grad_w_low]
 
 
 @torch.library.custom_op('mmdet_scconv::cru', mutates_args=())
@@ -121,6 +147,14 @@ def cru(x_up: torch.Tensor, x_low: torch.Tensor, w_gwc: torch.Tensor,
         return cru_kernels.cru_forward(x_up, x_low, w_gwc, w_up, w_low, stride,
                                        dilation, groups, affine, dtype, sums,
                                        sums_offset)
+    return cru_twin(x_up, x_low, w_gwc, w_up, w_low, affine, stride, dilation,
+                    groups, dtype)
+
+
+def cru_twin(x_up, x_low, w_gwc, w_up, w_low, affine, stride, dilation, groups,
+             dtype):
+    """The PyTorch twin of :func:`cru` (``affine``: fp32 ``(scale, shift)``
+    or None)."""
     y1, y2 = branches(x_up, x_low, w_gwc, w_up, w_low, stride, dilation,
                       groups, dtype)
     y = torch.lerp(y2, y1, branch_weight(y1, y2).to(dtype))
@@ -152,16 +186,25 @@ def cru_backward(grad: torch.Tensor, x_up: torch.Tensor, x_low: torch.Tensor,
                  kernels: bool) -> list[torch.Tensor]:
     """The gradients of :func:`cru`'s output (without a folded affine):
     ``[grad_x_up, grad_x_low, grad_w_gwc, grad_w_up, grad_w_low]``."""
-    args = (x_up, x_low, w_gwc, w_up, w_low, stride, dilation, groups, dtype)
-    if kernels:
-        from ..kernels import cru as cru_kernels
-        branch = cru_kernels.branch_grads(grad, *args, sums, sums_offset)
-    else:
-        branch = _branch_grads_torch(grad, *args)
-    grads = _input_grads(*branch, *args)
+    return cru_grads(grad, x_up, x_low, w_gwc, w_up, w_low, sums, sums_offset,
+                     stride, dilation, groups, dtype, kernels)
+
+
+def cru_grads(grad, x_up, x_low, w_gwc, w_up, w_low, sums, sums_offset, stride,
+              dilation, groups, dtype, kernels):
+    """:func:`cru_backward` (a plain function)."""
+    grad_y1, grad_p, grad_reused, pooled_up, pooled_low = branch_grads(
+        grad, x_up, x_low, w_gwc, w_up, w_low, sums, sums_offset, stride,
+        dilation, groups, dtype, kernels)
+    (grad_up, grad_pooled_up, grad_pooled_low,
+     *weight_grads) = conv_grads_in_pieces(grad_y1, grad_p, x_up, pooled_up,
+                                           pooled_low, w_gwc, w_up, w_low,
+                                           stride, dilation, groups, dtype)
+    grad_up = grad_up + _unpool(grad_pooled_up, x_up, stride)
+    grad_low = _unpool(grad_pooled_low + grad_reused, x_low, stride)
     return [
-        cast(grads[0], x_up.dtype),
-        cast(grads[1], x_low.dtype), *grads[2:]
+        cast(grad_up, x_up.dtype),
+        cast(grad_low, x_low.dtype), *weight_grads
     ]
 
 

@@ -9,12 +9,10 @@ the CRU's pooled statistics as it stores the squeezed tensors) and the CRU
 kernel (:mod:`..kernels.cru`). Everything between them lives in reused
 scratch buffers (:mod:`..kernels._workspace`), since nothing of it is
 returned or kept: eager inference on a GPU is bound by the host's cost per
-call. The PyTorch twin composes the twins of ``mmdet_scconv::sru_squeeze`` and
-``mmdet_scconv::cru``.
+call. The PyTorch twin is ``mmdet_scconv::scconv``'s.
 
-There is no autograd formula: training composes
-``mmdet_scconv::sru_squeeze`` and ``mmdet_scconv::cru``, which save what
-their backward needs.
+There is no autograd formula: training runs ``mmdet_scconv::scconv``,
+which returns what its backward needs.
 """
 from typing import Optional
 
@@ -22,8 +20,8 @@ import torch
 
 from ..kernels._layout import empty_like_layout
 from ._common import cast
-from .cru import cru
-from .sru_squeeze import sru_squeeze
+from .cru import cru_twin
+from .scconv import squeeze_twin
 
 
 @torch.library.custom_op('mmdet_scconv::scconv_inference', mutates_args=())
@@ -49,7 +47,8 @@ def scconv_inference(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
         kernels (bool): Run the Triton kernels, else the PyTorch twins.
     """
     gwc_groups = w_squeeze_up.shape[0] // w_gwc.shape[1]
-    kernel_size = w_gwc.shape[-1]
+    affine = None if scale is None else (cast(scale, torch.float32),
+                                         cast(shift, torch.float32))
     if kernels:
         from ..kernels import cru as cru_kernels
         from ..kernels import sru_squeeze as squeeze_kernels
@@ -63,18 +62,15 @@ def scconv_inference(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
             eps,
             threshold,
             gate,
-            dtype, (kernel_size, stride, dilation),
+            dtype, (w_gwc.shape[-1], stride, dilation),
             reuse=True)
-        affine = None if scale is None else (cast(scale, torch.float32),
-                                             cast(shift, torch.float32))
         return cru_kernels.cru_forward(up, low, w_gwc, w_pwc_up, w_pwc_low,
                                        stride, dilation, gwc_groups, affine,
                                        dtype, stats, 2 * x.shape[0] * groups)
-    up, low, stats = sru_squeeze(x, gamma, beta, w_squeeze_up, w_squeeze_low,
-                                 groups, eps, threshold, gate, dtype,
-                                 kernel_size, stride, dilation, False)
-    return cru(up, low, w_gwc, w_pwc_up, w_pwc_low, None, 0, scale, shift,
-               stride, dilation, gwc_groups, dtype, False)
+    up, low, _ = squeeze_twin(x, gamma, beta, w_squeeze_up, w_squeeze_low,
+                              groups, eps, threshold, gate, dtype)
+    return cru_twin(up, low, w_gwc, w_pwc_up, w_pwc_low, affine, stride,
+                    dilation, gwc_groups, dtype)
 
 
 @scconv_inference.register_fake
