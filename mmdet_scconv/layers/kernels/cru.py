@@ -29,8 +29,9 @@ the zeroing of their small sums buffer) instead of three convolutions,
 their weight casts, a sum and two fuse kernels.
 
 * :func:`branch_grads` is the backward's share: it computes the branches
-  once more for ``dL/dbeta1`` and writes ``dY1`` and ``dY2``; the
-  convolutions' gradients are cuDNN's (:mod:`..ops.cru`).
+  once more for ``dL/dbeta1`` (storing the pooled inputs of a strided CRU
+  as it goes) and writes ``dY1`` and ``dY2``; the convolutions' gradients
+  are cuDNN's (:mod:`..ops.cru`).
 """
 import torch
 import triton

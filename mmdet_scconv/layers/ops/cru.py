@@ -11,7 +11,9 @@ Backward: the branch gradients ``dY1 = beta1 dY + ds`` and ``dY2 = beta2 dY
 ``dL/dbeta1`` evenly) come from two kernel launches that compute the
 branches once more (they were never stored); the convolutions' input and
 weight gradients come from one ``convolution_backward`` call each
-(:func:`conv_grads`), shared by both sides.
+(:func:`conv_grads_in_pieces`), shared by both sides and by
+``mmdet_scconv::scconv``, which hands them to the SRU's backward kernels
+unsummed.
 """
 from typing import Optional
 
@@ -126,8 +128,8 @@ def cru(x_up: torch.Tensor, x_low: torch.Tensor, w_gwc: torch.Tensor,
         w_gwc (Tensor): ``gwc`` weight, ``(C, C_up / groups, k, k)``.
         w_up, w_low (Tensor): ``pwc_up`` and ``pwc_low`` weights.
         sums (Tensor, optional): The inputs' pooled sums from
-            ``sums_offset`` on, as ``mmdet_scconv::sru_squeeze`` adds them
-            up on the kernels; else the kernels add them up in a pass of
+            ``sums_offset`` on, as the SRU+squeeze GEMM
+            (:mod:`..kernels.sru_squeeze`) adds them up on the kernels; else the kernels add them up in a pass of
             their own. The twin ignores them.
         sums_offset (int): See ``sums``.
         scale, shift (Tensor, optional): A folded BatchNorm's per-channel

@@ -13,7 +13,7 @@ runs for every other dtype and device, and in place of the compiled kernel
 where that was not built, with a warning.
 
 There is no autograd formula: training goes through ``mmdet_scconv::sru``
-or ``mmdet_scconv::sru_squeeze``, which save what their backward needs.
+or ``mmdet_scconv::scconv``, which keep what their backward needs.
 """
 import functools
 import warnings
