@@ -129,8 +129,9 @@ def cru(x_up: torch.Tensor, x_low: torch.Tensor, w_gwc: torch.Tensor,
         w_up, w_low (Tensor): ``pwc_up`` and ``pwc_low`` weights.
         sums (Tensor, optional): The inputs' pooled sums from
             ``sums_offset`` on, as the SRU+squeeze GEMM
-            (:mod:`..kernels.sru_squeeze`) adds them up on the kernels; else the kernels add them up in a pass of
-            their own. The twin ignores them.
+            (:mod:`..kernels.sru_squeeze`) adds them up on the kernels;
+            else the kernels add them up in a pass of their own. The twin
+            ignores them.
         sums_offset (int): See ``sums``.
         scale, shift (Tensor, optional): A folded BatchNorm's per-channel
             affine, applied to the output.
