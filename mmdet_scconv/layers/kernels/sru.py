@@ -12,10 +12,13 @@ backward, so no parameter-sized op runs on the host:
   spread) into one fp32 statistics tensor, then one kernel that reads ``x``
   once and writes the two output halves;
 * backward: one pass adding up the per-channel sums the GroupNorm gradient
-  needs, one single-program kernel turning them into the per-group
-  coefficients and the ``gamma``/``beta`` gradients, one pass writing
-  ``grad_x``; the reweights are recomputed from the saved statistics, never
-  stored.
+  needs (into a reused zeroed scratch), one single-program kernel turning
+  them into the per-group coefficients and the ``gamma``/``beta``
+  gradients, one pass writing ``grad_x`` that also zeroes the sums again
+  for their next user; the reweights are recomputed from the saved
+  statistics, never stored. Behind the CRU's squeeze convolutions
+  (:func:`backward_from_cru`) the passes read the CRU's input gradients
+  as its convolutions leave them.
 """
 import torch
 import triton
