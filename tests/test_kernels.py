@@ -348,9 +348,9 @@ def test_backward_accumulators_are_left_zeroed(monkeypatch, gate):
     last kernel zeroes: a second step gives the same gradients, the buffer
     is zeros after each, and a backward that fails midway zeroes it too."""
     scconv = randomise(
-        SCConv(32, 32, stride=2, gn_groups=8, gate=gate,
+        SCConv(16, 16, stride=2, gn_groups=4, gate=gate,
                impl='triton')).to(DEVICE)
-    x = torch.randn(2, 32, 6, 6, device=DEVICE)
+    x = torch.randn(2, 16, 4, 4, device=DEVICE)
     _workspace.clear()
     first = _layer_grads(scconv, x)
     accumulators = [
