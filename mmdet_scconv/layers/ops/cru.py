@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .._numerics import at_least_fp32
-from ..cru import downsample
+from ..cru import downsample, strided_size
 from ..kernels._layout import empty_like_layout
 from ._common import cast, conv_grads
 
@@ -176,9 +176,15 @@ def _channels_last(x):
 @cru.register_fake
 def _(x_up, x_low, w_gwc, w_up, w_low, sums, sums_offset, scale, shift, stride,
       dilation, groups, dtype, kernels):
-    h, w = x_up.shape[-2:]
-    size = ((h - 1) // stride + 1, (w - 1) // stride + 1)
-    return empty_like_layout(x_up, w_gwc.shape[0], dtype, size=size)
+    return strided_output(x_up, w_gwc.shape[0], stride, dtype)
+
+
+def strided_output(x, channels, stride, dtype):
+    """An empty CRU output for input ``x``: ``channels`` at ``stride``, in
+    ``x``'s layout and ``dtype`` (the ops' fake implementations)."""
+    h, w = x.shape[-2:]
+    size = (strided_size(h, stride), strided_size(w, stride))
+    return empty_like_layout(x, channels, dtype, size=size)
 
 
 @torch.library.custom_op('mmdet_scconv::cru_backward', mutates_args=())

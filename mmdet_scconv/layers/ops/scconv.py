@@ -31,10 +31,10 @@ outside.
 import torch
 import torch.nn.functional as F
 
-from ..cru import strided_size
 from ..kernels._layout import empty_like_layout, sums_length
 from ._common import cast, conv_grads, in_layout_of
-from .cru import branch_grads, conv_grads_in_pieces, cru_grads, cru_twin
+from .cru import (branch_grads, conv_grads_in_pieces, cru_grads, cru_twin,
+                  strided_output)
 from .sru import (gn_affine, halves_from_stats, sru_backward_torch,
                   sru_forward, stats_tensor)
 
@@ -53,6 +53,61 @@ def squeeze_twin(x, gamma, beta, w_up, w_low, groups, eps, threshold, gate,
 
 def _gwc_groups(w_squeeze_up, w_gwc):
     return w_squeeze_up.shape[0] // w_gwc.shape[1]
+
+
+def layer_forward(x,
+                  gamma,
+                  beta,
+                  w_squeeze_up,
+                  w_squeeze_low,
+                  w_gwc,
+                  w_pwc_up,
+                  w_pwc_low,
+                  groups,
+                  eps,
+                  threshold,
+                  gate,
+                  stride,
+                  dilation,
+                  dtype,
+                  kernels,
+                  affine=None,
+                  reuse=False):
+    """The body of :func:`scconv` and of ``mmdet_scconv::scconv_inference``:
+    ``(y, up, low, stats)`` with the arguments of :func:`scconv`.
+
+    Args:
+        affine (tuple[Tensor, Tensor], optional): A folded BatchNorm's fp32
+            ``(scale, shift)``, applied to ``y``. Default: None.
+        reuse (bool): On the kernels, the squeezed tensors and the
+            statistics in reused scratch, for a caller that keeps only
+            ``y``. Default: False.
+    """
+    gwc_groups = _gwc_groups(w_squeeze_up, w_gwc)
+    if kernels:
+        from ..kernels import cru as cru_kernels
+        from ..kernels import sru_squeeze as squeeze_kernels
+        up, low, stats = squeeze_kernels.sru_squeeze(
+            x,
+            gamma,
+            beta,
+            w_squeeze_up,
+            w_squeeze_low,
+            groups,
+            eps,
+            threshold,
+            gate,
+            dtype, (w_gwc.shape[-1], stride, dilation),
+            reuse=reuse)
+        y = cru_kernels.cru_forward(up, low, w_gwc, w_pwc_up, w_pwc_low,
+                                    stride, dilation, gwc_groups, affine,
+                                    dtype, stats, 2 * x.shape[0] * groups)
+        return y, up, low, stats
+    up, low, stats = squeeze_twin(x, gamma, beta, w_squeeze_up, w_squeeze_low,
+                                  groups, eps, threshold, gate, dtype)
+    y = cru_twin(up, low, w_gwc, w_pwc_up, w_pwc_low, affine, stride, dilation,
+                 gwc_groups, dtype)
+    return y, up, low, stats
 
 
 @torch.library.custom_op('mmdet_scconv::scconv', mutates_args=())
@@ -83,30 +138,16 @@ def scconv(
         tensors and the fp32 statistics (the GroupNorm's mean and rstd,
         then on the kernels the CRU's pooled sums).
     """
-    gwc_groups = _gwc_groups(w_squeeze_up, w_gwc)
-    if kernels:
-        from ..kernels import cru as cru_kernels
-        from ..kernels import sru_squeeze as squeeze_kernels
-        up, low, stats = squeeze_kernels.sru_squeeze(
-            x, gamma, beta, w_squeeze_up, w_squeeze_low, groups, eps,
-            threshold, gate, dtype, (w_gwc.shape[-1], stride, dilation))
-        y = cru_kernels.cru_forward(up, low, w_gwc, w_pwc_up, w_pwc_low,
-                                    stride, dilation, gwc_groups, None, dtype,
-                                    stats, 2 * x.shape[0] * groups)
-        return y, up, low, stats
-    up, low, stats = squeeze_twin(x, gamma, beta, w_squeeze_up, w_squeeze_low,
-                                  groups, eps, threshold, gate, dtype)
-    y = cru_twin(up, low, w_gwc, w_pwc_up, w_pwc_low, None, stride, dilation,
-                 gwc_groups, dtype)
-    return y, up, low, stats
+    return layer_forward(x, gamma, beta, w_squeeze_up, w_squeeze_low, w_gwc,
+                         w_pwc_up, w_pwc_low, groups, eps, threshold, gate,
+                         stride, dilation, dtype, kernels)
 
 
 @scconv.register_fake
 def _(x, gamma, beta, w_squeeze_up, w_squeeze_low, w_gwc, w_pwc_up, w_pwc_low,
       groups, eps, threshold, gate, stride, dilation, dtype, kernels):
-    n, _, h, w = x.shape
-    size = (strided_size(h, stride), strided_size(w, stride))
-    y = empty_like_layout(x, w_gwc.shape[0], dtype, size=size)
+    n = x.shape[0]
+    y = strided_output(x, w_gwc.shape[0], stride, dtype)
     squeezed = empty_like_layout(x, w_squeeze_up.shape[0], dtype)
     extra = sums_length(n, squeezed.shape[1], squeezed.shape[1],
                         w_gwc.shape[-1]) if kernels else 0

@@ -18,10 +18,9 @@ from typing import Optional
 
 import torch
 
-from ..kernels._layout import empty_like_layout
 from ._common import cast
-from .cru import cru_twin
-from .scconv import squeeze_twin
+from .cru import strided_output
+from .scconv import layer_forward
 
 
 @torch.library.custom_op('mmdet_scconv::scconv_inference', mutates_args=())
@@ -46,37 +45,31 @@ def scconv_inference(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
         dtype (torch.dtype): The convolutions' dtype.
         kernels (bool): Run the Triton kernels, else the PyTorch twins.
     """
-    gwc_groups = w_squeeze_up.shape[0] // w_gwc.shape[1]
     affine = None if scale is None else (cast(scale, torch.float32),
                                          cast(shift, torch.float32))
-    if kernels:
-        from ..kernels import cru as cru_kernels
-        from ..kernels import sru_squeeze as squeeze_kernels
-        up, low, stats = squeeze_kernels.sru_squeeze(
-            x,
-            gamma,
-            beta,
-            w_squeeze_up,
-            w_squeeze_low,
-            groups,
-            eps,
-            threshold,
-            gate,
-            dtype, (w_gwc.shape[-1], stride, dilation),
-            reuse=True)
-        return cru_kernels.cru_forward(up, low, w_gwc, w_pwc_up, w_pwc_low,
-                                       stride, dilation, gwc_groups, affine,
-                                       dtype, stats, 2 * x.shape[0] * groups)
-    up, low, _ = squeeze_twin(x, gamma, beta, w_squeeze_up, w_squeeze_low,
-                              groups, eps, threshold, gate, dtype)
-    return cru_twin(up, low, w_gwc, w_pwc_up, w_pwc_low, affine, stride,
-                    dilation, gwc_groups, dtype)
+    return layer_forward(
+        x,
+        gamma,
+        beta,
+        w_squeeze_up,
+        w_squeeze_low,
+        w_gwc,
+        w_pwc_up,
+        w_pwc_low,
+        groups,
+        eps,
+        threshold,
+        gate,
+        stride,
+        dilation,
+        dtype,
+        kernels,
+        affine,
+        reuse=True)[0]
 
 
 @scconv_inference.register_fake
 def _(x, gamma, beta, w_squeeze_up, w_squeeze_low, w_gwc, w_pwc_up, w_pwc_low,
       scale, shift, groups, eps, threshold, gate, stride, dilation, dtype,
       kernels):
-    h, w = x.shape[-2:]
-    size = ((h - 1) // stride + 1, (w - 1) // stride + 1)
-    return empty_like_layout(x, w_gwc.shape[0], dtype, size=size)
+    return strided_output(x, w_gwc.shape[0], stride, dtype)
