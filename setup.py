@@ -22,6 +22,12 @@ if platform.machine().lower() in ('x86_64', 'amd64'):
         ])
 
 
+CPU_KERNEL_SOURCES = [
+    f'mmdet_scconv/csrc/{name}.cpp'
+    for name in ('module', 'sru_inference_cpu', 'cru_fuse_cpu')
+]
+
+
 def cpu_extensions():
     """The compiled CPU kernels and the command that builds them; they are
     built against the installed torch, so torch must come first and the
@@ -37,7 +43,7 @@ def cpu_extensions():
     extensions = [
         CppExtension(
             f'mmdet_scconv._cpu_{capability.lower()}',
-            ['mmdet_scconv/csrc/sru_inference_cpu.cpp'],
+            CPU_KERNEL_SOURCES,
             extra_compile_args=[
                 '-O3', '-g0', '-fopenmp', f'-DCPU_CAPABILITY={capability}',
                 f'-DCPU_CAPABILITY_{capability}'

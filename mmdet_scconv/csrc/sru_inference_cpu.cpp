@@ -4,33 +4,18 @@
 // channels (c, c + C/2) and writes both of them. The PyTorch twin of the same
 // equations (mmdet_scconv/layers/ops/sru_inference.py) makes about a dozen
 // passes over memory.
-//
-// This file is compiled once per CPU capability (setup.py defines
-// CPU_CAPABILITY and CPU_CAPABILITY_AVX2 / _AVX512 with the matching compiler
-// flags), each into its own extension module, so that no code built for a
-// wider instruction set is ever shared with a narrower build; Python imports
-// the one the running CPU supports.
-#include <ATen/Parallel.h>
-#include <ATen/cpu/vec/vec.h>
+
 #include <torch/extension.h>
 
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
+#include "common.h"
+#include "kernels.h"
+
+namespace mmdet_scconv {
 namespace {
-
-using Vec = at::vec::Vectorized<float>;
-
-// Values a thread takes at least: below this a parallel region costs more
-// than it saves, and small inputs run on the calling thread.
-constexpr int64_t kGrainValues = 32768;
-
-// parallel_for's grain for work items of `values_per_item` values each.
-inline int64_t grain_for(int64_t values_per_item) {
-  return std::max<int64_t>(
-      1, kGrainValues / std::max<int64_t>(1, values_per_item));
-}
 
 // Count, mean and sum of squared deviations of a run of values; runs are
 // summed shifted by one of their values, which keeps the variance exact when
@@ -413,12 +398,6 @@ void check_output(const torch::Tensor& out, at::IntArrayRef sizes,
 
 }  // namespace
 
-// The SRU output of `x` (N, C, H, W), fp32, contiguous NCHW or channels-last,
-// written into `out` (x's shape and layout): channels [0, C/2) are the upper
-// half (X11 + X22), [C/2, C) the lower half (X12 + X21).
-//
-// weight, bias: (C,) fp32, the GroupNorm affine already multiplied by
-// W_gamma (gn_affine in Python), so z = GN(x) * W_gamma.
 void sru_inference_out(const torch::Tensor& x, const torch::Tensor& weight,
                        const torch::Tensor& bias, int64_t num_groups,
                        double eps, double threshold, bool hard,
@@ -439,9 +418,6 @@ void sru_inference_out(const torch::Tensor& x, const torch::Tensor& weight,
   }
 }
 
-// The same with the lower half pooled 2x2, as a strided CRU uses it: `upper`
-// (N, C/2, H, W) and `lower` (N, C/2, H/2, W/2), both in x's layout; H and W
-// must be even.
 void sru_inference_pooled_out(const torch::Tensor& x,
                               const torch::Tensor& weight,
                               const torch::Tensor& bias, int64_t num_groups,
@@ -468,9 +444,4 @@ void sru_inference_pooled_out(const torch::Tensor& x,
   }
 }
 
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("sru_inference_out", &sru_inference_out,
-        "The SRU output for inference (fp32, CPU), written into out");
-  m.def("sru_inference_pooled_out", &sru_inference_pooled_out,
-        "The same with the lower half pooled 2x2, into upper and lower");
-}
+}  // namespace mmdet_scconv

@@ -23,11 +23,11 @@ this module's in-place path, against the reference modules
   channel slices, without a split copy. A strided layer whose 2x2 windows
   tile the input gets the lower half already pooled
   (``mmdet_scconv::sru_inference_pooled``).
-* CRU fuse: ``GAP(Y2) = cat(PWC2(GAP(X_low)), GAP(X_low))`` because a 1x1
-  convolution without bias commutes with the spatial mean; the output is
-  ``Y1`` itself: ``PWC1`` and ``PWC2`` (with ``beta2`` on its weight) are
-  added into it as matrix products (:func:`.pointwise.add_pointwise_`),
-  never written on their own.
+* CRU: after the grouped convolution, ``mmdet_scconv::cru_fuse``, on fp32
+  CPU tensors a compiled kernel that reads the convolution's output twice
+  (its means, then the fuse) and writes the layer's output once, ``PWC1``,
+  ``PWC2``, ``beta`` and a folded BatchNorm included; the squeezed inputs
+  are written in the grouped convolution's layout, which it reads them in.
 * Stride: the lower path is pooled before its squeeze (both are linear),
   and on the CPU an exactly tiling pool is a sum of strided slices
   (:func:`pool`).
@@ -39,17 +39,16 @@ import functools
 import warnings
 
 import torch
-import torch.nn.functional as F
 
-from ._numerics import at_least_fp32
 from .cru import downsample
 from .kernels import TRITON_AVAILABLE, require_triton
 from .ops import cru as cru_op
 from .ops import scconv as scconv_op
 from .ops import scconv_inference
 from .ops import sru as sru_op
+from .ops.cru_fuse import cru_fuse
 from .ops.sru_inference import sru_inference, sru_inference_pooled
-from .pointwise import add_pointwise_, memory_layout, pointwise
+from .pointwise import memory_layout, pointwise
 
 
 def _needs_autograd(module, x):
@@ -143,11 +142,13 @@ def _scconv_in_place(scconv, x):
         x_up, x_low = torch.split(
             sru_inference(*args), [cru.up_channels, cru.low_channels], 1)
         x_low = pool(x_low, cru.stride)
-    x_up = _squeeze(cru.squeeze_up, x_up, _gwc_layout(cru.gwc, x))
-    x_low = _squeeze(cru.squeeze_low, x_low)
-    y1 = cru.gwc(x_up)
-    add_pointwise_(y1, pool(x_up, cru.stride), cru.pwc_up.weight)
-    return _fuse_over_y1(cru, y1, x_low, scconv.out_affine, memory_layout(x))
+    layout = _gwc_layout(cru.gwc, x)
+    x_up = _squeeze(cru.squeeze_up, x_up, layout)
+    x_low = _squeeze(cru.squeeze_low, x_low, layout)
+    scale, shift = scconv.out_affine or (None, None)
+    return cru_fuse(cru.gwc(x_up), pool(x_up, cru.stride), x_low,
+                    cru.pwc_up.weight, cru.pwc_low.weight, scale, shift,
+                    memory_layout(x) == torch.channels_last)
 
 
 #: oneDNN's direct NCHW convolutions take a group's input channels in blocks
@@ -196,49 +197,6 @@ def pool(x: torch.Tensor, stride: int) -> torch.Tensor:
     for corner in corners[2:]:
         total.add_(corner)
     return total.div_(stride * stride)
-
-
-def _branch_weight(cru, y1, x_low):
-    """``beta1 = sigmoid(S1 - S2)`` (the two-branch softmax, Eq. 8-9), at
-    least fp32, ``(N, C_out)``; ``S2`` from ``GAP(X_low)`` alone (see the
-    module docstring)."""
-    compute = at_least_fp32(y1.dtype)
-    low_mean = x_low.mean((2, 3), dtype=compute)
-    s2 = torch.cat([
-        F.linear(low_mean,
-                 cru.pwc_low.weight.flatten(1).to(compute)), low_mean
-    ],
-                   dim=1)
-    return torch.sigmoid(y1.mean((2, 3), dtype=compute) - s2)
-
-
-def _fuse_over_y1(cru, y1, x_low, out_affine, layout):
-    """``s * (beta1 Y1 + beta2 Y2) + t`` (no autograd) in ``layout``,
-    written over ``Y1`` where that is its layout (else its first pass
-    converts it): ``beta2`` (and the scale) ride on the ``PWC2`` weight, per
-    sample, so ``PWC2(X_low)`` is added straight into its output channels
-    and never written on its own; the reused ``X_low`` is added to the
-    rest."""
-    beta1 = _branch_weight(cru, y1, x_low)
-    beta2 = 1 - beta1
-    out = y1 if memory_layout(y1) == layout else torch.empty_like(
-        y1, memory_format=layout)
-    shift = None
-    if out_affine is not None:
-        scale, shift = (v.to(beta1.dtype) for v in out_affine)
-        beta1, beta2 = beta1 * scale, beta2 * scale
-    torch.mul(y1, beta1.to(y1.dtype)[..., None, None], out=out)
-    if shift is not None:
-        # Not one addcmul: with two broadcast operands its CPU loop is not
-        # vectorised on NCHW tensors (0.40 ms against 0.08 ms for these
-        # two passes at 64x128x192).
-        out.add_(shift.to(out.dtype)[:, None, None])
-    split = cru.pwc_low.out_channels
-    add_pointwise_(out[:, :split], x_low,
-                   cru.pwc_low.weight.flatten(1) * beta2[:, :split, None])
-    out[:, split:].addcmul_(x_low, beta2[:, split:].to(out.dtype)[..., None,
-                                                                  None])
-    return out
 
 
 def apply_affine(y: torch.Tensor, affine) -> torch.Tensor:

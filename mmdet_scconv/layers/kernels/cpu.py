@@ -9,6 +9,7 @@ can lower).
 """
 import functools
 import importlib
+import warnings
 
 import torch
 
@@ -45,3 +46,23 @@ def cpu_kernels():
 def load_error() -> str:
     """Why :func:`cpu_kernels` is None (the import's error), else ``''``."""
     return _load()[1] or ''
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_not_built(reason):
+    warnings.warn(
+        f"mmdet-scconv's CPU kernels are not built for this torch or CPU "
+        f"({reason}), so SCConv inference on the CPU runs its SRU and CRU "
+        f"fuse as PyTorch ops, several times slower: rebuild them with pip "
+        f"install --no-build-isolation -e . (or bash tools/install.sh).")
+
+
+def kernels_for(x: torch.Tensor):
+    """The compiled kernels' module where they take ``x`` (fp32 on the
+    CPU), else None; warns once where they would but were not built."""
+    if x.device.type != 'cpu' or x.dtype != torch.float32:
+        return None
+    kernels = cpu_kernels()
+    if kernels is None:
+        _warn_not_built(load_error())
+    return kernels

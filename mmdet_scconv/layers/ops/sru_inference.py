@@ -15,36 +15,13 @@ where that was not built, with a warning.
 There is no autograd formula: training goes through ``mmdet_scconv::sru``
 or ``mmdet_scconv::scconv``, which keep what their backward needs.
 """
-import functools
-import warnings
-
 import torch
 
 from ..cru import downsample
 from ..kernels._layout import dense, empty_like_layout, layout_of
-from ..kernels.cpu import cpu_kernels, load_error
+from ..kernels.cpu import kernels_for
 from ._common import cast
 from .sru import gn_affine, split_halves, sru_output
-
-
-@functools.lru_cache(maxsize=None)
-def _warn_not_built(reason):
-    warnings.warn(
-        f"mmdet-scconv's CPU kernels are not built for this torch or CPU "
-        f"({reason}), so SCConv inference on the CPU runs its SRU as "
-        f"PyTorch ops, several times slower: rebuild them with pip install "
-        f"--no-build-isolation -e . (or bash tools/install.sh).")
-
-
-def _compiled_kernels(x):
-    """The compiled CPU kernels where they take ``x`` (fp32 on the CPU),
-    else None."""
-    if x.device.type != 'cpu' or x.dtype != torch.float32:
-        return None
-    kernels = cpu_kernels()
-    if kernels is None:
-        _warn_not_built(load_error())
-    return kernels
 
 
 def _twin(x, weight, bias, groups, eps, threshold, gate):
@@ -73,7 +50,7 @@ def sru_inference(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
     """
     x = dense(x)
     weight, bias = gn_affine(gamma, beta, gate)
-    kernels = _compiled_kernels(x)
+    kernels = kernels_for(x)
     if kernels is None:
         return _twin(x, weight, bias, groups, eps, threshold, gate)
     out = torch.empty_like(x)
@@ -118,7 +95,7 @@ def sru_inference_pooled(x: torch.Tensor, gamma: torch.Tensor,
             f'input, got {h}x{w}; use sru_inference and pool with '
             f'ceil_mode there.')
     weight, bias = gn_affine(gamma, beta, gate)
-    kernels = _compiled_kernels(x)
+    kernels = kernels_for(x)
     if kernels is None:
         upper, lower = split_halves(
             _twin(x, weight, bias, groups, eps, threshold, gate))

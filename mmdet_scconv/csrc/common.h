@@ -1,0 +1,24 @@
+// Shared by the CPU kernels: the vector type and the parallel grain.
+#pragma once
+
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/vec.h>
+
+#include <algorithm>
+#include <cstdint>
+
+namespace mmdet_scconv {
+
+using Vec = at::vec::Vectorized<float>;
+
+// Values a thread takes at least: below this a parallel region costs more
+// than it saves, and small inputs run on the calling thread.
+constexpr int64_t kGrainValues = 32768;
+
+// parallel_for's grain for work items of `values_per_item` values each.
+inline int64_t grain_for(int64_t values_per_item) {
+  return std::max<int64_t>(
+      1, kGrainValues / std::max<int64_t>(1, values_per_item));
+}
+
+}  // namespace mmdet_scconv
