@@ -16,10 +16,10 @@
 // the PyTorch twin (mmdet_scconv/layers/ops/cru_fuse.py) writes Y1, reads
 // it four times and writes the output twice.
 //
-// The product runs in G's layout (along pixels for NCHW, along channels for
-// channels-last); an NCHW output of a channels-last G (SCConv's grouped
-// convolution runs channels-last on the CPU where its groups are narrow) is
-// transposed through a small buffer as it is written.
+// The product (pointwise_tile.h) runs in G's layout, along pixels for NCHW
+// and along channels for channels-last; an output in the other layout (an
+// NCHW layer's grouped convolution runs channels-last on the CPU where its
+// groups are narrow) is transposed through a small buffer as it is written.
 #include <torch/extension.h>
 
 #include <algorithm>
@@ -29,27 +29,14 @@
 
 #include "common.h"
 #include "kernels.h"
+#include "pointwise_tile.h"
 
 namespace mmdet_scconv {
 namespace {
 
-constexpr int64_t kLanes = Vec::size();
-
-// All lanes, or the first `lanes` (0 to kLanes) of a partial vector.
-template <bool kFull>
-inline Vec load(const float* values, int64_t lanes) {
-  if (kFull) return Vec::loadu(values);
-  return lanes > 0 ? Vec::loadu(values, lanes) : Vec(0.f);
-}
-
-template <bool kFull>
-inline void store(const Vec& v, float* values, int64_t lanes) {
-  if (kFull) {
-    v.store(values);
-  } else if (lanes > 0) {
-    v.store(values, lanes);
-  }
-}
+// Pixels per tile of a channels-last pass (its scratch: this many pixels of
+// every output channel).
+constexpr int64_t kTransposeTile = 16;
 
 // Sum of a contiguous run, in float vectors over chunks added up in double.
 double contiguous_sum(const float* values, int64_t length) {
@@ -111,176 +98,6 @@ std::vector<double> channel_means(const float* x, int64_t n, int64_t c,
   return means;
 }
 
-// The channels-last pass's register block: kPixels pixels by kChannelVecs
-// vectors of channels.
-constexpr int kPixels = 4;
-constexpr int kChannelVecs = kLanes >= 16 ? 4 : 2;
-constexpr int64_t kChannelTile = kChannelVecs * kLanes;
-
-inline int64_t channel_blocks(int64_t c) {
-  return (c + kChannelTile - 1) / kChannelTile;
-}
-
-// One sample's operands of the fused pass.
-struct Sample {
-  const float* g;      // (C, HW) or (HW, C)
-  const float* z_up;   // (Cu, HW) or (HW, Cu)
-  const float* z_low;  // (Cl, HW) or (HW, Cl)
-  // A: NCHW as (C, Cu + Cl); channels-last in blocks of kChannelTile
-  // channels, (ceil(C / kChannelTile), Cu + Cl, kChannelTile), so that a
-  // block's coefficients are read in order (a (Cu + Cl, C) layout has C
-  // apart from one k to the next, a stride that maps into few cache sets).
-  const float* coef;
-  const float* b1;     // (C,) scale * beta1
-  const float* shift;  // (C,)
-  int64_t c, cu, cl, hw;
-};
-
-// NCHW: output rows [c0, c0 + kRows) over the pixels [p0, p0 + count) of one
-// tile of kPixelVecs vectors, into `out` (C, HW).
-constexpr int kRows = 4;
-constexpr int kPixelVecs = kLanes >= 16 ? 4 : 2;
-constexpr int64_t kPixelTile = kPixelVecs * kLanes;
-
-template <int kR, bool kFull>
-void nchw_rows(const Sample& f, int64_t c0, int64_t p0, int64_t count,
-               float* out) {
-  const int64_t k_total = f.cu + f.cl;
-  int64_t lanes[kPixelVecs];
-  for (int v = 0; v < kPixelVecs; ++v) {
-    lanes[v] = std::clamp<int64_t>(count - v * kLanes, 0, kLanes);
-  }
-  Vec acc[kR][kPixelVecs];
-  for (int r = 0; r < kR; ++r) {
-    const float* g_row = f.g + (c0 + r) * f.hw + p0;
-    const Vec b(f.b1[c0 + r]), t(f.shift[c0 + r]);
-    for (int v = 0; v < kPixelVecs; ++v) {
-      acc[r][v] = at::vec::fmadd(b, load<kFull>(g_row + v * kLanes, lanes[v]),
-                                 t);
-    }
-  }
-  auto add_rows = [&](const float* z, int64_t channels, int64_t k_offset) {
-    for (int64_t k = 0; k < channels; ++k) {
-      const float* z_row = z + k * f.hw + p0;
-      Vec zv[kPixelVecs];
-      for (int v = 0; v < kPixelVecs; ++v) {
-        zv[v] = load<kFull>(z_row + v * kLanes, lanes[v]);
-      }
-      for (int r = 0; r < kR; ++r) {
-        const Vec w(f.coef[(c0 + r) * k_total + k_offset + k]);
-        for (int v = 0; v < kPixelVecs; ++v) {
-          acc[r][v] = at::vec::fmadd(w, zv[v], acc[r][v]);
-        }
-      }
-    }
-  };
-  add_rows(f.z_up, f.cu, 0);
-  add_rows(f.z_low, f.cl, f.cu);
-  for (int r = 0; r < kR; ++r) {
-    for (int v = 0; v < kPixelVecs; ++v) {
-      store<kFull>(acc[r][v], out + (c0 + r) * f.hw + p0 + v * kLanes,
-                   lanes[v]);
-    }
-  }
-}
-
-template <bool kFull>
-void nchw_tile(const Sample& f, int64_t p0, int64_t count, float* out) {
-  int64_t c0 = 0;
-  for (; c0 + kRows <= f.c; c0 += kRows) {
-    nchw_rows<kRows, kFull>(f, c0, p0, count, out);
-  }
-  for (; c0 < f.c; ++c0) nchw_rows<1, kFull>(f, c0, p0, count, out);
-}
-
-// Where channel c0's coefficient for k = 0 is in a channels-last A.
-inline int64_t channel_block_offset(const Sample& f, int64_t c0) {
-  return (c0 / kChannelTile) * (f.cu + f.cl) * kChannelTile +
-         c0 % kChannelTile;
-}
-
-// Channels-last: kP pixels from p0 and the channels [c0, c0 + kV vectors)
-// (the last one `last` lanes wide unless kFull), into dst (pixel p0's
-// channel c0; the next pixels `dst_stride` apart).
-
-template <int kP, int kV, bool kFull>
-void channels_last_block(const Sample& f, int64_t p0, int64_t c0,
-                         int64_t last, float* dst, int64_t dst_stride) {
-  int64_t lanes[kV];
-  for (int v = 0; v < kV; ++v) lanes[v] = v == kV - 1 ? last : kLanes;
-  Vec acc[kP][kV];
-  for (int v = 0; v < kV; ++v) {
-    const int64_t c = c0 + v * kLanes;
-    const Vec b = load<kFull>(f.b1 + c, lanes[v]);
-    const Vec t = load<kFull>(f.shift + c, lanes[v]);
-    for (int p = 0; p < kP; ++p) {
-      acc[p][v] = at::vec::fmadd(
-          b, load<kFull>(f.g + (p0 + p) * f.c + c, lanes[v]), t);
-    }
-  }
-  auto add_rows = [&](const float* z, int64_t channels, int64_t k_offset) {
-    for (int64_t k = 0; k < channels; ++k) {
-      const float* w_row = f.coef + channel_block_offset(f, c0) +
-                           (k_offset + k) * kChannelTile;
-      Vec w[kV];
-      for (int v = 0; v < kV; ++v) {
-        w[v] = load<kFull>(w_row + v * kLanes, lanes[v]);
-      }
-      for (int p = 0; p < kP; ++p) {
-        const Vec zb(z[(p0 + p) * channels + k]);
-        for (int v = 0; v < kV; ++v) {
-          acc[p][v] = at::vec::fmadd(zb, w[v], acc[p][v]);
-        }
-      }
-    }
-  };
-  add_rows(f.z_up, f.cu, 0);
-  add_rows(f.z_low, f.cl, f.cu);
-  for (int p = 0; p < kP; ++p) {
-    for (int v = 0; v < kV; ++v) {
-      store<kFull>(acc[p][v], dst + p * dst_stride + v * kLanes, lanes[v]);
-    }
-  }
-}
-
-// kP pixels from p0, all channels, into dst (stride C per pixel).
-template <int kP>
-void channels_last_pixels(const Sample& f, int64_t p0, float* dst) {
-  int64_t c0 = 0;
-  for (; c0 + kChannelTile <= f.c; c0 += kChannelTile) {
-    channels_last_block<kP, kChannelVecs, true>(f, p0, c0, kLanes, dst + c0,
-                                                f.c);
-  }
-  for (; c0 < f.c; c0 += kLanes) {
-    channels_last_block<kP, 1, false>(f, p0, c0,
-                                      std::min(kLanes, f.c - c0), dst + c0,
-                                      f.c);
-  }
-}
-
-// The pixels [p0, p0 + count) into dst, pixel-major (stride C).
-void channels_last_tile(const Sample& f, int64_t p0, int64_t count,
-                        float* dst) {
-  int64_t p = 0;
-  for (; p + kPixels <= count; p += kPixels) {
-    channels_last_pixels<kPixels>(f, p0 + p, dst + p * f.c);
-  }
-  for (; p < count; ++p) channels_last_pixels<1>(f, p0 + p, dst + p * f.c);
-}
-
-// Channels-last G into an NCHW `out` (C, HW): each tile of pixels goes
-// through a pixel-major buffer, then row by row into the output.
-constexpr int64_t kTransposeTile = 16;
-
-void channels_last_tile_to_nchw(const Sample& f, int64_t p0, int64_t count,
-                                float* buffer, float* out) {
-  channels_last_tile(f, p0, count, buffer);
-  for (int64_t c = 0; c < f.c; ++c) {
-    float* row = out + c * f.hw + p0;
-    for (int64_t p = 0; p < count; ++p) row[p] = buffer[p * f.c + c];
-  }
-}
-
 bool is_channels_last(const torch::Tensor& t) {
   return !t.is_contiguous() &&
          t.is_contiguous(at::MemoryFormat::ChannelsLast);
@@ -311,10 +128,11 @@ torch::Tensor per_channel(const std::optional<torch::Tensor>& given,
   return given->to(torch::kFloat).contiguous();
 }
 
-// Per-sample coefficients: b1 = scale beta1 (N, C) and A (N, C, Cu + Cl),
-// or in the channels-last pass's blocks (see Sample::coef).
+// Per-sample coefficients: b1 = scale beta1 (N, C) and A, (C, Cu + Cl) per
+// sample, packed for the pass's orientation.
 struct Coefficients {
-  std::vector<float> b1, coef, shift;
+  std::vector<float> b1, shift;
+  std::vector<std::vector<float>> coef;
 };
 
 Coefficients coefficients(const std::vector<double>& g_mean,
@@ -323,24 +141,17 @@ Coefficients coefficients(const std::vector<double>& g_mean,
                           const float* w_up, const float* w_low,
                           const float* scale, const float* shift, int64_t n,
                           int64_t c, int64_t cu, int64_t cl,
-                          bool transposed) {
+                          bool along_channels) {
   const int64_t k_total = cu + cl, cp = c - cl;
   Coefficients result;
   result.b1.resize(n * c);
-  const int64_t per_sample =
-      transposed ? channel_blocks(c) * kChannelTile * k_total : c * k_total;
-  result.coef.assign(n * per_sample, 0.f);
   result.shift.resize(c);
   for (int64_t o = 0; o < c; ++o) result.shift[o] = shift ? shift[o] : 0.f;
+  std::vector<float> rows(c * k_total);
   for (int64_t s = 0; s < n; ++s) {
     const double* mu_up = up_mean.data() + s * cu;
     const double* mu_low = low_mean.data() + s * cl;
-    float* coef = result.coef.data() + s * per_sample;
-    auto at = [&](int64_t o, int64_t k) -> float& {
-      if (!transposed) return coef[o * k_total + k];
-      return coef[(o / kChannelTile) * k_total * kChannelTile +
-                  k * kChannelTile + o % kChannelTile];
-    };
+    std::fill(rows.begin(), rows.end(), 0.f);
     for (int64_t o = 0; o < c; ++o) {
       double s1 = g_mean[s * c + o], s2 = 0;
       for (int64_t k = 0; k < cu; ++k) s1 += w_up[o * cu + k] * mu_up[k];
@@ -354,15 +165,16 @@ Coefficients coefficients(const std::vector<double>& g_mean,
       const float up = static_cast<float>(a * beta1);
       const float low = static_cast<float>(a * (1.0 - beta1));
       result.b1[s * c + o] = up;
-      for (int64_t k = 0; k < cu; ++k) at(o, k) = up * w_up[o * cu + k];
+      float* row = rows.data() + o * k_total;
+      for (int64_t k = 0; k < cu; ++k) row[k] = up * w_up[o * cu + k];
       if (o < cp) {
-        for (int64_t k = 0; k < cl; ++k) {
-          at(o, cu + k) = low * w_low[o * cl + k];
-        }
+        for (int64_t k = 0; k < cl; ++k) row[cu + k] = low * w_low[o * cl + k];
       } else {
-        at(o, cu + o - cp) = low;
+        row[cu + o - cp] = low;
       }
     }
+    result.coef.push_back(
+        pack_coefficients(rows.data(), c, k_total, along_channels));
   }
   return result;
 }
@@ -386,10 +198,9 @@ void cru_fuse_out(const torch::Tensor& g, const torch::Tensor& z_up,
               ") than the output (", c, ")");
   TORCH_CHECK(out.scalar_type() == torch::kFloat && out.sizes() == g.sizes() &&
                   (out.is_contiguous() ||
-                   (channels_last &&
-                    out.is_contiguous(at::MemoryFormat::ChannelsLast))),
-              "cru_fuse: out must be fp32 of g's shape, NCHW or (for a "
-              "channels-last g) channels-last");
+                   out.is_contiguous(at::MemoryFormat::ChannelsLast)),
+              "cru_fuse: out must be fp32 of g's shape, NCHW or "
+              "channels-last");
   const torch::Tensor wu = w_up.reshape({c, cu}).to(torch::kFloat).contiguous();
   const torch::Tensor wl =
       w_low.reshape({c - cl, cl}).to(torch::kFloat).contiguous();
@@ -414,32 +225,31 @@ void cru_fuse_out(const torch::Tensor& g, const torch::Tensor& z_up,
   at::parallel_for(
       0, n * tiles, grain_for(tile * (c + cu + cl)),
       [&](int64_t begin, int64_t end) {
-        std::vector<float> buffer;
-        if (channels_last && !out_channels_last) buffer.resize(tile * c);
+        std::vector<float> scratch(tile * c);
         for (int64_t item = begin; item < end; ++item) {
           const int64_t s = item / tiles;
           const int64_t p0 = (item % tiles) * tile;
-          const int64_t count = std::min(tile, hw - p0);
-          const Sample f{g_data + s * c * hw,
-                         up_data + s * cu * hw,
-                         low_data + s * cl * hw,
-                         coef.coef.data() + s * coef.coef.size() / n,
-                         coef.b1.data() + s * c,
-                         coef.shift.data(),
-                         c,
-                         cu,
-                         cl,
-                         hw};
-          float* sample_out = out_data + s * c * hw;
-          if (!channels_last) {
-            (count == tile ? nchw_tile<true> : nchw_tile<false>)(
-                f, p0, count, sample_out);
-          } else if (out_channels_last) {
-            channels_last_tile(f, p0, count, sample_out + p0 * c);
-          } else {
-            channels_last_tile_to_nchw(f, p0, count, buffer.data(),
-                                       sample_out);
-          }
+          const In z_up_planes =
+              planes_of(up_data + s * cu * hw, cu, hw, channels_last)
+                  .from(p0);
+          const In z_low_planes =
+              planes_of(low_data + s * cl * hw, cl, hw, channels_last)
+                  .from(p0);
+          const PointwiseTile f{
+              c,
+              cu + cl,
+              coef.coef[s].data(),
+              {z_up_planes, z_low_planes},
+              {cu, cl},
+              2,
+              coef.b1.data() + s * c,
+              planes_of(g_data + s * c * hw, c, hw, channels_last).from(p0),
+              coef.shift.data()};
+          tile_product(
+              f, channels_last, std::min(tile, hw - p0),
+              planes_of(out_data + s * c * hw, c, hw, out_channels_last)
+                  .from(p0),
+              scratch.data());
         }
       });
 }

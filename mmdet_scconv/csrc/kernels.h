@@ -26,6 +26,16 @@ void sru_inference_pooled_out(const torch::Tensor& x,
                               double eps, double threshold, bool hard,
                               torch::Tensor& upper, torch::Tensor& lower);
 
+// The SRU output's halves squeezed (SCConv's CRU squeeze convolutions, 1x1,
+// alpha = 1/2), never written whole: z_up = w_up upper, z_low = w_low lower,
+// w_up (Cu, C/2) and w_low (Cl, C/2); z_up (N, Cu, H, W) and z_low (N, Cl,
+// H, W) each NCHW or channels-last, whatever x's layout.
+void sru_squeeze_out(const torch::Tensor& x, const torch::Tensor& weight,
+                     const torch::Tensor& bias, int64_t num_groups,
+                     double eps, double threshold, bool hard,
+                     const torch::Tensor& w_up, const torch::Tensor& w_low,
+                     torch::Tensor& z_up, torch::Tensor& z_low);
+
 // cru_fuse_cpu.cpp: the CRU output from g = GWC(X_up) (N, C, Ho, Wo) and the
 // pooled squeezed inputs z_up (N, Cu, Ho, Wo), z_low (N, Cl, Ho, Wo), all
 // fp32 in one layout, with w_up (C, Cu) and w_low (C - Cl, Cl) the pointwise

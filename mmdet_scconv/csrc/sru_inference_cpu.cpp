@@ -13,6 +13,7 @@
 
 #include "common.h"
 #include "kernels.h"
+#include "pointwise_tile.h"
 
 namespace mmdet_scconv {
 namespace {
@@ -134,58 +135,72 @@ inline void gate_pair(const Vec& xa, const Vec& xb, const Vec& scale_a,
   *lower = w1b * xb + w2a * xa;
 }
 
+// The SRU output of one sample's pixels [p0, p0 + count) into `out` (its
+// planes from pixel p0 on): x (C, HW) NCHW or (HW, C) channels-last; scale
+// and shift the sample's GroupNorm as a per-channel affine of x.
 template <bool kHard>
-void apply_nchw(const float* x, const float* scale, const float* shift,
-                float threshold, int64_t n, int64_t c, int64_t hw,
-                float* out) {
+void sru_tile(const float* x, bool channels_last, int64_t c, int64_t hw,
+              int64_t p0, int64_t count, const float* scale,
+              const float* shift, const Vec& threshold, const Out& out) {
   const int64_t half = c / 2;
-  const Vec t(threshold);
-  const int64_t grain = grain_for(2 * hw);
-  at::parallel_for(0, n * half, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t pair = begin; pair < end; ++pair) {
-      const int64_t s = pair / half, k = pair % half;
-      const int64_t ia = s * c + k, ib = ia + half;
-      const float* xa = x + ia * hw;
-      const float* xb = x + ib * hw;
-      float* upper = out + ia * hw;
-      float* lower = out + ib * hw;
-      const Vec sa(scale[ia]), ha(shift[ia]), sb(scale[ib]), hb(shift[ib]);
-      for (int64_t i = 0; i < hw; i += Vec::size()) {
-        const int64_t count = std::min<int64_t>(Vec::size(), hw - i);
+  if (!channels_last) {
+    for (int64_t k = 0; k < half; ++k) {
+      const float* xa = x + k * hw + p0;
+      const float* xb = xa + half * hw;
+      const Vec sa(scale[k]), ha(shift[k]);
+      const Vec sb(scale[k + half]), hb(shift[k + half]);
+      for (int64_t i = 0; i < count; i += kLanes) {
+        const int64_t lanes = std::min(kLanes, count - i);
         Vec up, low;
-        gate_pair<kHard>(Vec::loadu(xa + i, count), Vec::loadu(xb + i, count),
-                         sa, ha, sb, hb, t, &up, &low);
-        up.store(upper + i, count);
-        low.store(lower + i, count);
+        gate_pair<kHard>(Vec::loadu(xa + i, lanes), Vec::loadu(xb + i, lanes),
+                         sa, ha, sb, hb, threshold, &up, &low);
+        up.store(out.at(k, i), lanes);
+        low.store(out.at(k + half, i), lanes);
       }
     }
-  });
+    return;
+  }
+  for (int64_t p = 0; p < count; ++p) {
+    const float* row = x + (p0 + p) * c;
+    for (int64_t k = 0; k < half; k += kLanes) {
+      const int64_t lanes = std::min(kLanes, half - k);
+      Vec up, low;
+      gate_pair<kHard>(
+          Vec::loadu(row + k, lanes), Vec::loadu(row + half + k, lanes),
+          Vec::loadu(scale + k, lanes), Vec::loadu(shift + k, lanes),
+          Vec::loadu(scale + half + k, lanes),
+          Vec::loadu(shift + half + k, lanes), threshold, &up, &low);
+      up.store(out.at(k, p), lanes);
+      low.store(out.at(k + half, p), lanes);
+    }
+  }
 }
 
+// Pixels per tile of the SRU output written straight into a tensor: long
+// runs of a channel's plane (NCHW), or enough pixels to share out (channels-
+// last).
+constexpr int64_t kOutputTileNchw = 2048;
+constexpr int64_t kOutputTileChannelsLast = 64;
+// Pixels per tile of a channels-last input whose SRU output is squeezed
+// (its buffer: this many pixels of every channel).
+constexpr int64_t kChannelsLastTile = 16;
+
 template <bool kHard>
-void apply_channels_last(const float* x, const float* scale,
-                         const float* shift, float threshold, int64_t n,
-                         int64_t c, int64_t hw, float* out) {
-  const int64_t half = c / 2;
+void apply(const float* x, bool channels_last, const float* scale,
+           const float* shift, float threshold, int64_t n, int64_t c,
+           int64_t hw, float* out) {
   const Vec t(threshold);
-  at::parallel_for(0, n * hw, grain_for(c), [&](int64_t begin, int64_t end) {
-    for (int64_t pixel = begin; pixel < end; ++pixel) {
-      const int64_t s = pixel / hw;
-      const float* row = x + pixel * c;
-      float* out_row = out + pixel * c;
-      const float* scale_row = scale + s * c;
-      const float* shift_row = shift + s * c;
-      for (int64_t k = 0; k < half; k += Vec::size()) {
-        const int64_t count = std::min<int64_t>(Vec::size(), half - k);
-        Vec up, low;
-        gate_pair<kHard>(
-            Vec::loadu(row + k, count), Vec::loadu(row + half + k, count),
-            Vec::loadu(scale_row + k, count), Vec::loadu(shift_row + k, count),
-            Vec::loadu(scale_row + half + k, count),
-            Vec::loadu(shift_row + half + k, count), t, &up, &low);
-        up.store(out_row + k, count);
-        low.store(out_row + half + k, count);
-      }
+  const int64_t tile =
+      channels_last ? kOutputTileChannelsLast : kOutputTileNchw;
+  const int64_t tiles = (hw + tile - 1) / tile;
+  at::parallel_for(0, n * tiles, grain_for(tile * c), [&](int64_t begin,
+                                                          int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t s = item / tiles, p0 = (item % tiles) * tile;
+      sru_tile<kHard>(
+          x + s * c * hw, channels_last, c, hw, p0, std::min(tile, hw - p0),
+          scale + s * c, shift + s * c, t,
+          planes_of(out + s * c * hw, c, hw, channels_last).from(p0));
     }
   });
 }
@@ -396,6 +411,30 @@ void check_output(const torch::Tensor& out, at::IntArrayRef sizes,
               " in x's layout");
 }
 
+// A squeeze output's checks: (N, channels, H, W) fp32, NCHW or
+// channels-last.
+void check_squeezed(const torch::Tensor& z, const torch::Tensor& x,
+                    int64_t channels, const char* name) {
+  TORCH_CHECK(z.scalar_type() == torch::kFloat && z.dim() == 4 &&
+                  z.size(0) == x.size(0) && z.size(1) == channels &&
+                  z.size(2) == x.size(2) && z.size(3) == x.size(3) &&
+                  (z.is_contiguous() ||
+                   z.is_contiguous(at::MemoryFormat::ChannelsLast)),
+              "sru_squeeze: ", name, " must be fp32 of shape (", x.size(0),
+              ", ", channels, ", ", x.size(2), ", ", x.size(3),
+              "), NCHW or channels-last, got ", z.sizes(), " ",
+              z.scalar_type());
+}
+
+// A squeeze weight as (out, C/2) fp32 rows.
+torch::Tensor squeeze_rows(const torch::Tensor& weight, int64_t half,
+                           const char* name) {
+  TORCH_CHECK(weight.numel() % half == 0, "sru_squeeze: ", name,
+              " must have C/2 = ", half, " input channels, got shape ",
+              weight.sizes());
+  return weight.reshape({-1, half}).to(torch::kFloat).contiguous();
+}
+
 }  // namespace
 
 void sru_inference_out(const torch::Tensor& x, const torch::Tensor& weight,
@@ -406,16 +445,10 @@ void sru_inference_out(const torch::Tensor& x, const torch::Tensor& weight,
   check_output(out, x.sizes(), norm.channels_last, "out");
   if (x.numel() == 0) return;
   const int64_t n = x.size(0), c = x.size(1), hw = x.size(2) * x.size(3);
-  const float t = static_cast<float>(threshold);
-  if (norm.channels_last) {
-    (hard ? apply_channels_last<true> : apply_channels_last<false>)(
-        x.data_ptr<float>(), norm.scale.data(), norm.shift.data(), t, n, c,
-        hw, out.data_ptr<float>());
-  } else {
-    (hard ? apply_nchw<true> : apply_nchw<false>)(
-        x.data_ptr<float>(), norm.scale.data(), norm.shift.data(), t, n, c,
-        hw, out.data_ptr<float>());
-  }
+  (hard ? apply<true> : apply<false>)(
+      x.data_ptr<float>(), norm.channels_last, norm.scale.data(),
+      norm.shift.data(), static_cast<float>(threshold), n, c, hw,
+      out.data_ptr<float>());
 }
 
 void sru_inference_pooled_out(const torch::Tensor& x,
@@ -442,6 +475,68 @@ void sru_inference_pooled_out(const torch::Tensor& x,
         x.data_ptr<float>(), norm.scale.data(), norm.shift.data(), t, n, c, h,
         w, upper.data_ptr<float>(), lower.data_ptr<float>());
   }
+}
+
+
+void sru_squeeze_out(const torch::Tensor& x, const torch::Tensor& weight,
+                     const torch::Tensor& bias, int64_t num_groups,
+                     double eps, double threshold, bool hard,
+                     const torch::Tensor& w_up, const torch::Tensor& w_low,
+                     torch::Tensor& z_up, torch::Tensor& z_low) {
+  const Normalisation norm = normalisation(x, weight, bias, num_groups, eps);
+  const int64_t n = x.size(0), c = x.size(1), hw = x.size(2) * x.size(3);
+  const int64_t half = c / 2;
+  const torch::Tensor rows_up = squeeze_rows(w_up, half, "w_up");
+  const torch::Tensor rows_low = squeeze_rows(w_low, half, "w_low");
+  const int64_t cu = rows_up.size(0), cl = rows_low.size(0);
+  check_squeezed(z_up, x, cu, "z_up");
+  check_squeezed(z_low, x, cl, "z_low");
+  if (x.numel() == 0 || z_up.numel() + z_low.numel() == 0) return;
+  const bool along_channels = norm.channels_last;
+  const std::vector<float> coef_up = pack_coefficients(
+      rows_up.data_ptr<float>(), cu, half, along_channels);
+  const std::vector<float> coef_low = pack_coefficients(
+      rows_low.data_ptr<float>(), cl, half, along_channels);
+  const bool up_channels_last = !z_up.is_contiguous();
+  const bool low_channels_last = !z_low.is_contiguous();
+  const float* x_data = x.data_ptr<float>();
+  float* up_data = z_up.data_ptr<float>();
+  float* low_data = z_low.data_ptr<float>();
+  const Vec t(static_cast<float>(threshold));
+  const int64_t tile = along_channels ? kChannelsLastTile : kPixelTile;
+  const int64_t tiles = (hw + tile - 1) / tile;
+  at::parallel_for(0, n * tiles, grain_for(tile * c), [&](int64_t begin,
+                                                          int64_t end) {
+    std::vector<float> sru(tile * c), scratch(tile * std::max(cu, cl));
+    // The tile's SRU output, in the orientation's layout.
+    const Out sru_out = along_channels ? Out{sru.data(), 1, c}
+                                       : Out{sru.data(), tile, 1};
+    const In upper{sru_out.data, sru_out.channel_stride,
+                   sru_out.pixel_stride};
+    const In lower = {upper.at(half, 0), upper.channel_stride,
+                      upper.pixel_stride};
+    const PointwiseTile squeeze_up{cu,      half,    coef_up.data(), {upper},
+                                   {half},  1,       nullptr,        {},
+                                   nullptr};
+    const PointwiseTile squeeze_low{cl,     half,    coef_low.data(), {lower},
+                                    {half}, 1,       nullptr,         {},
+                                    nullptr};
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t s = item / tiles, p0 = (item % tiles) * tile;
+      const int64_t count = std::min(tile, hw - p0);
+      (hard ? sru_tile<true> : sru_tile<false>)(
+          x_data + s * c * hw, norm.channels_last, c, hw, p0, count,
+          norm.scale.data() + s * c, norm.shift.data() + s * c, t, sru_out);
+      tile_product(
+          squeeze_up, along_channels, count,
+          planes_of(up_data + s * cu * hw, cu, hw, up_channels_last).from(p0),
+          scratch.data());
+      tile_product(squeeze_low, along_channels, count,
+                   planes_of(low_data + s * cl * hw, cl, hw, low_channels_last)
+                       .from(p0),
+                   scratch.data());
+    }
+  });
 }
 
 }  // namespace mmdet_scconv

@@ -17,19 +17,20 @@ Without them, training composes the same ops' PyTorch twins; inference runs
 this module's in-place path, against the reference modules
 (``SRU.forward`` then ``CRU.forward``):
 
-* SRU: ``mmdet_scconv::sru_inference``, on fp32 CPU tensors a compiled
-  kernel that reads the input twice (statistics, then normalise, gate and
-  cross-reconstruct) and writes the output once; its halves go to the CRU as
-  channel slices, without a split copy. A strided layer whose 2x2 windows
-  tile the input gets the lower half already pooled
-  (``mmdet_scconv::sru_inference_pooled``).
+* SRU and squeeze (``alpha=0.5``, stride 1):
+  ``mmdet_scconv::sru_squeeze_inference``, on fp32 CPU tensors a compiled
+  kernel that reads the input twice (statistics, then normalise, gate,
+  cross-reconstruct and squeeze, tile by tile) and writes only the squeezed
+  tensors, in the layout the grouped convolution runs in. Otherwise
+  ``mmdet_scconv::sru_inference``, its halves going to the squeeze
+  convolutions as channel slices, the lower one pooled first at stride 2
+  (pooling and a 1x1 convolution commute), where 2x2 windows tile the input
+  by the kernel itself (``mmdet_scconv::sru_inference_pooled``).
 * CRU: after the grouped convolution, ``mmdet_scconv::cru_fuse``, on fp32
   CPU tensors a compiled kernel that reads the convolution's output twice
   (its means, then the fuse) and writes the layer's output once, ``PWC1``,
-  ``PWC2``, ``beta`` and a folded BatchNorm included; the squeezed inputs
-  are written in the grouped convolution's layout, which it reads them in.
-* Stride: the lower path is pooled before its squeeze (both are linear),
-  and on the CPU an exactly tiling pool is a sum of strided slices
+  ``PWC2``, ``beta`` and a folded BatchNorm included.
+* Stride: on the CPU an exactly tiling pool is a sum of strided slices
   (:func:`pool`).
 
 The reference path stays the ground truth (``tests/test_fast.py`` and
@@ -47,7 +48,8 @@ from .ops import scconv as scconv_op
 from .ops import scconv_inference
 from .ops import sru as sru_op
 from .ops.cru_fuse import cru_fuse
-from .ops.sru_inference import sru_inference, sru_inference_pooled
+from .ops.sru_inference import (sru_inference, sru_inference_pooled,
+                                sru_squeeze_inference)
 from .pointwise import memory_layout, pointwise
 
 
@@ -131,20 +133,27 @@ def _scconv_in_place(scconv, x):
     sru, cru = scconv.sru, scconv.cru
     args = (x, sru.gn.weight, sru.gn.bias, sru.gn.num_groups, sru.gn.eps,
             sru.gate_threshold, sru.gate)
-    # The lower path is only ever used pooled, and pooling commutes with
-    # the 1x1 squeeze: pooled first, a stride-2 squeeze has a quarter of
-    # the work and no full-resolution output; where 2x2 windows tile the
-    # input, the SRU writes it pooled.
-    if (cru.stride == 2 and cru.up_channels * 2 == x.shape[1]
-            and x.shape[-2] % 2 == 0 and x.shape[-1] % 2 == 0):
-        x_up, x_low = sru_inference_pooled(*args)
-    else:
-        x_up, x_low = torch.split(
-            sru_inference(*args), [cru.up_channels, cru.low_channels], 1)
-        x_low = pool(x_low, cru.stride)
     layout = _gwc_layout(cru.gwc, x)
-    x_up = _squeeze(cru.squeeze_up, x_up, layout)
-    x_low = _squeeze(cru.squeeze_low, x_low, layout)
+    halves = cru.up_channels * 2 == x.shape[1]
+    if halves and cru.stride == 1:
+        x_up, x_low = sru_squeeze_inference(
+            *args, cru.squeeze_up.weight, cru.squeeze_low.weight,
+            layout == torch.channels_last)
+    else:
+        # The lower path is only ever used pooled, and pooling commutes
+        # with the 1x1 squeeze: pooled first, a stride-2 squeeze has a
+        # quarter of the work (squeezing inside the SRU's kernel, at full
+        # resolution, made the strided stage-2 layer slower); where 2x2
+        # windows tile the input, the SRU writes it pooled.
+        if (halves and cru.stride == 2 and x.shape[-2] % 2 == 0
+                and x.shape[-1] % 2 == 0):
+            x_up, x_low = sru_inference_pooled(*args)
+        else:
+            x_up, x_low = torch.split(
+                sru_inference(*args), [cru.up_channels, cru.low_channels], 1)
+            x_low = pool(x_low, cru.stride)
+        x_up = _squeeze(cru.squeeze_up, x_up, layout)
+        x_low = _squeeze(cru.squeeze_low, x_low, layout)
     scale, shift = scconv.out_affine or (None, None)
     return cru_fuse(cru.gwc(x_up), pool(x_up, cru.stride), x_low,
                     cru.pwc_up.weight, cru.pwc_low.weight, scale, shift,

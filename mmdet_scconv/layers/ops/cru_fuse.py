@@ -59,7 +59,7 @@ def cru_fuse(g: torch.Tensor, z_up: torch.Tensor, z_low: torch.Tensor,
     """
     out = torch.empty_like(g, memory_format=_layout(channels_last))
     kernels = kernels_for(g)
-    if kernels is None or (channels_last and not is_channels_last(g)):
+    if kernels is None:
         return fuse_twin_(out.copy_(g), z_up, z_low, w_up, w_low, scale,
                           shift)
     layout = _layout(is_channels_last(g))

@@ -2,13 +2,17 @@
 autograd, where the Triton kernels do not run (the CPU's inference path);
 ``mmdet_scconv::sru_inference_pooled``: the same as two tensors, the lower
 half pooled 2x2 as a strided CRU uses it (the kernel then never writes it
-at full resolution).
+at full resolution); ``mmdet_scconv::sru_squeeze_inference``: the two
+halves through the CRU's squeeze convolutions (``alpha=0.5``), the SRU
+output never written whole.
 
 On fp32 CPU tensors it runs the compiled kernel of
 ``mmdet_scconv/csrc/sru_inference_cpu.cpp`` (:mod:`..kernels.cpu`): two
 passes over the input, the GroupNorm statistics, then one pass that
 normalises, gates and cross-reconstructs each pair of channels ``(c, c +
-C/2)``. Its PyTorch twin (:func:`.sru.sru_output`, about a dozen passes)
+C/2)``, tile by tile of pixels; the squeezed form multiplies each tile,
+held in cache, by the squeeze weights (:mod:`csrc/pointwise_tile.h`) and
+writes the two squeezed tensors in the layout asked for. Its PyTorch twin (:func:`.sru.sru_output`, about a dozen passes)
 runs for every other dtype and device, and in place of the compiled kernel
 where that was not built, with a warning.
 
@@ -20,6 +24,7 @@ import torch
 from ..cru import downsample
 from ..kernels._layout import dense, empty_like_layout, layout_of
 from ..kernels.cpu import kernels_for
+from ..pointwise import pointwise
 from ._common import cast
 from .sru import gn_affine, split_halves, sru_output
 
@@ -112,3 +117,55 @@ def sru_inference_pooled(x: torch.Tensor, gamma: torch.Tensor,
 @sru_inference_pooled.register_fake
 def _(x, gamma, beta, groups, eps, threshold, gate):
     return _pooled_outputs(dense(x))
+
+
+def _squeezed_outputs(x, w_up, w_low, layout):
+    return tuple(
+        torch.empty((x.shape[0], w.shape[0], *x.shape[2:]),
+                    dtype=x.dtype,
+                    device=x.device,
+                    memory_format=layout) for w in (w_up, w_low))
+
+
+@torch.library.custom_op('mmdet_scconv::sru_squeeze_inference',
+                         mutates_args=())
+def sru_squeeze_inference(
+        x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, groups: int,
+        eps: float, threshold: float, gate: str, w_up: torch.Tensor,
+        w_low: torch.Tensor,
+        channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`sru_inference`'s halves squeezed: ``conv1x1(upper, w_up)`` and
+    ``conv1x1(lower, w_low)``, in ``x``'s dtype.
+
+    Args:
+        x, gamma, beta, groups, eps, threshold, gate: As
+            :func:`sru_inference`.
+        w_up, w_low (Tensor): The squeeze weights, ``(Cu, C/2, 1, 1)`` and
+            ``(Cl, C/2, 1, 1)`` (or without the 1x1).
+        channels_last (bool): The outputs' layout: channels-last, else
+            NCHW (whatever ``x``'s is).
+
+    Returns:
+        tuple[Tensor, Tensor]: ``(N, Cu, H, W)`` and ``(N, Cl, H, W)``.
+    """
+    x = dense(x)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    weight, bias = gn_affine(gamma, beta, gate)
+    kernels = kernels_for(x)
+    if kernels is None:
+        upper, lower = split_halves(
+            _twin(x, weight, bias, groups, eps, threshold, gate))
+        return (pointwise(upper, w_up, layout), pointwise(lower, w_low,
+                                                          layout))
+    z_up, z_low = _squeezed_outputs(x, w_up, w_low, layout)
+    kernels.sru_squeeze_out(x, *_kernel_affine(weight, bias), groups, eps,
+                            threshold, gate == 'hard', w_up, w_low, z_up,
+                            z_low)
+    return z_up, z_low
+
+
+@sru_squeeze_inference.register_fake
+def _(x, gamma, beta, groups, eps, threshold, gate, w_up, w_low,
+      channels_last):
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    return _squeezed_outputs(x, w_up, w_low, layout)
