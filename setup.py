@@ -21,7 +21,6 @@ if platform.machine().lower() in ('x86_64', 'amd64'):
             '-mf16c'
         ])
 
-
 CPU_KERNEL_SOURCES = [
     f'mmdet_scconv/csrc/{name}.cpp'
     for name in ('module', 'sru_inference_cpu', 'cru_fuse_cpu')

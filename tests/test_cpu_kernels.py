@@ -1,6 +1,7 @@
-"""The compiled CPU kernel (``mmdet_scconv::sru_inference``) against its
-PyTorch twin, for every instruction set this CPU runs, and the CPU
-inference path built on it."""
+"""The compiled CPU kernels (``mmdet_scconv::sru_inference``,
+``sru_squeeze_inference`` and ``cru_fuse``) against their PyTorch twins,
+for every instruction set this CPU runs, and the CPU inference path built
+on them."""
 import importlib
 import subprocess
 import sys
@@ -8,6 +9,7 @@ import textwrap
 
 import pytest
 import torch
+import torch.nn.functional as F
 from test_fast import assert_relative_error, pair
 
 from mmdet_scconv.layers._numerics import relative_error
@@ -15,9 +17,12 @@ from mmdet_scconv.layers.fast import pool
 from mmdet_scconv.layers.kernels.cpu import (CAPABILITY_MODULES,
                                              capability_module, cpu_kernels,
                                              load_error)
+from mmdet_scconv.layers.ops.cru import branch_weight
+from mmdet_scconv.layers.ops.cru_fuse import cru_fuse
 from mmdet_scconv.layers.ops.sru import gn_affine, split_halves, sru_output
 from mmdet_scconv.layers.ops.sru_inference import (sru_inference,
-                                                   sru_inference_pooled)
+                                                   sru_inference_pooled,
+                                                   sru_squeeze_inference)
 
 #: The builds this CPU can run: torch's own capability and those below it.
 RUNNABLE = {
@@ -101,6 +106,148 @@ def test_each_build_pools_the_lower_half(capability, gate, channels_last,
     assert_relative_error(actual_lower, pool(lower, 2), 1e-6, 'lower')
 
 
+def _layout(channels_last):
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+def _nan(shape, channels_last):
+    return torch.full(
+        shape, float('nan')).contiguous(memory_format=_layout(channels_last))
+
+
+@pytest.mark.parametrize('capability', RUNNABLE)
+@pytest.mark.parametrize('gate', ['soft', 'hard'])
+@pytest.mark.parametrize('channels_last,squeezed_channels_last',
+                         [(False, False), (False, True), (True, True),
+                          (True, False)])
+@pytest.mark.parametrize('shape,groups,squeezed', [
+    ((1, 64, 16, 24), 16, (16, 16)),
+    ((2, 30, 7, 9), 5, (7, 5)),
+    ((1, 4, 1, 1), 2, (1, 1)),
+    ((2, 128, 33, 5), 8, (32, 40)),
+])
+def test_each_build_squeezes_the_halves(capability, gate, channels_last,
+                                        squeezed_channels_last, shape, groups,
+                                        squeezed):
+    """The squeezed form: each SRU half through its 1x1 squeeze, written in
+    either layout whatever the input's, for odd channel counts and tails
+    of pixels too."""
+    module = importlib.import_module(CAPABILITY_MODULES[capability])
+    x, gamma, beta = inputs(shape, channels_last)
+    weight, bias = gn_affine(gamma, beta, gate)
+    generator = torch.Generator().manual_seed(1)
+    n, c, h, w = shape
+    w_up, w_low = (
+        torch.randn(o, c // 2, 1, 1, generator=generator) for o in squeezed)
+    upper, lower = split_halves(twin(x, gamma, beta, groups, 0.5, gate))
+    z_up, z_low = (
+        _nan((n, o, h, w), squeezed_channels_last) for o in squeezed)
+    module.sru_squeeze_out(x, weight, bias, groups, 1e-5, 0.5, gate == 'hard',
+                           w_up, w_low, z_up, z_low)
+    assert_relative_error(z_up, F.conv2d(upper, w_up), 1e-6, 'up')
+    assert_relative_error(z_low, F.conv2d(lower, w_low), 1e-6, 'low')
+
+
+def fuse_reference(g, z_up, z_low, w_up, w_low, scale=None, shift=None):
+    """The CRU's fuse as the equations read (Eq. 6-10)."""
+    y1 = g + F.conv2d(z_up, w_up)
+    y2 = torch.cat([F.conv2d(z_low, w_low), z_low], 1)
+    y = torch.lerp(y2, y1, branch_weight(y1, y2))
+    return y if scale is None else (y * scale[:, None, None] +
+                                    shift[:, None, None])
+
+
+def fuse_inputs(n, c, cu, cl, h, w, channels_last):
+    generator = torch.Generator().manual_seed(2)
+
+    def randn(*size):
+        return torch.randn(size, generator=generator)
+
+    g, z_up, z_low = (
+        randn(n, k, h, w).contiguous(memory_format=_layout(channels_last))
+        for k in (c, cu, cl))
+    return (g, z_up, z_low, randn(c, cu, 1, 1) * 0.3,
+            randn(c - cl, cl, 1, 1) * 0.3, randn(c), randn(c))
+
+
+@pytest.mark.parametrize('capability', RUNNABLE)
+@pytest.mark.parametrize('affine', [False, True])
+@pytest.mark.parametrize('channels_last,out_channels_last', [(False, False),
+                                                             (True, False),
+                                                             (True, True),
+                                                             (False, True)])
+@pytest.mark.parametrize('n,c,cu,cl,h,w', [(1, 64, 16, 16, 37, 29),
+                                           (2, 128, 32, 32, 8, 8),
+                                           (1, 40, 10, 12, 5, 7),
+                                           (3, 512, 128, 128, 4, 6),
+                                           (1, 8, 2, 2, 1, 1)])
+def test_each_build_fuses_the_cru(capability, affine, channels_last,
+                                  out_channels_last, n, c, cu, cl, h, w):
+    """``beta`` from the means, ``PWC1``, ``PWC2``, the reused ``Z_low``
+    and a folded BatchNorm in one pass, into either layout; channel counts
+    that leave partial vectors and blocks, per-sample ``beta``."""
+    module = importlib.import_module(CAPABILITY_MODULES[capability])
+    g, z_up, z_low, w_up, w_low, scale, shift = fuse_inputs(
+        n, c, cu, cl, h, w, channels_last)
+    affine_args = (scale, shift) if affine else (None, None)
+    out = _nan((n, c, h, w), out_channels_last)
+    module.cru_fuse_out(g, z_up, z_low, w_up, w_low, *affine_args, out)
+    assert_relative_error(
+        out, fuse_reference(g, z_up, z_low, w_up, w_low, *affine_args), 2e-6)
+
+
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_fuse_op_equals_its_twin(channels_last):
+    """The op's PyTorch twin (bf16 takes it) against the kernel, in fp64
+    for the twin so that only the kernel's rounding is left."""
+    args = fuse_inputs(2, 64, 16, 16, 9, 11, channels_last)
+    out = cru_fuse(*args, channels_last)
+    twin = cru_fuse(*(a.double() for a in args), channels_last)
+    assert out.is_contiguous(memory_format=_layout(channels_last))
+    assert twin.dtype == torch.float64
+    assert_relative_error(out, twin, 1e-6)
+
+
+def test_fuse_kernel_names_a_mismatched_operand():
+    g, z_up, z_low, w_up, w_low, _, _ = fuse_inputs(1, 16, 4, 4, 5, 5, False)
+    with pytest.raises(
+            RuntimeError,
+            match=r'cru_fuse: z_low must be an fp32 CPU tensor of shape '
+            r'\(1, 4, 5, 5\), got \[1, 4, 5, 4\]'):
+        cpu_kernels().cru_fuse_out(g, z_up, z_low[..., :4], w_up, w_low, None,
+                                   None, torch.empty_like(g))
+    with pytest.raises(
+            RuntimeError,
+            match=r'z_up must be contiguous in g\'s layout \(NCHW\)'):
+        cpu_kernels().cru_fuse_out(
+            g, z_up.contiguous(memory_format=torch.channels_last), z_low, w_up,
+            w_low, None, None, torch.empty_like(g))
+    with pytest.raises(
+            RuntimeError,
+            match=r'w_low must be a \(12, 4\) weight \(or its 1x1 '
+            r'convolution form\), got shape \[6, 4, 1, 1\]'):
+        cpu_kernels().cru_fuse_out(g, z_up, z_low, w_up, w_low[:6], None, None,
+                                   torch.empty_like(g))
+    with pytest.raises(RuntimeError, match='scale must have 16 values, got 8'):
+        cpu_kernels().cru_fuse_out(g, z_up, z_low, w_up, w_low, torch.ones(8),
+                                   torch.zeros(16), torch.empty_like(g))
+
+
+def test_squeeze_kernel_names_a_mismatched_weight():
+    x, gamma, beta = inputs((1, 16, 4, 4), False)
+    weight, bias = gn_affine(gamma, beta)
+    z = torch.empty(1, 4, 4, 4)
+    with pytest.raises(
+            RuntimeError,
+            match=
+            r'w_low must have C/2 = 8 input channels \(a 1x1 convolution\'s '
+            r'weight\), got shape '
+            r'\[4, 6, 1, 1\]'):
+        cpu_kernels().sru_squeeze_out(x, weight, bias, 2, 1e-5, 0.5, False,
+                                      torch.ones(4, 8, 1, 1),
+                                      torch.ones(4, 6, 1, 1), z, z.clone())
+
+
 def test_pooled_op_refuses_windows_that_do_not_tile():
     x, gamma, beta = inputs((1, 8, 6, 5), False)
     with pytest.raises(ValueError, match='must tile the input, got 6x5'):
@@ -127,6 +274,20 @@ def test_statistics_hold_on_a_large_mean(channels_last):
 def test_ops_pass_opcheck(op, dtype, channels_last):
     x, gamma, beta = inputs((2, 16, 6, 10), channels_last)
     torch.library.opcheck(op, (x.to(dtype), gamma, beta, 4, 1e-5, 0.5, 'soft'))
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_squeeze_and_fuse_ops_pass_opcheck(dtype, channels_last):
+    x, gamma, beta = inputs((2, 16, 6, 10), channels_last)
+    w_up, w_low = torch.randn(4, 8, 1, 1), torch.randn(4, 8, 1, 1)
+    torch.library.opcheck(sru_squeeze_inference,
+                          (x.to(dtype), gamma, beta, 4, 1e-5, 0.5, 'soft',
+                           w_up.to(dtype), w_low.to(dtype), channels_last))
+    args = fuse_inputs(2, 16, 4, 4, 6, 10, channels_last)
+    torch.library.opcheck(cru_fuse,
+                          (*(a.to(dtype)
+                             for a in args[:5]), *args[5:], not channels_last))
 
 
 def test_kernel_refuses_an_output_of_another_layout():
@@ -163,13 +324,17 @@ def test_missing_build_warns_and_runs_the_twin(tmp_path):
         import sys, warnings
         sys.modules[{capability_module()!r}] = None  # not importable
         import torch
+        from mmdet_scconv.layers.ops.cru_fuse import cru_fuse
         from mmdet_scconv.layers.ops.sru_inference import sru_inference
         x = torch.randn(1, 8, 5, 5)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter('always')
             out = sru_inference(x, torch.ones(8), torch.zeros(8), 2, 1e-5,
                                 0.5, 'soft')
+            fused = cru_fuse(x, x[:, :2], x[:, :2], torch.ones(8, 2),
+                             torch.ones(6, 2), None, None, False)
         assert out.shape == x.shape, out.shape
+        assert fused.shape == x.shape, fused.shape
         print([str(w.message) for w in caught])
         """)
     result = subprocess.run([sys.executable, '-c', script],

@@ -118,6 +118,16 @@ void check_operand(const torch::Tensor& t, const char* name, int64_t n,
               channels_last ? "channels-last" : "NCHW", ")");
 }
 
+// A 1x1 convolution's weight as (out, in) fp32 rows.
+torch::Tensor pointwise_rows(const torch::Tensor& weight, const char* name,
+                             int64_t out, int64_t in) {
+  TORCH_CHECK(weight.numel() == out * in && weight.size(0) == out,
+              "cru_fuse: ", name, " must be a (", out, ", ", in,
+              ") weight (or its 1x1 convolution form), got shape ",
+              weight.sizes());
+  return weight.reshape({out, in}).to(torch::kFloat).contiguous();
+}
+
 // An optional per-channel operand as a contiguous fp32 tensor (undefined if
 // not given).
 torch::Tensor per_channel(const std::optional<torch::Tensor>& given,
@@ -201,9 +211,8 @@ void cru_fuse_out(const torch::Tensor& g, const torch::Tensor& z_up,
                    out.is_contiguous(at::MemoryFormat::ChannelsLast)),
               "cru_fuse: out must be fp32 of g's shape, NCHW or "
               "channels-last");
-  const torch::Tensor wu = w_up.reshape({c, cu}).to(torch::kFloat).contiguous();
-  const torch::Tensor wl =
-      w_low.reshape({c - cl, cl}).to(torch::kFloat).contiguous();
+  const torch::Tensor wu = pointwise_rows(w_up, "w_up", c, cu);
+  const torch::Tensor wl = pointwise_rows(w_low, "w_low", c - cl, cl);
   const torch::Tensor a = per_channel(scale, "scale", c);
   const torch::Tensor t = per_channel(shift, "shift", c);
   if (out.numel() == 0) return;

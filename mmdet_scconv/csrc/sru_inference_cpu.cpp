@@ -429,8 +429,10 @@ void check_squeezed(const torch::Tensor& z, const torch::Tensor& x,
 // A squeeze weight as (out, C/2) fp32 rows.
 torch::Tensor squeeze_rows(const torch::Tensor& weight, int64_t half,
                            const char* name) {
-  TORCH_CHECK(weight.numel() % half == 0, "sru_squeeze: ", name,
-              " must have C/2 = ", half, " input channels, got shape ",
+  TORCH_CHECK((weight.dim() == 2 || weight.dim() == 4) &&
+                  weight.size(1) == half && weight.numel() == weight.size(0) * half,
+              "sru_squeeze: ", name, " must have C/2 = ", half,
+              " input channels (a 1x1 convolution's weight), got shape ",
               weight.sizes());
   return weight.reshape({-1, half}).to(torch::kFloat).contiguous();
 }

@@ -136,9 +136,9 @@ def _scconv_in_place(scconv, x):
     layout = _gwc_layout(cru.gwc, x)
     halves = cru.up_channels * 2 == x.shape[1]
     if halves and cru.stride == 1:
-        x_up, x_low = sru_squeeze_inference(
-            *args, cru.squeeze_up.weight, cru.squeeze_low.weight,
-            layout == torch.channels_last)
+        x_up, x_low = sru_squeeze_inference(*args, cru.squeeze_up.weight,
+                                            cru.squeeze_low.weight,
+                                            layout == torch.channels_last)
     else:
         # The lower path is only ever used pooled, and pooling commutes
         # with the 1x1 squeeze: pooled first, a stride-2 squeeze has a
@@ -155,9 +155,10 @@ def _scconv_in_place(scconv, x):
         x_up = _squeeze(cru.squeeze_up, x_up, layout)
         x_low = _squeeze(cru.squeeze_low, x_low, layout)
     scale, shift = scconv.out_affine or (None, None)
-    return cru_fuse(cru.gwc(x_up), pool(x_up, cru.stride), x_low,
-                    cru.pwc_up.weight, cru.pwc_low.weight, scale, shift,
-                    memory_layout(x) == torch.channels_last)
+    return cru_fuse(
+        cru.gwc(x_up), pool(x_up, cru.stride), x_low, cru.pwc_up.weight,
+        cru.pwc_low.weight, scale, shift,
+        memory_layout(x) == torch.channels_last)
 
 
 #: oneDNN's direct NCHW convolutions take a group's input channels in blocks

@@ -30,8 +30,8 @@ import torch.nn.functional as F
 
 from .._numerics import at_least_fp32
 from ..kernels._layout import is_channels_last
-from ..pointwise import add_pointwise_
 from ..kernels.cpu import kernels_for
+from ..pointwise import add_pointwise_
 
 
 def _layout(channels_last):
@@ -60,12 +60,11 @@ def cru_fuse(g: torch.Tensor, z_up: torch.Tensor, z_low: torch.Tensor,
     out = torch.empty_like(g, memory_format=_layout(channels_last))
     kernels = kernels_for(g)
     if kernels is None:
-        return fuse_twin_(out.copy_(g), z_up, z_low, w_up, w_low, scale,
-                          shift)
+        return fuse_twin_(out.copy_(g), z_up, z_low, w_up, w_low, scale, shift)
     layout = _layout(is_channels_last(g))
-    kernels.cru_fuse_out(g, _in_layout(z_up, layout),
-                         _in_layout(z_low, layout), w_up, w_low, scale, shift,
-                         out)
+    kernels.cru_fuse_out(g, _in_layout(z_up,
+                                       layout), _in_layout(z_low, layout),
+                         w_up, w_low, scale, shift, out)
     return out
 
 

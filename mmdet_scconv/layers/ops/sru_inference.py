@@ -127,8 +127,8 @@ def _squeezed_outputs(x, w_up, w_low, layout):
                     memory_format=layout) for w in (w_up, w_low))
 
 
-@torch.library.custom_op('mmdet_scconv::sru_squeeze_inference',
-                         mutates_args=())
+@torch.library.custom_op(
+    'mmdet_scconv::sru_squeeze_inference', mutates_args=())
 def sru_squeeze_inference(
         x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, groups: int,
         eps: float, threshold: float, gate: str, w_up: torch.Tensor,
@@ -155,12 +155,12 @@ def sru_squeeze_inference(
     if kernels is None:
         upper, lower = split_halves(
             _twin(x, weight, bias, groups, eps, threshold, gate))
-        return (pointwise(upper, w_up, layout), pointwise(lower, w_low,
-                                                          layout))
+        return (pointwise(upper, w_up,
+                          layout), pointwise(lower, w_low, layout))
     z_up, z_low = _squeezed_outputs(x, w_up, w_low, layout)
-    kernels.sru_squeeze_out(x, *_kernel_affine(weight, bias), groups, eps,
-                            threshold, gate == 'hard', w_up, w_low, z_up,
-                            z_low)
+    kernels.sru_squeeze_out(x, *_kernel_affine(weight,
+                                               bias), groups, eps, threshold,
+                            gate == 'hard', w_up, w_low, z_up, z_low)
     return z_up, z_low
 
 
