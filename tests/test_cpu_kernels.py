@@ -237,12 +237,9 @@ def test_squeeze_kernel_names_a_mismatched_weight():
     x, gamma, beta = inputs((1, 16, 4, 4), False)
     weight, bias = gn_affine(gamma, beta)
     z = torch.empty(1, 4, 4, 4)
-    with pytest.raises(
-            RuntimeError,
-            match=
-            r'w_low must have C/2 = 8 input channels \(a 1x1 convolution\'s '
-            r'weight\), got shape '
-            r'\[4, 6, 1, 1\]'):
+    message = (r"w_low must have C/2 = 8 input channels \(a 1x1 "
+               r"convolution's weight\), got shape \[4, 6, 1, 1\]")
+    with pytest.raises(RuntimeError, match=message):
         cpu_kernels().sru_squeeze_out(x, weight, bias, 2, 1e-5, 0.5, False,
                                       torch.ones(4, 8, 1, 1),
                                       torch.ones(4, 6, 1, 1), z, z.clone())

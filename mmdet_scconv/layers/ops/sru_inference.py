@@ -11,10 +11,11 @@ On fp32 CPU tensors it runs the compiled kernel of
 passes over the input, the GroupNorm statistics, then one pass that
 normalises, gates and cross-reconstructs each pair of channels ``(c, c +
 C/2)``, tile by tile of pixels; the squeezed form multiplies each tile,
-held in cache, by the squeeze weights (:mod:`csrc/pointwise_tile.h`) and
-writes the two squeezed tensors in the layout asked for. Its PyTorch twin (:func:`.sru.sru_output`, about a dozen passes)
-runs for every other dtype and device, and in place of the compiled kernel
-where that was not built, with a warning.
+held in cache, by the squeeze weights (``csrc/pointwise_tile.h``) and
+writes the two squeezed tensors in the layout asked for. Its PyTorch twin
+(:func:`.sru.sru_output`, about a dozen passes, then the squeezes as
+matrix products) runs for every other dtype and device, and in place of
+the compiled kernel where that was not built, with a warning.
 
 There is no autograd formula: training goes through ``mmdet_scconv::sru``
 or ``mmdet_scconv::scconv``, which keep what their backward needs.
