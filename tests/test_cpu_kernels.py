@@ -20,6 +20,7 @@ from mmdet_scconv.layers.kernels.cpu import (CAPABILITY_MODULES,
 from mmdet_scconv.layers.ops.cru import branch_weight
 from mmdet_scconv.layers.ops.cru_fuse import cru_fuse
 from mmdet_scconv.layers.ops.sru import gn_affine, split_halves, sru_output
+from mmdet_scconv.layers.sru import GAMMA_SUM_EPS
 from mmdet_scconv.layers.ops.sru_inference import (sru_inference,
                                                    sru_inference_pooled,
                                                    sru_squeeze_inference)
@@ -69,12 +70,11 @@ def test_each_build_equals_the_twin(capability, gate, channels_last, shape,
                                     groups):
     module = importlib.import_module(CAPABILITY_MODULES[capability])
     x, gamma, beta = inputs(shape, channels_last)
-    weight, bias = gn_affine(gamma, beta, gate)
     for threshold in (0.3, 0.5, 0.7):
         expected = twin(x, gamma, beta, groups, threshold, gate)
         actual = torch.full_like(x, float('nan'))
-        module.sru_inference_out(x, weight, bias, groups, 1e-5, threshold,
-                                 gate == 'hard', actual)
+        module.sru_inference_out(x, gamma, beta, groups, 1e-5, GAMMA_SUM_EPS,
+                                 threshold, gate == 'hard', actual)
         assert_relative_error(actual, expected, 1e-6,
                               f'{capability} t={threshold}')
 
@@ -92,7 +92,6 @@ def test_each_build_pools_the_lower_half(capability, gate, channels_last,
     means in the order :func:`pool` sums them."""
     module = importlib.import_module(CAPABILITY_MODULES[capability])
     x, gamma, beta = inputs(shape, channels_last)
-    weight, bias = gn_affine(gamma, beta, gate)
     upper, lower = split_halves(twin(x, gamma, beta, groups, 0.5, gate))
     n, c, h, w = shape
     layout = torch.channels_last if channels_last else torch.contiguous_format
@@ -100,8 +99,9 @@ def test_each_build_pools_the_lower_half(capability, gate, channels_last,
                               float('nan')).contiguous(memory_format=layout)
     actual_lower = torch.full((n, c // 2, h // 2, w // 2),
                               float('nan')).contiguous(memory_format=layout)
-    module.sru_inference_pooled_out(x, weight, bias, groups, 1e-5, 0.5,
-                                    gate == 'hard', actual_upper, actual_lower)
+    module.sru_inference_pooled_out(x, gamma, beta, groups, 1e-5,
+                                    GAMMA_SUM_EPS, 0.5, gate == 'hard',
+                                    actual_upper, actual_lower)
     assert_relative_error(actual_upper, upper, 1e-6, 'upper')
     assert_relative_error(actual_lower, pool(lower, 2), 1e-6, 'lower')
 
@@ -134,7 +134,6 @@ def test_each_build_squeezes_the_halves(capability, gate, channels_last,
     of pixels too."""
     module = importlib.import_module(CAPABILITY_MODULES[capability])
     x, gamma, beta = inputs(shape, channels_last)
-    weight, bias = gn_affine(gamma, beta, gate)
     generator = torch.Generator().manual_seed(1)
     n, c, h, w = shape
     w_up, w_low = (
@@ -142,8 +141,8 @@ def test_each_build_squeezes_the_halves(capability, gate, channels_last,
     upper, lower = split_halves(twin(x, gamma, beta, groups, 0.5, gate))
     z_up, z_low = (
         _nan((n, o, h, w), squeezed_channels_last) for o in squeezed)
-    module.sru_squeeze_out(x, weight, bias, groups, 1e-5, 0.5, gate == 'hard',
-                           w_up, w_low, z_up, z_low)
+    module.sru_squeeze_out(x, gamma, beta, groups, 1e-5, GAMMA_SUM_EPS, 0.5,
+                           gate == 'hard', w_up, w_low, z_up, z_low)
     assert_relative_error(z_up, F.conv2d(upper, w_up), 1e-6, 'up')
     assert_relative_error(z_low, F.conv2d(lower, w_low), 1e-6, 'low')
 
@@ -235,13 +234,12 @@ def test_fuse_kernel_names_a_mismatched_operand():
 
 def test_squeeze_kernel_names_a_mismatched_weight():
     x, gamma, beta = inputs((1, 16, 4, 4), False)
-    weight, bias = gn_affine(gamma, beta)
     z = torch.empty(1, 4, 4, 4)
     message = (r"w_low must have C/2 = 8 input channels \(a 1x1 "
                r"convolution's weight\), got shape \[4, 6, 1, 1\]")
     with pytest.raises(RuntimeError, match=message):
-        cpu_kernels().sru_squeeze_out(x, weight, bias, 2, 1e-5, 0.5, False,
-                                      torch.ones(4, 8, 1, 1),
+        cpu_kernels().sru_squeeze_out(x, gamma, beta, 2, 1e-5, GAMMA_SUM_EPS,
+                                      0.5, False, torch.ones(4, 8, 1, 1),
                                       torch.ones(4, 6, 1, 1), z, z.clone())
 
 
@@ -249,6 +247,18 @@ def test_pooled_op_refuses_windows_that_do_not_tile():
     x, gamma, beta = inputs((1, 8, 6, 5), False)
     with pytest.raises(ValueError, match='must tile the input, got 6x5'):
         sru_inference_pooled(x, gamma, beta, 2, 1e-5, 0.5, 'soft')
+
+
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_kernel_guards_a_gamma_summing_to_zero(channels_last):
+    """``W_gamma = gamma / sum(gamma)`` with the sum pushed away from zero,
+    as the twin does it."""
+    x, gamma, beta = inputs((1, 16, 6, 6), channels_last)
+    gamma = torch.cat([gamma[:8], -gamma[:8]])
+    assert gamma.sum() == 0
+    assert_relative_error(
+        sru_inference(x, gamma, beta, 4, 1e-5, 0.5, 'soft'),
+        twin(x, gamma, beta, 4, 0.5, 'soft'), 1e-6)
 
 
 @pytest.mark.parametrize('channels_last', [False, True])
@@ -289,14 +299,13 @@ def test_squeeze_and_fuse_ops_pass_opcheck(dtype, channels_last):
 
 def test_kernel_refuses_an_output_of_another_layout():
     x, gamma, beta = inputs((1, 8, 4, 4), False)
-    weight, bias = gn_affine(gamma, beta)
     out = torch.empty_like(x, memory_format=torch.channels_last)
     with pytest.raises(
             RuntimeError,
             match=r"out must be fp32 of shape \[1, "
             r"8, 4, 4\] in x's layout"):
-        cpu_kernels().sru_inference_out(x, weight, bias, 2, 1e-5, 0.5, False,
-                                        out)
+        cpu_kernels().sru_inference_out(x, gamma, beta, 2, 1e-5, GAMMA_SUM_EPS,
+                                        0.5, False, out)
 
 
 def test_op_keeps_the_input_layout():

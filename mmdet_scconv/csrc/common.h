@@ -3,6 +3,7 @@
 
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/vec.h>
+#include <torch/extension.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -19,6 +20,13 @@ constexpr int64_t kGrainValues = 32768;
 inline int64_t grain_for(int64_t values_per_item) {
   return std::max<int64_t>(
       1, kGrainValues / std::max<int64_t>(1, values_per_item));
+}
+
+// `t` as contiguous fp32 values: `t` itself where it already is (without a
+// trip through the dispatcher: these run for every layer of every call).
+inline torch::Tensor as_float(const torch::Tensor& t) {
+  if (t.scalar_type() == torch::kFloat && t.is_contiguous()) return t;
+  return t.to(torch::kFloat).contiguous();
 }
 
 }  // namespace mmdet_scconv

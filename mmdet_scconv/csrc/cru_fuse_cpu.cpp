@@ -118,14 +118,14 @@ void check_operand(const torch::Tensor& t, const char* name, int64_t n,
               channels_last ? "channels-last" : "NCHW", ")");
 }
 
-// A 1x1 convolution's weight as (out, in) fp32 rows.
+// A 1x1 convolution's weight's values as (out, in) fp32 rows.
 torch::Tensor pointwise_rows(const torch::Tensor& weight, const char* name,
                              int64_t out, int64_t in) {
   TORCH_CHECK(weight.numel() == out * in && weight.size(0) == out,
               "cru_fuse: ", name, " must be a (", out, ", ", in,
               ") weight (or its 1x1 convolution form), got shape ",
               weight.sizes());
-  return weight.reshape({out, in}).to(torch::kFloat).contiguous();
+  return as_float(weight);
 }
 
 // An optional per-channel operand as a contiguous fp32 tensor (undefined if
@@ -135,7 +135,7 @@ torch::Tensor per_channel(const std::optional<torch::Tensor>& given,
   if (!given.has_value()) return torch::Tensor();
   TORCH_CHECK(given->numel() == c, "cru_fuse: ", name, " must have ", c,
               " values, got ", given->numel());
-  return given->to(torch::kFloat).contiguous();
+  return as_float(*given);
 }
 
 // Per-sample coefficients: b1 = scale beta1 (N, C) and A, (C, Cu + Cl) per

@@ -368,9 +368,37 @@ struct Normalisation {
   std::vector<float> scale, shift;  // (N, C)
 };
 
-Normalisation normalisation(const torch::Tensor& x, const torch::Tensor& weight,
-                            const torch::Tensor& bias, int64_t num_groups,
-                            double eps) {
+// The GroupNorm affine that also applies W_gamma (Eq. 2-3): weight =
+// gamma W_gamma, bias = beta W_gamma with W_gamma = gamma / sum(gamma), the
+// sum pushed away from zero to at least gamma_sum_eps in magnitude, keeping
+// its sign (gn_affine and normalised_gamma in Python).
+void gamma_weighted_affine(const torch::Tensor& gamma,
+                           const torch::Tensor& beta, double gamma_sum_eps,
+                           int64_t c, std::vector<float>* weight,
+                           std::vector<float>* bias) {
+  TORCH_CHECK(gamma.numel() == c && beta.numel() == c,
+              "sru_inference: gamma and beta must have ", c,
+              " values, got ", gamma.numel(), " and ", beta.numel());
+  const torch::Tensor g = as_float(gamma), b = as_float(beta);
+  const float* g_data = g.data_ptr<float>();
+  const float* b_data = b.data_ptr<float>();
+  double total = 0;
+  for (int64_t k = 0; k < c; ++k) total += g_data[k];
+  total = total >= 0 ? std::max(total, gamma_sum_eps)
+                     : std::min(total, -gamma_sum_eps);
+  const float sum = static_cast<float>(total);
+  weight->resize(c);
+  bias->resize(c);
+  for (int64_t k = 0; k < c; ++k) {
+    const float w_gamma = g_data[k] / sum;
+    (*weight)[k] = g_data[k] * w_gamma;
+    (*bias)[k] = b_data[k] * w_gamma;
+  }
+}
+
+Normalisation normalisation(const torch::Tensor& x, const torch::Tensor& gamma,
+                            const torch::Tensor& beta, int64_t num_groups,
+                            double eps, double gamma_sum_eps) {
   TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == torch::kFloat &&
                   x.dim() == 4,
               "sru_inference takes a 4-D fp32 CPU tensor, got ", x.sizes(),
@@ -378,17 +406,14 @@ Normalisation normalisation(const torch::Tensor& x, const torch::Tensor& weight,
   const int64_t n = x.size(0), c = x.size(1), hw = x.size(2) * x.size(3);
   TORCH_CHECK(c % 2 == 0 && c % num_groups == 0, "sru_inference: channels ",
               c, " must be even and divisible by the groups ", num_groups);
-  TORCH_CHECK(weight.scalar_type() == torch::kFloat &&
-                  bias.scalar_type() == torch::kFloat &&
-                  weight.numel() == c && bias.numel() == c,
-              "sru_inference: weight and bias must be fp32 of ", c, " values");
+  std::vector<float> weight, bias;
+  gamma_weighted_affine(gamma, beta, gamma_sum_eps, c, &weight, &bias);
   Normalisation result;
   result.channels_last =
       !x.is_contiguous() && x.is_contiguous(at::MemoryFormat::ChannelsLast);
   TORCH_CHECK(result.channels_last || x.is_contiguous(),
               "sru_inference takes a contiguous NCHW or channels-last tensor");
   if (n == 0 || hw == 0) return result;
-  const torch::Tensor w = weight.contiguous(), b = bias.contiguous();
   const float* data = x.data_ptr<float>();
   const std::vector<Moments> groups =
       result.channels_last
@@ -396,8 +421,8 @@ Normalisation normalisation(const torch::Tensor& x, const torch::Tensor& weight,
           : group_moments_nchw(data, n, c, hw, num_groups);
   result.scale.resize(n * c);
   result.shift.resize(n * c);
-  channel_affine(groups, w.data_ptr<float>(), b.data_ptr<float>(), n, c,
-                 num_groups, eps, result.scale.data(), result.shift.data());
+  channel_affine(groups, weight.data(), bias.data(), n, c, num_groups, eps,
+                 result.scale.data(), result.shift.data());
   return result;
 }
 
@@ -426,7 +451,7 @@ void check_squeezed(const torch::Tensor& z, const torch::Tensor& x,
               z.scalar_type());
 }
 
-// A squeeze weight as (out, C/2) fp32 rows.
+// A squeeze weight's values as (out, C/2) fp32 rows.
 torch::Tensor squeeze_rows(const torch::Tensor& weight, int64_t half,
                            const char* name) {
   TORCH_CHECK((weight.dim() == 2 || weight.dim() == 4) &&
@@ -434,16 +459,17 @@ torch::Tensor squeeze_rows(const torch::Tensor& weight, int64_t half,
               "sru_squeeze: ", name, " must have C/2 = ", half,
               " input channels (a 1x1 convolution's weight), got shape ",
               weight.sizes());
-  return weight.reshape({-1, half}).to(torch::kFloat).contiguous();
+  return as_float(weight);
 }
 
 }  // namespace
 
-void sru_inference_out(const torch::Tensor& x, const torch::Tensor& weight,
-                       const torch::Tensor& bias, int64_t num_groups,
-                       double eps, double threshold, bool hard,
+void sru_inference_out(const torch::Tensor& x, const torch::Tensor& gamma,
+                       const torch::Tensor& beta, int64_t num_groups,
+                       double eps, double gamma_sum_eps, double threshold,
+                       bool hard,
                        torch::Tensor& out) {
-  const Normalisation norm = normalisation(x, weight, bias, num_groups, eps);
+  const Normalisation norm = normalisation(x, gamma, beta, num_groups, eps, gamma_sum_eps);
   check_output(out, x.sizes(), norm.channels_last, "out");
   if (x.numel() == 0) return;
   const int64_t n = x.size(0), c = x.size(1), hw = x.size(2) * x.size(3);
@@ -454,11 +480,12 @@ void sru_inference_out(const torch::Tensor& x, const torch::Tensor& weight,
 }
 
 void sru_inference_pooled_out(const torch::Tensor& x,
-                              const torch::Tensor& weight,
-                              const torch::Tensor& bias, int64_t num_groups,
-                              double eps, double threshold, bool hard,
+                              const torch::Tensor& gamma,
+                              const torch::Tensor& beta, int64_t num_groups,
+                              double eps, double gamma_sum_eps,
+                              double threshold, bool hard,
                               torch::Tensor& upper, torch::Tensor& lower) {
-  const Normalisation norm = normalisation(x, weight, bias, num_groups, eps);
+  const Normalisation norm = normalisation(x, gamma, beta, num_groups, eps, gamma_sum_eps);
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
   TORCH_CHECK(h % 2 == 0 && w % 2 == 0,
               "sru_inference: pooling the lower half needs an even height "
@@ -480,17 +507,18 @@ void sru_inference_pooled_out(const torch::Tensor& x,
 }
 
 
-void sru_squeeze_out(const torch::Tensor& x, const torch::Tensor& weight,
-                     const torch::Tensor& bias, int64_t num_groups,
-                     double eps, double threshold, bool hard,
+void sru_squeeze_out(const torch::Tensor& x, const torch::Tensor& gamma,
+                     const torch::Tensor& beta, int64_t num_groups,
+                     double eps, double gamma_sum_eps, double threshold,
+                     bool hard,
                      const torch::Tensor& w_up, const torch::Tensor& w_low,
                      torch::Tensor& z_up, torch::Tensor& z_low) {
-  const Normalisation norm = normalisation(x, weight, bias, num_groups, eps);
+  const Normalisation norm = normalisation(x, gamma, beta, num_groups, eps, gamma_sum_eps);
   const int64_t n = x.size(0), c = x.size(1), hw = x.size(2) * x.size(3);
   const int64_t half = c / 2;
   const torch::Tensor rows_up = squeeze_rows(w_up, half, "w_up");
   const torch::Tensor rows_low = squeeze_rows(w_low, half, "w_low");
-  const int64_t cu = rows_up.size(0), cl = rows_low.size(0);
+  const int64_t cu = w_up.size(0), cl = w_low.size(0);
   check_squeezed(z_up, x, cu, "z_up");
   check_squeezed(z_low, x, cl, "z_low");
   if (x.numel() == 0 || z_up.numel() + z_low.numel() == 0) return;

@@ -27,18 +27,15 @@ from ..kernels._layout import dense, empty_like_layout, layout_of
 from ..kernels.cpu import kernels_for
 from ..pointwise import pointwise
 from ._common import cast
+from ..sru import GAMMA_SUM_EPS
 from .sru import gn_affine, split_halves, sru_output
 
 
-def _twin(x, weight, bias, groups, eps, threshold, gate):
+def _twin(x, gamma, beta, groups, eps, threshold, gate):
     """The PyTorch twin's SRU output, in ``x``'s dtype."""
+    weight, bias = gn_affine(gamma, beta, gate)
     output, _, _ = sru_output(x, weight, bias, groups, eps, threshold, gate)
     return cast(output, x.dtype)
-
-
-def _kernel_affine(weight, bias):
-    """The affine as the compiled kernels take it (fp32)."""
-    return cast(weight, torch.float32), cast(bias, torch.float32)
 
 
 @torch.library.custom_op('mmdet_scconv::sru_inference', mutates_args=())
@@ -55,12 +52,11 @@ def sru_inference(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
         threshold (float), gate (str): The gate's (``'soft'``/``'hard'``).
     """
     x = dense(x)
-    weight, bias = gn_affine(gamma, beta, gate)
     kernels = kernels_for(x)
     if kernels is None:
-        return _twin(x, weight, bias, groups, eps, threshold, gate)
+        return _twin(x, gamma, beta, groups, eps, threshold, gate)
     out = torch.empty_like(x)
-    kernels.sru_inference_out(x, *_kernel_affine(weight, bias), groups, eps,
+    kernels.sru_inference_out(x, gamma, beta, groups, eps, GAMMA_SUM_EPS,
                               threshold, gate == 'hard', out)
     return out
 
@@ -100,18 +96,17 @@ def sru_inference_pooled(x: torch.Tensor, gamma: torch.Tensor,
             f'sru_inference_pooled pools 2x2 windows that must tile the '
             f'input, got {h}x{w}; use sru_inference and pool with '
             f'ceil_mode there.')
-    weight, bias = gn_affine(gamma, beta, gate)
     kernels = kernels_for(x)
     if kernels is None:
         upper, lower = split_halves(
-            _twin(x, weight, bias, groups, eps, threshold, gate))
+            _twin(x, gamma, beta, groups, eps, threshold, gate))
         layout = layout_of(x)
         return (upper.contiguous(memory_format=layout),
                 downsample(lower, 2).contiguous(memory_format=layout))
     upper, lower = _pooled_outputs(x)
-    kernels.sru_inference_pooled_out(x, *_kernel_affine(weight,
-                                                        bias), groups, eps,
-                                     threshold, gate == 'hard', upper, lower)
+    kernels.sru_inference_pooled_out(x, gamma, beta, groups, eps,
+                                     GAMMA_SUM_EPS, threshold, gate == 'hard',
+                                     upper, lower)
     return upper, lower
 
 
@@ -151,17 +146,16 @@ def sru_squeeze_inference(
     """
     x = dense(x)
     layout = torch.channels_last if channels_last else torch.contiguous_format
-    weight, bias = gn_affine(gamma, beta, gate)
     kernels = kernels_for(x)
     if kernels is None:
         upper, lower = split_halves(
-            _twin(x, weight, bias, groups, eps, threshold, gate))
+            _twin(x, gamma, beta, groups, eps, threshold, gate))
         return (pointwise(upper, w_up,
                           layout), pointwise(lower, w_low, layout))
     z_up, z_low = _squeezed_outputs(x, w_up, w_low, layout)
-    kernels.sru_squeeze_out(x, *_kernel_affine(weight,
-                                               bias), groups, eps, threshold,
-                            gate == 'hard', w_up, w_low, z_up, z_low)
+    kernels.sru_squeeze_out(x, gamma, beta, groups, eps, GAMMA_SUM_EPS,
+                            threshold, gate == 'hard', w_up, w_low, z_up,
+                            z_low)
     return z_up, z_low
 
 
