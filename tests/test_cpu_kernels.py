@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from test_fast import assert_relative_error, pair
 
+from mmdet_scconv.benchmark.host import layer_host_work
 from mmdet_scconv.layers._numerics import relative_error
 from mmdet_scconv.layers.fast import pool
 from mmdet_scconv.layers.kernels.cpu import (CAPABILITY_MODULES,
@@ -368,3 +369,32 @@ def test_inference_keeps_the_input_layout(channels_last, stride):
     assert fast.cru.gwc.in_channels // fast.cru.gwc.groups < 16
     assert y.is_contiguous(memory_format=layout)
     assert_relative_error(y, expected, 1e-5)
+
+
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_a_layer_costs_the_host_five_calls(channels_last):
+    """A stride-1 layer's CPU inference is the squeezing kernel's two
+    outputs, the grouped convolution, the fusing kernel's output and the
+    BatchNorm (folded in the deploy form): no call of its own besides."""
+    rows = layer_host_work(channels=64,
+                           batch=1,
+                           strides=(1, ),
+                           gates=('soft', 'hard'),
+                           impl='fast',
+                           channels_last=channels_last)
+    expected = {
+        'inference': {
+            'empty': 2,
+            'conv2d': 1,
+            'empty_like': 1,
+            'batch_norm': 1
+        },
+        'deploy': {
+            'empty': 2,
+            'conv2d': 1,
+            'empty_like': 1
+        }
+    }
+    for row in rows:
+        if row['path'] in expected:
+            assert dict(row['scconv'].aten) == expected[row['path']], row
