@@ -98,11 +98,6 @@ std::vector<double> channel_means(const float* x, int64_t n, int64_t c,
   return means;
 }
 
-bool is_channels_last(const torch::Tensor& t) {
-  return !t.is_contiguous() &&
-         t.is_contiguous(at::MemoryFormat::ChannelsLast);
-}
-
 void check_operand(const torch::Tensor& t, const char* name, int64_t n,
                    int64_t channels, int64_t h, int64_t w,
                    bool channels_last) {
@@ -206,11 +201,12 @@ void cru_fuse_out(const torch::Tensor& g, const torch::Tensor& z_up,
   check_operand(z_low, "z_low", n, cl, h, w, channels_last);
   TORCH_CHECK(cl <= c, "cru_fuse: z_low has more channels (", cl,
               ") than the output (", c, ")");
-  TORCH_CHECK(out.scalar_type() == torch::kFloat && out.sizes() == g.sizes() &&
+  TORCH_CHECK(out.device().is_cpu() && out.scalar_type() == torch::kFloat &&
+                  out.sizes() == g.sizes() &&
                   (out.is_contiguous() ||
                    out.is_contiguous(at::MemoryFormat::ChannelsLast)),
-              "cru_fuse: out must be fp32 of g's shape, NCHW or "
-              "channels-last");
+              "cru_fuse: out must be an fp32 CPU tensor of g's shape, NCHW "
+              "or channels-last");
   const torch::Tensor wu = pointwise_rows(w_up, "w_up", c, cu);
   const torch::Tensor wl = pointwise_rows(w_low, "w_low", c - cl, cl);
   const torch::Tensor a = per_channel(scale, "scale", c);

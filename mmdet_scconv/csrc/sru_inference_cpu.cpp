@@ -409,8 +409,7 @@ Normalisation normalisation(const torch::Tensor& x, const torch::Tensor& gamma,
   std::vector<float> weight, bias;
   gamma_weighted_affine(gamma, beta, gamma_sum_eps, c, &weight, &bias);
   Normalisation result;
-  result.channels_last =
-      !x.is_contiguous() && x.is_contiguous(at::MemoryFormat::ChannelsLast);
+  result.channels_last = is_channels_last(x);
   TORCH_CHECK(result.channels_last || x.is_contiguous(),
               "sru_inference takes a contiguous NCHW or channels-last tensor");
   if (n == 0 || hw == 0) return result;
@@ -440,22 +439,24 @@ void check_output(const torch::Tensor& out, at::IntArrayRef sizes,
 // channels-last.
 void check_squeezed(const torch::Tensor& z, const torch::Tensor& x,
                     int64_t channels, const char* name) {
-  TORCH_CHECK(z.scalar_type() == torch::kFloat && z.dim() == 4 &&
+  TORCH_CHECK(z.device().is_cpu() && z.scalar_type() == torch::kFloat &&
+                  z.dim() == 4 &&
                   z.size(0) == x.size(0) && z.size(1) == channels &&
                   z.size(2) == x.size(2) && z.size(3) == x.size(3) &&
                   (z.is_contiguous() ||
                    z.is_contiguous(at::MemoryFormat::ChannelsLast)),
               "sru_squeeze: ", name, " must be fp32 of shape (", x.size(0),
               ", ", channels, ", ", x.size(2), ", ", x.size(3),
-              "), NCHW or channels-last, got ", z.sizes(), " ",
-              z.scalar_type());
+              "), NCHW or channels-last, on the CPU, got ", z.sizes(), " ",
+              z.scalar_type(), " on ", z.device());
 }
 
 // A squeeze weight's values as (out, C/2) fp32 rows.
 torch::Tensor squeeze_rows(const torch::Tensor& weight, int64_t half,
                            const char* name) {
   TORCH_CHECK((weight.dim() == 2 || weight.dim() == 4) &&
-                  weight.size(1) == half && weight.numel() == weight.size(0) * half,
+                  weight.size(1) == half &&
+                  weight.numel() == weight.size(0) * half,
               "sru_squeeze: ", name, " must have C/2 = ", half,
               " input channels (a 1x1 convolution's weight), got shape ",
               weight.sizes());
@@ -467,9 +468,9 @@ torch::Tensor squeeze_rows(const torch::Tensor& weight, int64_t half,
 void sru_inference_out(const torch::Tensor& x, const torch::Tensor& gamma,
                        const torch::Tensor& beta, int64_t num_groups,
                        double eps, double gamma_sum_eps, double threshold,
-                       bool hard,
-                       torch::Tensor& out) {
-  const Normalisation norm = normalisation(x, gamma, beta, num_groups, eps, gamma_sum_eps);
+                       bool hard, torch::Tensor& out) {
+  const Normalisation norm =
+      normalisation(x, gamma, beta, num_groups, eps, gamma_sum_eps);
   check_output(out, x.sizes(), norm.channels_last, "out");
   if (x.numel() == 0) return;
   const int64_t n = x.size(0), c = x.size(1), hw = x.size(2) * x.size(3);
@@ -485,7 +486,8 @@ void sru_inference_pooled_out(const torch::Tensor& x,
                               double eps, double gamma_sum_eps,
                               double threshold, bool hard,
                               torch::Tensor& upper, torch::Tensor& lower) {
-  const Normalisation norm = normalisation(x, gamma, beta, num_groups, eps, gamma_sum_eps);
+  const Normalisation norm =
+      normalisation(x, gamma, beta, num_groups, eps, gamma_sum_eps);
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
   TORCH_CHECK(h % 2 == 0 && w % 2 == 0,
               "sru_inference: pooling the lower half needs an even height "
@@ -513,7 +515,8 @@ void sru_squeeze_out(const torch::Tensor& x, const torch::Tensor& gamma,
                      bool hard,
                      const torch::Tensor& w_up, const torch::Tensor& w_low,
                      torch::Tensor& z_up, torch::Tensor& z_low) {
-  const Normalisation norm = normalisation(x, gamma, beta, num_groups, eps, gamma_sum_eps);
+  const Normalisation norm =
+      normalisation(x, gamma, beta, num_groups, eps, gamma_sum_eps);
   const int64_t n = x.size(0), c = x.size(1), hw = x.size(2) * x.size(3);
   const int64_t half = c / 2;
   const torch::Tensor rows_up = squeeze_rows(w_up, half, "w_up");
@@ -527,8 +530,8 @@ void sru_squeeze_out(const torch::Tensor& x, const torch::Tensor& gamma,
       rows_up.data_ptr<float>(), cu, half, along_channels);
   const std::vector<float> coef_low = pack_coefficients(
       rows_low.data_ptr<float>(), cl, half, along_channels);
-  const bool up_channels_last = !z_up.is_contiguous();
-  const bool low_channels_last = !z_low.is_contiguous();
+  const bool up_channels_last = is_channels_last(z_up);
+  const bool low_channels_last = is_channels_last(z_low);
   const float* x_data = x.data_ptr<float>();
   float* up_data = z_up.data_ptr<float>();
   float* low_data = z_low.data_ptr<float>();
