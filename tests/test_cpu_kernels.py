@@ -21,10 +21,10 @@ from mmdet_scconv.layers.kernels.cpu import (CAPABILITY_MODULES,
 from mmdet_scconv.layers.ops.cru import branch_weight
 from mmdet_scconv.layers.ops.cru_fuse import cru_fuse
 from mmdet_scconv.layers.ops.sru import gn_affine, split_halves, sru_output
-from mmdet_scconv.layers.sru import GAMMA_SUM_EPS
 from mmdet_scconv.layers.ops.sru_inference import (sru_inference,
                                                    sru_inference_pooled,
                                                    sru_squeeze_inference)
+from mmdet_scconv.layers.sru import GAMMA_SUM_EPS
 
 #: The builds this CPU can run: torch's own capability and those below it.
 RUNNABLE = {
@@ -376,12 +376,13 @@ def test_a_layer_costs_the_host_five_calls(channels_last):
     """A stride-1 layer's CPU inference is the squeezing kernel's two
     outputs, the grouped convolution, the fusing kernel's output and the
     BatchNorm (folded in the deploy form): no call of its own besides."""
-    rows = layer_host_work(channels=64,
-                           batch=1,
-                           strides=(1, ),
-                           gates=('soft', 'hard'),
-                           impl='fast',
-                           channels_last=channels_last)
+    rows = layer_host_work(
+        channels=64,
+        batch=1,
+        strides=(1, ),
+        gates=('soft', 'hard'),
+        impl='fast',
+        channels_last=channels_last)
     expected = {
         'inference': {
             'empty': 2,

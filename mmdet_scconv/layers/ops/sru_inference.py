@@ -26,8 +26,8 @@ from ..cru import downsample
 from ..kernels._layout import dense, empty_like_layout, layout_of
 from ..kernels.cpu import kernels_for
 from ..pointwise import pointwise
-from ._common import cast
 from ..sru import GAMMA_SUM_EPS
+from ._common import cast
 from .sru import gn_affine, split_halves, sru_output
 
 
