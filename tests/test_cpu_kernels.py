@@ -15,6 +15,7 @@ from test_fast import assert_relative_error, pair
 from mmdet_scconv.benchmark.host import layer_host_work
 from mmdet_scconv.layers._numerics import relative_error
 from mmdet_scconv.layers.fast import pool
+from mmdet_scconv.layers.kernels._layout import memory_format
 from mmdet_scconv.layers.kernels.cpu import (CAPABILITY_MODULES,
                                              capability_module, cpu_kernels,
                                              load_error)
@@ -95,7 +96,7 @@ def test_each_build_pools_the_lower_half(capability, gate, channels_last,
     x, gamma, beta = inputs(shape, channels_last)
     upper, lower = split_halves(twin(x, gamma, beta, groups, 0.5, gate))
     n, c, h, w = shape
-    layout = torch.channels_last if channels_last else torch.contiguous_format
+    layout = memory_format(channels_last)
     actual_upper = torch.full((n, c // 2, h, w),
                               float('nan')).contiguous(memory_format=layout)
     actual_lower = torch.full((n, c // 2, h // 2, w // 2),
@@ -107,13 +108,10 @@ def test_each_build_pools_the_lower_half(capability, gate, channels_last,
     assert_relative_error(actual_lower, pool(lower, 2), 1e-6, 'lower')
 
 
-def _layout(channels_last):
-    return torch.channels_last if channels_last else torch.contiguous_format
-
-
 def _nan(shape, channels_last):
     return torch.full(
-        shape, float('nan')).contiguous(memory_format=_layout(channels_last))
+        shape,
+        float('nan')).contiguous(memory_format=memory_format(channels_last))
 
 
 @pytest.mark.parametrize('capability', RUNNABLE)
@@ -164,7 +162,8 @@ def fuse_inputs(n, c, cu, cl, h, w, channels_last):
         return torch.randn(size, generator=generator)
 
     g, z_up, z_low = (
-        randn(n, k, h, w).contiguous(memory_format=_layout(channels_last))
+        randn(n, k, h,
+              w).contiguous(memory_format=memory_format(channels_last))
         for k in (c, cu, cl))
     return (g, z_up, z_low, randn(c, cu, 1, 1) * 0.3,
             randn(c - cl, cl, 1, 1) * 0.3, randn(c), randn(c))
@@ -203,7 +202,7 @@ def test_fuse_op_equals_its_twin(channels_last):
     args = fuse_inputs(2, 64, 16, 16, 9, 11, channels_last)
     out = cru_fuse(*args, channels_last)
     twin = cru_fuse(*(a.double() for a in args), channels_last)
-    assert out.is_contiguous(memory_format=_layout(channels_last))
+    assert out.is_contiguous(memory_format=memory_format(channels_last))
     assert twin.dtype == torch.float64
     assert_relative_error(out, twin, 1e-6)
 
@@ -361,7 +360,7 @@ def test_inference_keeps_the_input_layout(channels_last, stride):
     fast, reference = pair(
         in_channels=32, out_channels=32, stride=stride, gn_groups=8)
     x = torch.randn(2, 32, 12, 16)
-    layout = torch.channels_last if channels_last else torch.contiguous_format
+    layout = memory_format(channels_last)
     x = x.contiguous(memory_format=layout)
     with torch.no_grad():
         y = fast.eval()(x)

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..layers.kernels._layout import memory_format
+
 _LAUNCH_PREFIX = 'triton::'
 
 
@@ -193,7 +195,7 @@ def layer_host_work(channels=64,
         form, which has no plain counterpart).
     """
     from .trunk import ConvNorm
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    fmt = memory_format(channels_last)
     x = torch.randn(
         batch, channels, size, size,
         device=device).contiguous(memory_format=fmt)

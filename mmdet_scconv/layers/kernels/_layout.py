@@ -46,6 +46,12 @@ def empty_like_layout(x: torch.Tensor, channels: int, dtype=None, size=None):
                        memory_format=layout_of(x))
 
 
+def memory_format(channels_last: bool) -> torch.memory_format:
+    """``torch.channels_last`` if ``channels_last``, else
+    ``torch.contiguous_format``."""
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
 def layout_of(x: torch.Tensor) -> torch.memory_format:
     """``torch.channels_last`` for a channels-last ``x``, else
     ``torch.contiguous_format``."""

@@ -9,14 +9,15 @@ triton), its PyTorch twin, its fake implementation and its autograd formula.
   (``alpha=0.5``) for training;
 * ``mmdet_scconv::scconv_inference``: a whole layer without autograd;
 * ``mmdet_scconv::sru_inference`` (+ ``sru_inference_pooled``, its lower
-  half pooled 2x2): the SRU without autograd off the Triton kernels, on
-  fp32 CPU tensors a compiled kernel (``mmdet_scconv/csrc``);
+  half pooled 2x2, and ``sru_squeeze_inference``, its halves through the
+  CRU's squeeze convolutions): the SRU without autograd off the Triton
+  kernels, on fp32 CPU tensors a compiled kernel (``mmdet_scconv/csrc``);
 * ``mmdet_scconv::cru_fuse``: the CRU after its grouped convolution without
   autograd off the Triton kernels, likewise.
 
-Every op but the last three takes ``kernels``: the Triton kernels (CUDA, or
-the CPU under ``TRITON_INTERPRET=1``) or the PyTorch twin; the last three
-pick their compiled CPU kernel by the input's device and dtype.
+Every op but these last two groups takes ``kernels``: the Triton kernels
+(CUDA, or the CPU under ``TRITON_INTERPRET=1``) or the PyTorch twin; the
+last two pick their compiled CPU kernel by the input's device and dtype.
 :class:`..SCConv` composes them, so ``torch.compile(fullgraph=True)``
 traces a model without graph breaks and keeps the kernels, and
 ``torch.library.opcheck`` checks each.
@@ -26,9 +27,11 @@ from .cru_fuse import cru_fuse
 from .scconv import scconv, scconv_backward
 from .scconv_inference import scconv_inference
 from .sru import sru, sru_backward
-from .sru_inference import sru_inference, sru_inference_pooled
+from .sru_inference import (sru_inference, sru_inference_pooled,
+                            sru_squeeze_inference)
 
 __all__ = [
     'sru', 'sru_backward', 'cru', 'cru_backward', 'scconv', 'scconv_backward',
-    'scconv_inference', 'sru_inference', 'sru_inference_pooled', 'cru_fuse'
+    'scconv_inference', 'sru_inference', 'sru_inference_pooled',
+    'sru_squeeze_inference', 'cru_fuse'
 ]

@@ -29,13 +29,9 @@ import torch
 import torch.nn.functional as F
 
 from .._numerics import at_least_fp32
-from ..kernels._layout import is_channels_last
+from ..kernels._layout import is_channels_last, memory_format
 from ..kernels.cpu import kernels_for
 from ..pointwise import add_pointwise_
-
-
-def _layout(channels_last):
-    return torch.channels_last if channels_last else torch.contiguous_format
 
 
 @torch.library.custom_op('mmdet_scconv::cru_fuse', mutates_args=())
@@ -57,11 +53,11 @@ def cru_fuse(g: torch.Tensor, z_up: torch.Tensor, z_low: torch.Tensor,
         channels_last (bool): The output's layout: channels-last, else
             NCHW.
     """
-    out = torch.empty_like(g, memory_format=_layout(channels_last))
+    out = torch.empty_like(g, memory_format=memory_format(channels_last))
     kernels = kernels_for(g)
     if kernels is None:
         return fuse_twin_(out.copy_(g), z_up, z_low, w_up, w_low, scale, shift)
-    layout = _layout(is_channels_last(g))
+    layout = memory_format(is_channels_last(g))
     kernels.cru_fuse_out(g, _in_layout(z_up,
                                        layout), _in_layout(z_low, layout),
                          w_up, w_low, scale, shift, out)
@@ -78,7 +74,7 @@ def _in_layout(t, layout):
 
 @cru_fuse.register_fake
 def _(g, z_up, z_low, w_up, w_low, scale, shift, channels_last):
-    return torch.empty_like(g, memory_format=_layout(channels_last))
+    return torch.empty_like(g, memory_format=memory_format(channels_last))
 
 
 def fuse_twin_(y1, z_up, z_low, w_up, w_low, scale, shift):

@@ -23,7 +23,8 @@ or ``mmdet_scconv::scconv``, which keep what their backward needs.
 import torch
 
 from ..cru import downsample
-from ..kernels._layout import dense, empty_like_layout, layout_of
+from ..kernels._layout import (dense, empty_like_layout, layout_of,
+                               memory_format)
 from ..kernels.cpu import kernels_for
 from ..pointwise import pointwise
 from ..sru import GAMMA_SUM_EPS
@@ -145,7 +146,7 @@ def sru_squeeze_inference(
         tuple[Tensor, Tensor]: ``(N, Cu, H, W)`` and ``(N, Cl, H, W)``.
     """
     x = dense(x)
-    layout = torch.channels_last if channels_last else torch.contiguous_format
+    layout = memory_format(channels_last)
     kernels = kernels_for(x)
     if kernels is None:
         upper, lower = split_halves(
@@ -162,5 +163,5 @@ def sru_squeeze_inference(
 @sru_squeeze_inference.register_fake
 def _(x, gamma, beta, groups, eps, threshold, gate, w_up, w_low,
       channels_last):
-    layout = torch.channels_last if channels_last else torch.contiguous_format
+    layout = memory_format(channels_last)
     return _squeezed_outputs(x, w_up, w_low, layout)
