@@ -222,3 +222,27 @@ def test_scconv_resnet_compiles_whole_and_keeps_the_kernels():
     assert work.launches['_sru_squeeze_kernel'] == 16
     for a, e in zip(actual, expected):
         assert_relative_error(a, e, 1e-6, 'stage output')
+
+
+@pytest.mark.parametrize('plugins', [None, 'after_conv2'])
+def test_bottleneck_forward_is_mmdets(plugins):
+    """SCConvBottleneck's own forward (conv2, norm2 and the ReLU as
+    ``SCConv.forward_with_norm``) gives mmdet's ``Bottleneck.forward``
+    output, in inference (the norm folded) and in training."""
+    from mmdet.models.backbones.resnet import Bottleneck
+    plugin = dict(
+        cfg=dict(type='ContextBlock', ratio=1. / 4),
+        stages=(True, True, True, True),
+        position=plugins)
+    model = build(depth=50, plugins=[plugin] if plugins else None)
+    randomise_running_stats(model)
+    block = model.layer2[0]  # strided, with a projection shortcut
+    x = torch.rand(2, 256, 16, 16)
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), Bottleneck.forward(block, x))
+    model.train()
+    torch.manual_seed(0)
+    expected = Bottleneck.forward(block, x)
+    torch.manual_seed(0)
+    torch.testing.assert_close(block(x), expected)

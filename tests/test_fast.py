@@ -10,6 +10,7 @@ from mmdet_scconv.benchmark.exactness import (batchnorm_with_stats,
 from mmdet_scconv.layers import SCConv, set_scconv_impl
 from mmdet_scconv.layers.cru import downsample
 from mmdet_scconv.layers.fast import pool
+from mmdet_scconv.layers.kernels._layout import memory_format
 
 
 def assert_relative_error(actual, expected, tol, what=''):
@@ -193,3 +194,57 @@ def test_pool_equals_downsample(stride, size, layout):
         x = x.to(memory_format=torch.channels_last)
     torch.autograd.gradcheck(lambda t: pool(t, stride), (x, ))
     torch.testing.assert_close(pool(x, stride), downsample(x, stride))
+
+
+@pytest.mark.parametrize('deploy', [False, True])
+@pytest.mark.parametrize('stride,channels_last', [(1, False), (1, True),
+                                                  (2, False), (2, True)])
+def test_norm_and_relu_ride_on_the_last_pass(deploy, stride, channels_last):
+    """``forward_with_norm`` in CPU inference equals SCConv, BatchNorm and
+    ReLU in turn, and neither the norm nor the ReLU runs as an op of its
+    own (the deploy form: the folded norm, then an ``nn.Identity``)."""
+    from mmdet_scconv.benchmark.host import count_host_work
+
+    fast, reference = pair(
+        in_channels=32, out_channels=32, stride=stride, gn_groups=8)
+    bn = batchnorm_with_stats(32)
+    x = torch.randn(2, 32, 12, 16)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    norm = bn
+    if deploy:
+        fast.fuse_norm(bn)
+        norm = torch.nn.Identity()
+    relu = torch.nn.ReLU(inplace=True)
+    with torch.no_grad():
+        expected = torch.relu(bn(reference(x)))
+        y = fast.forward_with_norm(x, norm, relu)
+        work = count_host_work(lambda: fast.forward_with_norm(x, norm, relu))
+    assert (expected == 0).any() and (expected > 0).any()
+    assert_relative_error(y, expected, 1e-5)
+    assert y.is_contiguous(memory_format=memory_format(channels_last))
+    ops = set(work.aten)
+    assert not ops & {'batch_norm', 'relu', 'relu_', 'clamp_min_'}, ops
+
+
+def test_norm_runs_as_a_module_where_it_cannot_fold():
+    """A BatchNorm in training mode (its batch statistics, its running
+    statistics updated), another activation, or autograd: the modules in
+    turn, as a bottleneck would run them."""
+    fast, reference = pair(in_channels=32, out_channels=32, gn_groups=8)
+    x = torch.randn(2, 32, 8, 8)
+    bn = torch.nn.BatchNorm2d(32)
+    bn_copy = copy.deepcopy(bn)
+    with torch.no_grad():
+        y = fast.forward_with_norm(x, bn, torch.nn.ReLU())
+        expected = torch.relu(bn_copy(reference(x)))
+    assert_relative_error(y, expected, 1e-5, 'training-mode norm')
+    torch.testing.assert_close(bn.running_mean, bn_copy.running_mean)
+    bn.eval()
+    with torch.no_grad():
+        y = fast.forward_with_norm(x, bn, torch.nn.GELU())
+    assert_relative_error(y, torch.nn.functional.gelu(bn(reference(x))), 1e-5,
+                          'GELU')
+    y = fast.forward_with_norm(x, bn, torch.nn.ReLU())
+    assert y.requires_grad
+    assert_relative_error(y, torch.relu(bn(reference(x))), 1e-5, 'autograd')

@@ -11,22 +11,24 @@ STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 
 class ConvNorm(nn.Module):
     """A 3x3 convolution (or SCConv) and its BatchNorm: what SCConv replaces
-    in a bottleneck.
+    in a bottleneck; optionally the activation after them.
 
     Args:
         channels (int): Input and output channels.
         stride (int): Stride.
         scconv_cfg (dict, optional): SCConv options; None for the plain
             3x3 convolution. Default: None.
+        activation (nn.Module, optional): Applied last. Default: None.
     """
 
-    def __init__(self, channels, stride, scconv_cfg=None):
+    def __init__(self, channels, stride, scconv_cfg=None, activation=None):
         super().__init__()
         if scconv_cfg is None:
             self.conv = nn.Conv2d(channels, channels, 3, stride, 1, bias=False)
         else:
             self.conv = SCConv(channels, channels, 3, stride, **scconv_cfg)
         self.bn = nn.BatchNorm2d(channels)
+        self.activation = activation
 
     def switch_to_deploy(self):
         """Fold the BatchNorm into an SCConv (inference only)."""
@@ -36,7 +38,11 @@ class ConvNorm(nn.Module):
         return self
 
     def forward(self, x):
-        return self.bn(self.conv(x))
+        if isinstance(self.conv, SCConv):
+            # As the mmdet backbone's SCConvBottleneck runs it.
+            return self.conv.forward_with_norm(x, self.bn, self.activation)
+        y = self.bn(self.conv(x))
+        return y if self.activation is None else self.activation(y)
 
 
 class Bottleneck(nn.Module):
@@ -48,10 +54,10 @@ class Bottleneck(nn.Module):
         out = planes * self.expansion
         self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = ConvNorm(planes, stride, scconv_cfg)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = ConvNorm(planes, stride, scconv_cfg, self.relu)
         self.conv3 = nn.Conv2d(planes, out, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(out)
-        self.relu = nn.ReLU(inplace=True)
         self.downsample = None
         if stride != 1 or inplanes != out:
             self.downsample = nn.Sequential(
@@ -61,7 +67,7 @@ class Bottleneck(nn.Module):
     def forward(self, x):
         identity = x if self.downsample is None else self.downsample(x)
         y = self.relu(self.bn1(self.conv1(x)))
-        y = self.relu(self.conv2(y))
+        y = self.conv2(y)
         return self.relu(self.bn3(self.conv3(y)) + identity)
 
 

@@ -4,8 +4,9 @@
 //
 //   Y1 = G + PWC1(Z_up),  Y2 = cat(PWC2(Z_low), Z_low),
 //   beta1 = sigmoid(GAP(Y1) - GAP(Y2)),  beta2 = 1 - beta1,
-//   out = scale * (beta1 Y1 + beta2 Y2) + shift.
+//   out = scale * (beta1 Y1 + beta2 Y2) + shift, then ReLU if asked
 //
+// (scale and shift: a following BatchNorm in inference, folded in).
 // GAP(Y1) = GAP(G) + W1 GAP(Z_up) and GAP(Y2) = cat(W2 GAP(Z_low),
 // GAP(Z_low)), since a 1x1 convolution commutes with the spatial mean, so
 // beta comes from one reading of G and the (small) Z's. Then every output
@@ -190,7 +191,7 @@ void cru_fuse_out(const torch::Tensor& g, const torch::Tensor& z_up,
                   const torch::Tensor& z_low, const torch::Tensor& w_up,
                   const torch::Tensor& w_low,
                   const std::optional<torch::Tensor>& scale,
-                  const std::optional<torch::Tensor>& shift,
+                  const std::optional<torch::Tensor>& shift, bool relu,
                   torch::Tensor& out) {
   TORCH_CHECK(g.dim() == 4, "cru_fuse: g must be 4-D, got ", g.sizes());
   const int64_t n = g.size(0), c = g.size(1), h = g.size(2), w = g.size(3);
@@ -249,7 +250,8 @@ void cru_fuse_out(const torch::Tensor& g, const torch::Tensor& z_up,
               2,
               coef.b1.data() + s * c,
               planes_of(g_data + s * c * hw, c, hw, channels_last).from(p0),
-              coef.shift.data()};
+              coef.shift.data(),
+              relu};
           tile_product(
               f, channels_last, std::min(tile, hw - p0),
               planes_of(out_data + s * c * hw, c, hw, out_channels_last)

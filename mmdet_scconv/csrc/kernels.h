@@ -41,13 +41,14 @@ void sru_squeeze_out(const torch::Tensor& x, const torch::Tensor& gamma,
 // cru_fuse_cpu.cpp: the CRU output from g = GWC(X_up) (N, C, Ho, Wo) and the
 // pooled squeezed inputs z_up (N, Cu, Ho, Wo), z_low (N, Cl, Ho, Wo), all
 // fp32 in one layout, with w_up (C, Cu) and w_low (C - Cl, Cl) the pointwise
-// weights and an optional folded BatchNorm (scale, shift: (C,)), written into
-// `out` (g's shape; NCHW, or channels-last when g is).
+// weights, an optional folded BatchNorm (scale, shift: (C,)) and an optional
+// ReLU after it, written into `out` (g's shape; NCHW, or channels-last when g
+// is).
 void cru_fuse_out(const torch::Tensor& g, const torch::Tensor& z_up,
                   const torch::Tensor& z_low, const torch::Tensor& w_up,
                   const torch::Tensor& w_low,
                   const std::optional<torch::Tensor>& scale,
-                  const std::optional<torch::Tensor>& shift,
+                  const std::optional<torch::Tensor>& shift, bool relu,
                   torch::Tensor& out);
 
 }  // namespace mmdet_scconv

@@ -4,7 +4,7 @@
 //
 //   out[o, p] = scale[o] g[o, p] + shift[o] + sum_k A[o, k] z[k, p]
 //
-// for every output channel o and the pixels p of one tile, z being one or
+// (optionally clamped at zero: a ReLU after it) for every output channel o and the pixels p of one tile, z being one or
 // two sources stacked along k. Every operand is addressed as planes of
 // channels and pixels with two strides, so one product reads NCHW tensors,
 // channels-last tensors and the kernels' own tile buffers alike. It runs in
@@ -75,7 +75,8 @@ constexpr int kChannelVecs = kLanes >= 16 ? 4 : 2;
 constexpr int64_t kChannelTile = kChannelVecs * kLanes;
 
 // One tile's product. `coef` is A as pack_coefficients lays it out for the
-// orientation; `scale` null means no g term, `shift` null a zero shift.
+// orientation; `scale` null means no g term, `shift` null a zero shift;
+// `relu` clamps the result at zero.
 struct PointwiseTile {
   int64_t channels;  // C, the output channels
   int64_t k_total;   // the sources' channels together
@@ -86,6 +87,7 @@ struct PointwiseTile {
   const float* scale;
   In g;
   const float* shift;
+  bool relu = false;
 };
 
 // A (C, K) row-major for the orientation: along pixels as it is; along
@@ -145,6 +147,7 @@ void rows_along_pixels(const PointwiseTile& f, int64_t c0, int64_t count,
   }
   for (int r = 0; r < kR; ++r) {
     for (int v = 0; v < kPixelVecs; ++v) {
+      if (f.relu) acc[r][v] = at::vec::maximum(acc[r][v], Vec(0.f));
       store<kFull>(acc[r][v], dst.at(c0 + r, v * kLanes), lanes[v]);
     }
   }
@@ -205,6 +208,7 @@ void block_along_channels(const PointwiseTile& f, int64_t p0, int64_t c0,
   }
   for (int p = 0; p < kP; ++p) {
     for (int v = 0; v < kV; ++v) {
+      if (f.relu) acc[p][v] = at::vec::maximum(acc[p][v], Vec(0.f));
       store<kFull>(acc[p][v], dst.at(c0 + v * kLanes, p0 + p), lanes[v]);
     }
   }

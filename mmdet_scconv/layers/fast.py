@@ -86,6 +86,12 @@ def _warn_no_triton():
         "kernels: pip install 'mmdet-scconv[triton]'.")
 
 
+def runs_in_place(scconv, x: torch.Tensor) -> bool:
+    """Whether :func:`scconv_fast` runs :func:`scconv_in_place` for ``x``:
+    inference without the Triton kernels."""
+    return not uses_kernels(scconv.impl, x) and not _needs_autograd(scconv, x)
+
+
 def scconv_fast(scconv, x: torch.Tensor) -> torch.Tensor:
     """:class:`SCConv` forward (see the module docstring); a BatchNorm
     folded in by :meth:`SCConv.fuse_norm` rides on the CRU's final
@@ -93,7 +99,7 @@ def scconv_fast(scconv, x: torch.Tensor) -> torch.Tensor:
     kernels = uses_kernels(scconv.impl, x)
     inplace = not _needs_autograd(scconv, x)
     if inplace and not kernels:
-        return _scconv_in_place(scconv, x)
+        return scconv_in_place(scconv, x, scconv.out_affine)
     sru, cru = scconv.sru, scconv.cru
     scale, shift = scconv.out_affine or (None, None)
     dtype = _conv_dtype(x)
@@ -126,9 +132,18 @@ def scconv_fast(scconv, x: torch.Tensor) -> torch.Tensor:
     return y if scale is None else apply_affine(y, (scale, shift))
 
 
-def _scconv_in_place(scconv, x):
+def scconv_in_place(scconv, x, affine=None, relu=False):
     """Inference without the kernels: the SRU halves go straight into the
     CRU when it splits at the half (``alpha=0.5``), with no concatenation.
+
+    Args:
+        scconv (SCConv): The layer.
+        x (Tensor): Its input.
+        affine (tuple[Tensor, Tensor], optional): ``(scale, shift)`` per
+            output channel applied to SCConv's output in the CRU's final
+            pass (a folded BatchNorm). Default: None.
+        relu (bool): Clamp the output at zero in that pass too.
+            Default: False.
     """
     sru, cru = scconv.sru, scconv.cru
     args = (x, sru.gn.weight, sru.gn.bias, sru.gn.num_groups, sru.gn.eps,
@@ -154,10 +169,10 @@ def _scconv_in_place(scconv, x):
             x_low = pool(x_low, cru.stride)
         x_up = _squeeze(cru.squeeze_up, x_up, layout)
         x_low = _squeeze(cru.squeeze_low, x_low, layout)
-    scale, shift = scconv.out_affine or (None, None)
+    scale, shift = affine or (None, None)
     return cru_fuse(
         cru.gwc(x_up), pool(x_up, cru.stride), x_low, cru.pwc_up.weight,
-        cru.pwc_low.weight, scale, shift,
+        cru.pwc_low.weight, scale, shift, relu,
         memory_layout(x) == torch.channels_last)
 
 

@@ -4,7 +4,9 @@ import torch.nn as nn
 
 from .cru import CRU, check_cru_args
 from .export_form import ExportSCConv
-from .fast import apply_affine, scconv_fast
+from .fast import apply_affine, runs_in_place, scconv_fast, scconv_in_place
+from .norm_folding import (batchnorm_affine, chain_affines, folds_as_affine,
+                           norm_affine)
 from .sru import SRU, check_sru_args
 
 #: ``'fast'``: :mod:`mmdet_scconv.layers.fast` (the default), which runs
@@ -158,13 +160,7 @@ class SCConv(nn.Module):
             raise TypeError(
                 f'fuse_norm needs a BatchNorm with running statistics, got '
                 f'{type(norm).__name__}.')
-        scale = torch.rsqrt(norm.running_var + norm.eps)
-        if norm.affine:
-            scale = scale * norm.weight
-        shift = -norm.running_mean * scale
-        if norm.affine:
-            shift = shift + norm.bias
-        self.norm_scale, self.norm_shift = scale, shift
+        self.norm_scale, self.norm_shift = batchnorm_affine(norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.onnx.is_in_onnx_export() and self.impl != 'reference':
@@ -176,6 +172,35 @@ class SCConv(nn.Module):
         y = self.cru(self.sru(x))
         return y if self.out_affine is None else apply_affine(
             y, self.out_affine)
+
+    def forward_with_norm(self,
+                          x: torch.Tensor,
+                          norm: nn.Module,
+                          activation: nn.Module = None) -> torch.Tensor:
+        """``activation(norm(self(x)))``: SCConv with the norm and the
+        activation that follow it, as a ResNet bottleneck runs its ``conv2``.
+
+        Where the fast path's in-place inference runs (no Triton kernels, no
+        autograd: the CPU's inference), an eval-mode BatchNorm (or an
+        ``nn.Identity``) and a ReLU ride on the CRU's final pass, as a folded
+        norm does in the deploy form, instead of running as passes of their
+        own; anything else runs as the modules.
+
+        Args:
+            x (Tensor): ``(N, C, H, W)``.
+            norm (nn.Module): The norm layer after SCConv.
+            activation (nn.Module, optional): The activation after the norm.
+                Default: None.
+        """
+        relu = isinstance(activation, nn.ReLU)
+        if ((relu or activation is None) and folds_as_affine(norm)
+                and self.impl != 'reference'
+                and not torch.onnx.is_in_onnx_export()
+                and runs_in_place(self, x)):
+            affine = chain_affines(self.out_affine, norm_affine(norm))
+            return scconv_in_place(self, x, affine, relu)
+        y = norm(self(x))
+        return y if activation is None else activation(y)
 
     def extra_repr(self) -> str:
         fused = ', norm fused' if self.norm_scale is not None else ''

@@ -4,7 +4,7 @@ CPU's inference path), optionally with the following BatchNorm folded in.
 
 From ``G = GWC(X_up)`` and the pooled squeezed inputs ``Z_up``, ``Z_low``
 (``Y1 = G + PWC1(Z_up)``, ``Y2 = cat(PWC2(Z_low), Z_low)``) it returns
-``scale * (beta1 Y1 + beta2 Y2) + shift``. ``GAP(Y1) = GAP(G) + W1
+``scale * (beta1 Y1 + beta2 Y2) + shift``, optionally through a ReLU. ``GAP(Y1) = GAP(G) + W1
 GAP(Z_up)`` and ``GAP(Y2) = cat(W2 GAP(Z_low), GAP(Z_low))``, since a 1x1
 convolution without bias commutes with the spatial mean, so ``beta`` needs
 neither branch written out.
@@ -38,9 +38,9 @@ from ..pointwise import add_pointwise_
 def cru_fuse(g: torch.Tensor, z_up: torch.Tensor, z_low: torch.Tensor,
              w_up: torch.Tensor, w_low: torch.Tensor,
              scale: Optional[torch.Tensor], shift: Optional[torch.Tensor],
-             channels_last: bool) -> torch.Tensor:
-    """The CRU's output (``scale * y + shift`` with a folded BatchNorm) in
-    ``g``'s dtype.
+             relu: bool, channels_last: bool) -> torch.Tensor:
+    """The CRU's output (``scale * y + shift`` with a folded BatchNorm,
+    clamped at zero with ``relu``) in ``g``'s dtype.
 
     Args:
         g (Tensor): ``GWC(X_up)``, ``(N, C, H, W)`` at the CRU's stride.
@@ -50,17 +50,19 @@ def cru_fuse(g: torch.Tensor, z_up: torch.Tensor, z_low: torch.Tensor,
             Cl, Cl)`` weights (or the same as 1x1 convolution weights).
         scale, shift (Tensor, optional): A folded BatchNorm's per-channel
             affine, ``(C,)``; both or neither.
+        relu (bool): Apply a ReLU last (the one after the BatchNorm).
         channels_last (bool): The output's layout: channels-last, else
             NCHW.
     """
     out = torch.empty_like(g, memory_format=memory_format(channels_last))
     kernels = kernels_for(g)
     if kernels is None:
-        return fuse_twin_(out.copy_(g), z_up, z_low, w_up, w_low, scale, shift)
+        out = fuse_twin_(out.copy_(g), z_up, z_low, w_up, w_low, scale, shift)
+        return out.relu_() if relu else out
     layout = memory_format(is_channels_last(g))
     kernels.cru_fuse_out(g, _in_layout(z_up,
                                        layout), _in_layout(z_low, layout),
-                         w_up, w_low, scale, shift, out)
+                         w_up, w_low, scale, shift, relu, out)
     return out
 
 
@@ -73,7 +75,7 @@ def _in_layout(t, layout):
 
 
 @cru_fuse.register_fake
-def _(g, z_up, z_low, w_up, w_low, scale, shift, channels_last):
+def _(g, z_up, z_low, w_up, w_low, scale, shift, relu, channels_last):
     return torch.empty_like(g, memory_format=memory_format(channels_last))
 
 

@@ -1,5 +1,6 @@
 """SCConv-ResNet: mmdet's ResNet with SCConv as every bottleneck 3x3 conv."""
 import torch.nn as nn
+import torch.utils.checkpoint as cp
 from mmdet.models.backbones.resnet import Bottleneck, ResNet
 from mmdet.models.layers import ResLayer
 from mmdet.registry import MODELS
@@ -65,6 +66,35 @@ class SCConvBottleneck(Bottleneck):
             stride=self.conv2_stride,
             dilation=self.dilation,
             **scconv_cfg)
+
+    def forward(self, x):
+        """mmdet's ``Bottleneck.forward``, with ``conv2``, ``norm2`` and the
+        ReLU after them run as :meth:`SCConv.forward_with_norm`, which in
+        CPU inference applies the norm and the ReLU in SCConv's last pass."""
+        if not self.with_scconv:
+            return super().forward(x)
+
+        def _inner_forward(x):
+            out = self.relu(self.norm1(self.conv1(x)))
+            out = self._plugins(out, 'after_conv1_plugin_names')
+            out = self.conv2.forward_with_norm(out, self.norm2, self.relu)
+            out = self._plugins(out, 'after_conv2_plugin_names')
+            out = self.norm3(self.conv3(out))
+            out = self._plugins(out, 'after_conv3_plugin_names')
+            identity = x if self.downsample is None else self.downsample(x)
+            out += identity
+            return out
+
+        if self.with_cp and x.requires_grad:
+            out = cp.checkpoint(_inner_forward, x)
+        else:
+            out = _inner_forward(x)
+        return self.relu(out)
+
+    def _plugins(self, x, names_attr):
+        if not self.with_plugins:
+            return x
+        return self.forward_plugin(x, getattr(self, names_attr))
 
     def switch_to_deploy(self):
         """Fold ``norm2`` into the SCConv ``conv2`` (inference only)."""
