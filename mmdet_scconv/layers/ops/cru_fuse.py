@@ -1,11 +1,12 @@
 """``mmdet_scconv::cru_fuse``: the CRU (Eq. 6-10) after its grouped
 convolution, without autograd, where the Triton kernels do not run (the
-CPU's inference path), optionally with the following BatchNorm folded in.
+CPU's inference path), optionally with the following BatchNorm folded in
+and the ReLU after it.
 
 From ``G = GWC(X_up)`` and the pooled squeezed inputs ``Z_up``, ``Z_low``
 (``Y1 = G + PWC1(Z_up)``, ``Y2 = cat(PWC2(Z_low), Z_low)``) it returns
-``scale * (beta1 Y1 + beta2 Y2) + shift``, optionally through a ReLU. ``GAP(Y1) = GAP(G) + W1
-GAP(Z_up)`` and ``GAP(Y2) = cat(W2 GAP(Z_low), GAP(Z_low))``, since a 1x1
+``scale * (beta1 Y1 + beta2 Y2) + shift``, clamped at zero with ``relu``.
+``GAP(Y1) = GAP(G) + W1 GAP(Z_up)`` and ``GAP(Y2) = cat(W2 GAP(Z_low), GAP(Z_low))``, since a 1x1
 convolution without bias commutes with the spatial mean, so ``beta`` needs
 neither branch written out.
 
