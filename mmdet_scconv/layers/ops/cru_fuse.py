@@ -6,9 +6,9 @@ and the ReLU after it.
 From ``G = GWC(X_up)`` and the pooled squeezed inputs ``Z_up``, ``Z_low``
 (``Y1 = G + PWC1(Z_up)``, ``Y2 = cat(PWC2(Z_low), Z_low)``) it returns
 ``scale * (beta1 Y1 + beta2 Y2) + shift``, clamped at zero with ``relu``.
-``GAP(Y1) = GAP(G) + W1 GAP(Z_up)`` and ``GAP(Y2) = cat(W2 GAP(Z_low), GAP(Z_low))``, since a 1x1
-convolution without bias commutes with the spatial mean, so ``beta`` needs
-neither branch written out.
+``GAP(Y1) = GAP(G) + W1 GAP(Z_up)`` and ``GAP(Y2) = cat(W2 GAP(Z_low),
+GAP(Z_low))``, since a 1x1 convolution without bias commutes with the
+spatial mean, so ``beta`` needs neither branch written out.
 
 On fp32 CPU tensors it runs the compiled kernel of
 ``mmdet_scconv/csrc/cru_fuse_cpu.cpp`` (:mod:`..kernels.cpu`): one pass over
