@@ -26,10 +26,12 @@ this module's in-place path, against the reference modules
   convolutions as channel slices, the lower one pooled first at stride 2
   (pooling and a 1x1 convolution commute), where 2x2 windows tile the input
   by the kernel itself (``mmdet_scconv::sru_inference_pooled``).
-* CRU: after the grouped convolution, ``mmdet_scconv::cru_fuse``, on fp32
+* CRU: after the grouped convolution, ``mmdet_scconv::cru_fuse_``, on fp32
   CPU tensors a compiled kernel that reads the convolution's output twice
-  (its means, then the fuse) and writes the layer's output once, ``PWC1``,
-  ``PWC2``, ``beta`` and a folded BatchNorm included.
+  (its means, then the fuse) and writes the layer's output once, over it,
+  ``PWC1``, ``PWC2``, ``beta``, a folded BatchNorm and a ReLU included
+  (``mmdet_scconv::cru_fuse``, into a new tensor, where the convolution
+  ran in another layout than the input's).
 * Stride: on the CPU an exactly tiling pool is a sum of strided slices
   (:func:`pool`).
 
@@ -47,7 +49,7 @@ from .ops import cru as cru_op
 from .ops import scconv as scconv_op
 from .ops import scconv_inference
 from .ops import sru as sru_op
-from .ops.cru_fuse import cru_fuse
+from .ops.cru_fuse import cru_fuse, cru_fuse_
 from .ops.sru_inference import (sru_inference, sru_inference_pooled,
                                 sru_squeeze_inference)
 from .pointwise import memory_layout, pointwise
@@ -170,10 +172,14 @@ def scconv_in_place(scconv, x, affine=None, relu=False):
         x_up = _squeeze(cru.squeeze_up, x_up, layout)
         x_low = _squeeze(cru.squeeze_low, x_low, layout)
     scale, shift = affine or (None, None)
-    return cru_fuse(
-        cru.gwc(x_up), pool(x_up, cru.stride), x_low, cru.pwc_up.weight,
-        cru.pwc_low.weight, scale, shift, relu,
-        memory_layout(x) == torch.channels_last)
+    g = cru.gwc(x_up)
+    fuse_args = (pool(x_up, cru.stride), x_low, cru.pwc_up.weight,
+                 cru.pwc_low.weight, scale, shift, relu)
+    out_layout = memory_layout(x)
+    if g.is_contiguous(memory_format=out_layout):
+        cru_fuse_(g, *fuse_args)
+        return g
+    return cru_fuse(g, *fuse_args, out_layout == torch.channels_last)
 
 
 #: oneDNN's direct NCHW convolutions take a group's input channels in blocks

@@ -12,7 +12,8 @@ triton), its PyTorch twin, its fake implementation and its autograd formula.
   half pooled 2x2, and ``sru_squeeze_inference``, its halves through the
   CRU's squeeze convolutions): the SRU without autograd off the Triton
   kernels, on fp32 CPU tensors a compiled kernel (``mmdet_scconv/csrc``);
-* ``mmdet_scconv::cru_fuse``: the CRU after its grouped convolution without
+* ``mmdet_scconv::cru_fuse`` (+ ``cru_fuse_``, written over the grouped
+  convolution's output): the CRU after its grouped convolution without
   autograd off the Triton kernels, likewise.
 
 Every op but these last two groups takes ``kernels``: the Triton kernels
@@ -23,7 +24,7 @@ traces a model without graph breaks and keeps the kernels, and
 ``torch.library.opcheck`` checks each.
 """
 from .cru import cru, cru_backward
-from .cru_fuse import cru_fuse
+from .cru_fuse import cru_fuse, cru_fuse_
 from .scconv import scconv, scconv_backward
 from .scconv_inference import scconv_inference
 from .sru import sru, sru_backward
@@ -33,5 +34,5 @@ from .sru_inference import (sru_inference, sru_inference_pooled,
 __all__ = [
     'sru', 'sru_backward', 'cru', 'cru_backward', 'scconv', 'scconv_backward',
     'scconv_inference', 'sru_inference', 'sru_inference_pooled',
-    'sru_squeeze_inference', 'cru_fuse'
+    'sru_squeeze_inference', 'cru_fuse', 'cru_fuse_'
 ]

@@ -10,6 +10,9 @@ From ``G = GWC(X_up)`` and the pooled squeezed inputs ``Z_up``, ``Z_low``
 GAP(Z_low))``, since a 1x1 convolution without bias commutes with the
 spatial mean, so ``beta`` needs neither branch written out.
 
+``mmdet_scconv::cru_fuse_`` writes the same over ``G`` instead of into a
+new tensor, where the output's layout is ``G``'s.
+
 On fp32 CPU tensors it runs the compiled kernel of
 ``mmdet_scconv/csrc/cru_fuse_cpu.cpp`` (:mod:`..kernels.cpu`): one pass over
 ``G`` for its means, then one that reads ``G`` and the ``Z``'s and writes
@@ -56,15 +59,47 @@ def cru_fuse(g: torch.Tensor, z_up: torch.Tensor, z_low: torch.Tensor,
             NCHW.
     """
     out = torch.empty_like(g, memory_format=memory_format(channels_last))
+    _fuse_into(out, g, z_up, z_low, w_up, w_low, scale, shift, relu)
+    return out
+
+
+@torch.library.custom_op('mmdet_scconv::cru_fuse_', mutates_args=('g', ))
+def cru_fuse_(g: torch.Tensor, z_up: torch.Tensor, z_low: torch.Tensor,
+              w_up: torch.Tensor, w_low: torch.Tensor,
+              scale: Optional[torch.Tensor], shift: Optional[torch.Tensor],
+              relu: bool) -> None:
+    """:func:`cru_fuse` written over ``g``, in its layout: the layer's
+    output takes no memory of its own (each output value needs only ``G``
+    at its own position, once ``beta`` is known).
+
+    Args:
+        g (Tensor): ``GWC(X_up)``, overwritten with the CRU's output.
+        z_up, z_low, w_up, w_low, scale, shift, relu: As in
+            :func:`cru_fuse`.
+    """
+    _fuse_into(g, g, z_up, z_low, w_up, w_low, scale, shift, relu)
+
+
+@cru_fuse_.register_fake
+def _(g, z_up, z_low, w_up, w_low, scale, shift, relu):
+    return None
+
+
+def _fuse_into(out, g, z_up, z_low, w_up, w_low, scale, shift, relu):
+    """The fuse of ``g`` into ``out`` (``g`` itself, or a tensor of its
+    shape)."""
     kernels = kernels_for(g)
     if kernels is None:
-        out = fuse_twin_(out.copy_(g), z_up, z_low, w_up, w_low, scale, shift)
-        return out.relu_() if relu else out
+        if out is not g:
+            out.copy_(g)
+        fuse_twin_(out, z_up, z_low, w_up, w_low, scale, shift)
+        if relu:
+            out.relu_()
+        return
     layout = memory_format(is_channels_last(g))
     kernels.cru_fuse_out(g, _in_layout(z_up,
                                        layout), _in_layout(z_low, layout),
                          w_up, w_low, scale, shift, relu, out)
-    return out
 
 
 def _in_layout(t, layout):
