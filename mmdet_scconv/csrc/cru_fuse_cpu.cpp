@@ -4,9 +4,9 @@
 //
 //   Y1 = G + PWC1(Z_up),  Y2 = cat(PWC2(Z_low), Z_low),
 //   beta1 = sigmoid(GAP(Y1) - GAP(Y2)),  beta2 = 1 - beta1,
-//   out = scale * (beta1 Y1 + beta2 Y2) + shift, then ReLU if asked
+//   out = scale * (beta1 Y1 + beta2 Y2) + shift  (then a ReLU, if asked),
 //
-// (scale and shift: a following BatchNorm in inference, folded in).
+// scale and shift being a following BatchNorm folded in (inference).
 // GAP(Y1) = GAP(G) + W1 GAP(Z_up) and GAP(Y2) = cat(W2 GAP(Z_low),
 // GAP(Z_low)), since a 1x1 convolution commutes with the spatial mean, so
 // beta comes from one reading of G and the (small) Z's. Then every output

@@ -4,14 +4,15 @@
 //
 //   out[o, p] = scale[o] g[o, p] + shift[o] + sum_k A[o, k] z[k, p]
 //
-// (optionally clamped at zero: a ReLU after it) for every output channel o and the pixels p of one tile, z being one or
-// two sources stacked along k. Every operand is addressed as planes of
-// channels and pixels with two strides, so one product reads NCHW tensors,
-// channels-last tensors and the kernels' own tile buffers alike. It runs in
-// one of two orientations: along pixels (vectors of pixels, for operands
-// whose pixels are adjacent) or along channels (vectors of output channels,
-// for channels-last operands); an output in the other layout goes through
-// a scratch tile and is transposed as it is copied out.
+// (optionally clamped at zero: a ReLU after it) for every output channel o
+// and the pixels p of one tile, z being one or two sources stacked along k.
+// Every operand is addressed as planes of channels and pixels with two
+// strides, so one product reads NCHW tensors, channels-last tensors and the
+// kernels' own tile buffers alike. It runs in one of two orientations:
+// along pixels (vectors of pixels, for operands whose pixels are adjacent)
+// or along channels (vectors of output channels, for channels-last
+// operands); an output in the other layout goes through a scratch tile and
+// is transposed as it is copied out.
 #pragma once
 
 #include <algorithm>
