@@ -246,3 +246,19 @@ def test_bottleneck_forward_is_mmdets(plugins):
     expected = Bottleneck.forward(block, x)
     torch.manual_seed(0)
     torch.testing.assert_close(block(x), expected)
+
+
+def test_export_form_keeps_the_backbone_running():
+    """``to_export_form`` swaps every SCConv for its ONNX form, after which
+    each bottleneck runs mmdet's own forward, with the same outputs."""
+    from mmdet_scconv.layers.scconv import to_export_form
+    model = build(depth=50)
+    randomise_running_stats(model)
+    model.eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = model(x)
+        outs = to_export_form(model)(x)
+    assert not scconvs(model)
+    for out, ref in zip(outs, expected):
+        torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)

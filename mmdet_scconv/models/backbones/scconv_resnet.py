@@ -70,8 +70,10 @@ class SCConvBottleneck(Bottleneck):
     def forward(self, x):
         """mmdet's ``Bottleneck.forward``, with ``conv2``, ``norm2`` and the
         ReLU after them run as :meth:`SCConv.forward_with_norm`, which in
-        CPU inference applies the norm and the ReLU in SCConv's last pass."""
-        if not self.with_scconv:
+        CPU inference applies the norm and the ReLU in SCConv's last pass.
+        A ``conv2`` that is no longer an SCConv (the plain bottleneck, or
+        the ONNX form after ``to_export_form``) runs mmdet's forward."""
+        if not isinstance(self.conv2, SCConv):
             return super().forward(x)
 
         def _inner_forward(x):
