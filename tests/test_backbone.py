@@ -184,20 +184,27 @@ def test_stage_compiles_in_one_graph():
         torch.testing.assert_close(compiled(x), model.layer2(x))
 
 
-def test_switch_to_deploy_keeps_outputs():
+def assert_outputs_kept(change):
+    """A trained-like SCConv-R50 in eval mode gives the same stage outputs
+    after ``change(model)`` (in place) as before; return the model."""
     model = build(depth=50)
     randomise_running_stats(model)
     model.eval()
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         expected = model(x)
-        model.switch_to_deploy()
+        change(model)
         outs = model(x)
+    for out, ref in zip(outs, expected):
+        torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+    return model
+
+
+def test_switch_to_deploy_keeps_outputs():
+    model = assert_outputs_kept(lambda m: m.switch_to_deploy())
     assert all(
         isinstance(b.norm2, torch.nn.Identity) for n in model.res_layers
         for b in getattr(model, n))
-    for out, ref in zip(outs, expected):
-        torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
 
 
 def test_scconv_resnet_compiles_whole_and_keeps_the_kernels():
@@ -252,13 +259,5 @@ def test_export_form_keeps_the_backbone_running():
     """``to_export_form`` swaps every SCConv for its ONNX form, after which
     each bottleneck runs mmdet's own forward, with the same outputs."""
     from mmdet_scconv.layers.scconv import to_export_form
-    model = build(depth=50)
-    randomise_running_stats(model)
-    model.eval()
-    x = torch.rand(1, 3, 64, 64)
-    with torch.no_grad():
-        expected = model(x)
-        outs = to_export_form(model)(x)
+    model = assert_outputs_kept(to_export_form)
     assert not scconvs(model)
-    for out, ref in zip(outs, expected):
-        torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
