@@ -1,9 +1,15 @@
 """The benchmark's report: every case, ratios against ResNet, JSON, PNG."""
 import json
+import os.path as osp
+import resource
+import subprocess
+import sys
 
+import pytest
 import torch
 
 from mmdet_scconv.benchmark import BenchmarkConfig, run_benchmark
+from mmdet_scconv.benchmark.cpu_heap import can_keep_freed_memory
 from mmdet_scconv.benchmark.runner import output_paths, write_chart, write_json
 from mmdet_scconv.benchmark.trunk import scconv_layer_shapes
 
@@ -19,6 +25,8 @@ def test_report_json_and_chart(tmp_path):
     assert env['cpu'] and env['cpu_count'] >= 1
     assert env['cpu_capability'] == torch.backends.cpu.get_cpu_capability()
     assert env['threads'] == torch.get_num_threads()
+    # The library never changes the process's heap unless asked.
+    assert env['cpu_heap'] == 'default'
     assert logged[0].startswith(f"{env['cpu']} ({env['cpu_capability']}), "
                                 f"{env['threads']} threads")
     rows = {(r['case'], r['model']): r for r in report['results']}
@@ -74,3 +82,65 @@ def test_layers_scope_compares_each_scconv_shape_with_its_3x3_conv():
     assert cases['layers stage4 512x2x2 (x2) train fp32 channels-last'] == [
         'conv3x3', 'scconv50-fast'
     ]
+
+
+def test_unknown_cpu_heap_is_refused():
+    with pytest.raises(
+            ValueError,
+            match="cpu_heap must be 'default' or "
+            "'keep', got 'jemalloc'"):
+        run_benchmark(BenchmarkConfig(cpu_heap='jemalloc'))
+
+
+# A step whose one activation (40 MB) is above glibc's largest threshold
+# for mapping allocations on their own.
+PAGE_FAULT_PROBE = """
+import resource, sys, torch
+from mmdet_scconv.benchmark.cpu_heap import keep_freed_memory
+if sys.argv[1] == 'keep':
+    keep_freed_memory()
+def step():
+    torch.empty(10 * 2**20).fill_(1)
+for _ in range(3):
+    step()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(5):
+    step()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def page_faults_of_five_steps(cpu_heap):
+    # A process of its own: keeping freed memory cannot be undone.
+    out = subprocess.run([sys.executable, '-c', PAGE_FAULT_PROBE, cpu_heap],
+                         capture_output=True,
+                         text=True,
+                         check=True).stdout
+    return int(out)
+
+
+@pytest.mark.skipif(
+    not can_keep_freed_memory(), reason="needs glibc's mallopt")
+def test_kept_heap_stops_the_page_faults_of_each_step():
+    pages = 40 * 2**20 // resource.getpagesize()
+    assert page_faults_of_five_steps('default') >= 5 * pages
+    assert page_faults_of_five_steps('keep') < pages // 10
+
+
+@pytest.mark.skipif(
+    not can_keep_freed_memory(), reason="needs glibc's mallopt")
+def test_benchmark_tool_keeps_freed_memory_and_says_so(tmp_path):
+    tool = osp.join(
+        osp.dirname(osp.dirname(__file__)), 'tools', 'benchmark.py')
+    out = subprocess.run([
+        sys.executable, tool, '--size', '32', '48', '--modes', 'infer',
+        '--impls', 'fast', '--channels-last', 'off', '--warmup', '0',
+        '--repeats', '1', '--out-dir',
+        str(tmp_path)
+    ],
+                         capture_output=True,
+                         text=True,
+                         check=True).stdout
+    assert 'freed memory kept' in out.splitlines()[0]
+    with open(tmp_path / 'trunk_r50_cpu_b1_32x48.json') as f:
+        assert json.load(f)['env']['cpu_heap'] == 'kept'

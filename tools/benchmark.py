@@ -34,6 +34,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mmdet_scconv.benchmark import BenchmarkConfig, run_benchmark
+from mmdet_scconv.benchmark.cpu_heap import can_keep_freed_memory
 from mmdet_scconv.benchmark.environment import describe, environment_of
 from mmdet_scconv.benchmark.runner import output_paths, write_chart, write_json
 
@@ -94,6 +95,13 @@ def parse_args():
         help='onnxruntime: export each model to ONNX and time it in ONNX '
         'Runtime (CPU, fp32 inference, trunk or detector scope)')
     parser.add_argument(
+        '--cpu-heap',
+        choices=['keep', 'default'],
+        default='keep' if can_keep_freed_memory() else 'default',
+        help="keep: glibc's malloc keeps the memory tensors free, so no "
+        'step page-faults its activations back in (default where the C '
+        "library is glibc); default: the C library's own behaviour")
+    parser.add_argument(
         '--config-dir', default='configs', help='configs for --scope detector')
     parser.add_argument('--out-dir', default='benchmark_results')
     return parser.parse_args()
@@ -129,6 +137,9 @@ def main():
     if args.runtime == 'onnxruntime' and args.channels_last == 'on':
         sys.exit('--runtime onnxruntime: ONNX Runtime picks its own memory '
                  'layout; drop --channels-last.')
+    if args.cpu_heap == 'keep' and not can_keep_freed_memory():
+        sys.exit("--cpu-heap keep needs glibc's mallopt, which this C "
+                 'library does not have: pass --cpu-heap default.')
     onnx = args.runtime == 'onnxruntime'
     batch, height, width = DEFAULT_SHAPES[args.device]
     cfg = BenchmarkConfig(
@@ -152,7 +163,8 @@ def main():
         repeats=args.repeats,
         config_dir=args.config_dir,
         threads=args.threads,
-        runtime=args.runtime)
+        runtime=args.runtime,
+        cpu_heap=args.cpu_heap)
     report = run_benchmark(cfg)
     os.makedirs(args.out_dir, exist_ok=True)
     json_path, png_path = output_paths(args.out_dir, cfg)

@@ -8,6 +8,8 @@ import subprocess
 
 import torch
 
+from .cpu_heap import heap_description
+
 
 def cpu_model() -> str:
     """The CPU's model name (``/proc/cpuinfo`` on Linux)."""
@@ -40,7 +42,8 @@ def gpu_driver() -> str:
 
 def environment_of(device: str) -> dict:
     """torch, Python, the CPU (model, the ISA level torch's CPU kernels
-    use, cores, threads) and on CUDA the GPU, its driver and CUDA."""
+    use, cores, threads), the heap (:func:`.cpu_heap.heap_description`) and
+    on CUDA the GPU, its driver and CUDA."""
     env = dict(
         torch=torch.__version__,
         python=platform.python_version(),
@@ -48,7 +51,8 @@ def environment_of(device: str) -> dict:
         cpu=cpu_model(),
         cpu_capability=torch.backends.cpu.get_cpu_capability(),
         cpu_count=os.cpu_count(),
-        threads=torch.get_num_threads())
+        threads=torch.get_num_threads(),
+        **heap_description())
     if device == 'cuda':
         env.update(
             gpu=torch.cuda.get_device_name(),
@@ -61,7 +65,9 @@ def describe(env: dict) -> str:
     """One line for a table header, e.g. ``'AMD EPYC (AVX2), 2 threads of 2
     CPUs, torch 2.13.0+cpu'``."""
     line = (f"{env['cpu']} ({env['cpu_capability']}), {env['threads']} "
-            f"threads of {env['cpu_count']} CPUs, torch {env['torch']}")
+            f"threads of {env['cpu_count']} CPUs, " +
+            ('freed memory kept, ' if env.get('cpu_heap') == 'kept' else '') +
+            f"torch {env['torch']}")
     if 'gpu' in env:
         line = (f"{env['gpu']} (driver {env['driver']}, CUDA "
                 f"{env['cuda']}); host " + line)

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from . import models as model_zoo
+from .cpu_heap import keep_freed_memory
 from .environment import describe, environment_of
 from .timing import compare, format_table
 
@@ -40,6 +41,10 @@ class BenchmarkConfig:
         runtime (str): ``'pytorch'``, or ``'onnxruntime'`` (the models
             exported to ONNX, CPU fp32 inference; see
             :mod:`.onnxruntime`).
+        cpu_heap (str): ``'default'``, or ``'keep'``: before anything runs,
+            glibc's malloc is set to keep the memory tensors free, for the
+            rest of the process (:func:`.cpu_heap.keep_freed_memory`), so
+            no model's step page-faults its activations back in.
     """
     scope: str = 'trunk'
     depth: int = 50
@@ -59,6 +64,7 @@ class BenchmarkConfig:
     config_dir: str = 'configs'
     threads: int = None
     runtime: str = 'pytorch'
+    cpu_heap: str = 'default'
 
 
 def _suites(cfg, device):
@@ -91,6 +97,11 @@ def _prepared(model, train, channels_last, compile_model, device):
 
 def run_benchmark(cfg: BenchmarkConfig, log=print) -> dict:
     """Run every case of ``cfg``; return ``{'config', 'env', 'results'}``."""
+    if cfg.cpu_heap not in ('default', 'keep'):
+        raise ValueError(f"cpu_heap must be 'default' or 'keep', got "
+                         f'{cfg.cpu_heap!r}')
+    if cfg.cpu_heap == 'keep':
+        keep_freed_memory()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if cfg.runtime == 'onnxruntime':
