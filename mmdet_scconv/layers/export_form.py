@@ -112,9 +112,9 @@ class ExportSCConv(nn.Module):
         n, c, h, w = x.shape
         grouped = x.reshape(n, self.groups, -1)
         mean = grouped.mean(-1, keepdim=True)
-        # E[x^2] through ReduceL2, one pass where x * x and a mean take two.
-        square_mean = torch.linalg.vector_norm(
-            grouped, dim=-1, keepdim=True)**2 / grouped.shape[-1]
+        # E[x^2] as a product and a mean: ONNX Runtime's ReduceMean is
+        # several times faster than its ReduceL2 or ReduceSumSquare.
+        square_mean = (grouped * grouped).mean(-1, keepdim=True)
         var = (square_mean - mean * mean).clamp_min(0)
         per_channel = (n, self.groups, c // self.groups)
         z = F.batch_norm(
