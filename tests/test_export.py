@@ -27,7 +27,7 @@ from mmdet_scconv.deployment import (export_detector, export_onnx, graph_of,
 from mmdet_scconv.deployment.nms import nms
 from mmdet_scconv.layers import SCConv
 from mmdet_scconv.layers._numerics import relative_error
-from mmdet_scconv.layers.export_form import ExportSCConv
+from mmdet_scconv.layers.export_form import ExportSCConv, _step
 from mmdet_scconv.layers.scconv import to_export_form
 
 DEMO_CONFIG = f'{CONFIGS}/demo/retinanet_scconv_r50_shapes.py'
@@ -75,20 +75,60 @@ def test_export_form_gate_at_any_threshold(threshold):
         assert relative_error(ExportSCConv(scconv)(x), scconv(x)) <= 1e-5
 
 
-def test_any_onnx_export_of_scconv_uses_the_export_form(tmp_path):
-    """A plain ``torch.onnx.export`` of a model holding SCConv (as mmdeploy
-    calls it) gets the export form's operators and ONNX Runtime runs it."""
+@pytest.mark.parametrize('dynamo', [True, False])
+def test_any_onnx_export_of_scconv_uses_the_export_form(dynamo, tmp_path):
+    """A plain ``torch.onnx.export`` of a model holding SCConv gets the
+    export form's operators and ONNX Runtime runs it; so does the
+    TorchScript exporter (mmdeploy's), with the mask as arithmetic (and
+    ``Where`` nodes of its own translations)."""
     scconv = randomise(SCConv(16, 16, gn_groups=4)).eval()
     x = torch.randn(1, 16, 12, 10)
     path = str(tmp_path / 'layer.onnx')
     with torch.no_grad():
-        torch.onnx.export(scconv, (x, ), dynamo=True).save(path)
+        if dynamo:
+            torch.onnx.export(scconv, (x, ), dynamo=True).save(path)
+        else:
+            torch.onnx.export(scconv, (x, ), path, dynamo=False)
         expected = scconv(x)
-    ops = {node.op_type for node in onnx.load(path).graph.node}
-    assert 'MatMul' in ops and not ops & {'Where', 'InstanceNormalization'}
+    ops = [node.op_type for node in onnx.load(path).graph.node]
+    assert 'MatMul' in ops and 'InstanceNormalization' not in ops
+    assert ops.count('HardSigmoid') == (1 if dynamo else 0)
+    assert 'Where' not in ops or not dynamo
     session = onnxruntime_session(path)
     (out, ) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
     assert relative_error(torch.from_numpy(out), expected) <= ROUGH
+
+
+class GateMask(torch.nn.Module):
+
+    def __init__(self, threshold):
+        super().__init__()
+        self.threshold = threshold
+
+    def forward(self, r):
+        return _step(r, self.threshold)
+
+
+@pytest.mark.parametrize('threshold', [2**-20, 0.3, 0.5, 0.999])
+def test_gate_mask_in_onnxruntime_is_exact(threshold, tmp_path):
+    """The exported mask (a ``HardSigmoid``) equals ``r > threshold`` in
+    ONNX Runtime for reweights at, next to and far from the threshold."""
+    t = torch.tensor(threshold)
+    r = torch.stack([
+        t,
+        t.nextafter(torch.tensor(1.0)),
+        t.nextafter(torch.tensor(0.0)), t * 0.5, t + (1 - t) / 2,
+        torch.tensor(0.0),
+        torch.tensor(1.0)
+    ]).reshape(1, 7, 1, 1)
+    path = str(tmp_path / 'mask.onnx')
+    torch.onnx.export(GateMask(threshold), (r, ), dynamo=True).save(path)
+    assert [node.op_type
+            for node in onnx.load(path).graph.node] == ['HardSigmoid']
+    session = onnxruntime_session(path)
+    (mask, ) = session.run(None, {session.get_inputs()[0].name: r.numpy()})
+    assert mask.flatten().tolist() == [0, 1, 0, 0, 1, 0, 1]
+    assert torch.equal(GateMask(threshold)(r), (r > threshold).float())
 
 
 def test_to_export_form_replaces_every_scconv():

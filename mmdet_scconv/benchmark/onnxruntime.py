@@ -29,7 +29,7 @@ def exported_module(name: str, model: torch.nn.Module, scope: str):
     outputs; SCConv variants other than ``reference`` in export form."""
     model = copy.deepcopy(model).eval()
     if scope == 'detector':
-        model = RawOutputs(model.detector)
+        model = RawOutputs(model.detector).eval()
     if '-reference' not in name:
         to_export_form(model)
     return model

@@ -9,10 +9,10 @@ full-resolution tensors and layout changes, not FLOPs. Measured choices
 
 * SRU: GroupNorm with its affine (``GN(X) * W_gamma``) is the group
   statistics plus one ``BatchNormalization``. With the mask ``M = [R > t]``
-  as 0/1 numbers (:func:`_step`: arithmetic, no ``Where`` or ``Cast``),
-  ``V = (X - M X) R`` (hard gate: ``X - M X``) and ``G = M X``, the SRU's
-  output halves are ``V_a + V_b + G_a`` and ``V_a + V_b + G_b`` (hard:
-  ``G_a + V_b`` and ``G_b + V_a``). They only feed the two squeeze
+  as 0/1 numbers (:func:`_step`: one ``HardSigmoid``, no ``Where`` or
+  ``Cast``), ``V = (X - M X) R`` (hard gate: ``X - M X``) and ``G = M X``,
+  the SRU's output halves are ``V_a + V_b + G_a`` and ``V_a + V_b + G_b``
+  (hard: ``G_a + V_b`` and ``G_b + V_a``). They only feed the two squeeze
   convolutions, so (``alpha=0.5``) the halves of ``V`` are mixed by a 1x2
   (or 2x2) matrix product, added to ``G`` and squeezed by one batched
   matrix product: ``T``, the squeezed upper then lower path. No split of a
@@ -30,6 +30,8 @@ full-resolution tensors and layout changes, not FLOPs. Measured choices
 Other splits (``alpha != 0.5``) build the SRU output and split it as the
 reference does.
 """
+import struct
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -188,7 +190,22 @@ def _step(r: torch.Tensor, threshold: float) -> torch.Tensor:
     arithmetic that ONNX Runtime runs faster than ``Greater`` and ``Cast``:
     for a threshold of at least ``2**-20`` a positive ``r - threshold`` is
     at least ``2**-44`` in fp32, so scaled by ``2**64`` it clips to exactly
-    1 (and a negative or zero one to 0)."""
+    1 (and a negative or zero one to 0).
+
+    In a ``torch.onnx.export(dynamo=True)`` graph that arithmetic is one
+    ``HardSigmoid`` (``clip(alpha * r + beta, 0, 1)``, the product by a
+    power of two exact, so the same numbers) instead of a ``Sub``, a
+    ``Mul`` and a ``Clip``: two passes fewer over the tensor. The
+    TorchScript exporter (mmdeploy's) gets the arithmetic, which it can
+    translate."""
     if threshold < 2**-20:
         return (r > threshold).to(r.dtype)
+    if torch.onnx.is_in_onnx_export() and not torch.jit.is_tracing():
+        # The fp32 number r is compared with (attributes are fp32 too).
+        threshold = struct.unpack('f', struct.pack('f', threshold))[0]
+        return torch.onnx.ops.symbolic(
+            'HardSigmoid', (r, ),
+            dict(alpha=2.0**64, beta=-threshold * 2.0**64),
+            dtype=r.dtype,
+            shape=r.shape)
     return ((r - threshold) * 2.0**64).clamp(0, 1)
