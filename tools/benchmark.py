@@ -10,7 +10,9 @@ interpreter (counts do not depend on timing, so any machine gives them).
 ``--scope trunk`` and ``--scope layers`` need only torch (and matplotlib
 for the chart); ``--scope layers`` times each distinct SCConv of the trunk
 (with its BatchNorm) against the 3x3 convolution and BatchNorm it replaces,
-to show which stage the trunk's gap comes from.
+to show which stage the trunk's gap comes from. Where the C library is
+glibc the process keeps the memory tensors free (``--cpu-heap keep``, the
+default), so that no model's step page-faults its activations back in.
 
 Examples:
     # CPU, 2 cores, fp32, trunk, 1x3x512x768 (the CPU target)
