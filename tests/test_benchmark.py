@@ -1,12 +1,10 @@
 """The benchmark's report: every case, ratios against ResNet, JSON, PNG."""
 import json
-import os.path as osp
 import resource
-import subprocess
-import sys
 
 import pytest
 import torch
+from tiny import ROOT, run_tool
 
 from mmdet_scconv.benchmark import BenchmarkConfig, run_benchmark
 from mmdet_scconv.benchmark.cpu_heap import can_keep_freed_memory
@@ -112,11 +110,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 def page_faults_of_five_steps(cpu_heap):
     # A process of its own: keeping freed memory cannot be undone.
-    out = subprocess.run([sys.executable, '-c', PAGE_FAULT_PROBE, cpu_heap],
-                         capture_output=True,
-                         text=True,
-                         check=True).stdout
-    return int(out)
+    return int(run_tool('-c', PAGE_FAULT_PROBE, cpu_heap).stdout)
 
 
 @pytest.mark.skipif(
@@ -130,17 +124,10 @@ def test_kept_heap_stops_the_page_faults_of_each_step():
 @pytest.mark.skipif(
     not can_keep_freed_memory(), reason="needs glibc's mallopt")
 def test_benchmark_tool_keeps_freed_memory_and_says_so(tmp_path):
-    tool = osp.join(
-        osp.dirname(osp.dirname(__file__)), 'tools', 'benchmark.py')
-    out = subprocess.run([
-        sys.executable, tool, '--size', '32', '48', '--modes', 'infer',
-        '--impls', 'fast', '--channels-last', 'off', '--warmup', '0',
-        '--repeats', '1', '--out-dir',
-        str(tmp_path)
-    ],
-                         capture_output=True,
-                         text=True,
-                         check=True).stdout
+    out = run_tool(f'{ROOT}/tools/benchmark.py', '--size', '32', '48',
+                   '--modes', 'infer', '--impls', 'fast', '--channels-last',
+                   'off', '--warmup', '0', '--repeats', '1', '--out-dir',
+                   str(tmp_path)).stdout
     assert 'freed memory kept' in out.splitlines()[0]
     with open(tmp_path / 'trunk_r50_cpu_b1_32x48.json') as f:
         assert json.load(f)['env']['cpu_heap'] == 'kept'
