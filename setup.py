@@ -2,11 +2,11 @@ import platform
 from setuptools import find_packages, setup
 
 
-def read_version():
+def read_version_file():
     namespace = {}
     with open('mmdet_scconv/version.py') as f:
         exec(f.read(), namespace)
-    return namespace['__version__']
+    return namespace
 
 
 # The CPU kernels (mmdet_scconv/csrc) are built once per instruction set, each
@@ -54,9 +54,10 @@ def cpu_extensions():
 
 
 extensions, commands = cpu_extensions()
+version_file = read_version_file()
 setup(
     name='mmdet-scconv',
-    version=read_version(),
+    version=version_file['__version__'],
     description='SCConv (CVPR 2023) for MMDetection: faithful and fast',
     long_description=open('README.md').read(),
     long_description_content_type='text/markdown',
@@ -64,7 +65,7 @@ setup(
     ext_modules=extensions,
     cmdclass=commands,
     python_requires='>=3.10',
-    install_requires=['torch>=2.1'],
+    install_requires=[f"torch>={version_file['TORCH_REQUIRED']}"],
     extras_require={
         'mmdet': [
             'mmcv>=2.0.0rc4,<2.2.0', 'mmengine==0.10.7', 'mmdet==3.3.0',
@@ -78,8 +79,10 @@ setup(
         # The GPU kernels; on the CPU the tests run them in Triton's
         # interpreter.
         'triton': ['triton>=3.0'],
-        # ONNX export (tools/deployment/pytorch2onnx.py) and ONNX Runtime.
-        'export': ['onnx>=1.17', 'onnxscript>=0.5', 'onnxruntime>=1.20'],
+        # ONNX export (tools/deployment/pytorch2onnx.py) and ONNX Runtime;
+        # the export writes some nodes with torch.onnx.ops (torch 2.8).
+        'export':
+        ['torch>=2.8', 'onnx>=1.17', 'onnxscript>=0.5', 'onnxruntime>=1.20'],
     },
     license='Apache-2.0',
 )

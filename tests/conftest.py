@@ -1,4 +1,5 @@
 import os
+import tempfile
 
 import pytest
 import torch
@@ -7,6 +8,10 @@ import torch
 # tensors; the variable must be set before triton is first imported.
 if not torch.cuda.is_available():
     os.environ.setdefault('TRITON_INTERPRET', '1')
+# The kernels' self-check runs afresh in every test session (its verdicts
+# go to a new folder, not ~/.cache).
+os.environ.setdefault('MMDET_SCCONV_CACHE_DIR',
+                      tempfile.mkdtemp(prefix='mmdet_scconv_checks_'))
 
 
 @pytest.fixture(autouse=True)

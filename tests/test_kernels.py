@@ -433,29 +433,40 @@ def test_tuning_sweep_checks_and_times_every_setting():
     assert 'trunk total' in format_tuned(rows)
 
 
-def test_kernels_compile_for_the_gpu():
+def test_kernels_compile_for_the_gpus():
     """Every kernel launch of the deploy, inference and training paths
-    compiles for the H100/H200 (sm_90) with Triton's own compiler, here,
-    without a GPU: what the interpreter cannot check."""
+    compiles for the V100 (sm_70), the A100 (sm_80) and the H100/H200
+    (sm_90), each with the dtypes it runs (bf16 from sm_80 on), with
+    Triton's own compiler, here, without a GPU: what the interpreter cannot
+    check."""
     env = {k: v for k, v in os.environ.items() if k != 'TRITON_INTERPRET'}
     result = subprocess.run([
         sys.executable, 'tools/analysis_tools/compile_kernels.py',
-        '--channels', '64', '--strides', '2', '--dtypes', 'bf16', '--alphas',
-        '0.5'
+        '--channels', '64', '--strides', '2', '--dtypes', 'fp32', 'bf16',
+        'fp16', '--alphas', '0.5', '--archs', '70', '80', '90'
     ],
                             cwd=REPO,
                             env=env,
                             capture_output=True,
                             text=True,
-                            timeout=600)
+                            timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.strip().splitlines()
     compiled, total = lines[-1].split()[0].split('/')
     assert compiled == total, lines[-1]
-    assert {line.split('(')[0]
-            for line in lines[:-1]} == {
-                '_partial_stats_kernel', '_group_stats_kernel',
-                '_sru_squeeze_kernel', '_cru_kernel', '_grad_beta_kernel',
-                '_branch_grads_kernel', '_backward_sums_kernel',
-                '_backward_affine_kernel', '_backward_input_kernel'
-            }
+    launches = {arch: [] for arch in ('sm_70', 'sm_80', 'sm_90')}
+    for line in lines[:-1]:
+        arch, launch = line.split(' ', 1)
+        launches[arch].append(launch)
+    for arch, found in launches.items():
+        assert {launch.split('(')[0]
+                for launch in found} == {
+                    '_partial_stats_kernel', '_group_stats_kernel',
+                    '_sru_squeeze_kernel', '_cru_kernel', '_grad_beta_kernel',
+                    '_branch_grads_kernel', '_backward_sums_kernel',
+                    '_backward_affine_kernel', '_backward_input_kernel'
+                }, arch
+        assert any('fp16' in launch for launch in found), arch
+    assert not any('bf16' in launch for launch in launches['sm_70'])
+    assert any('bf16' in launch for launch in launches['sm_90'])
+    assert len(launches['sm_80']) == len(launches['sm_90'])

@@ -4,11 +4,12 @@
 # here and made stable by a linear warmup and gradient clipping. To use
 # mmdet's value: --cfg-options optim_wrapper.optimizer.lr=0.01
 #
-# The backbone starts from scratch (nothing can be downloaded). With a local
-# ImageNet checkpoint, override in your config (or with --cfg-options):
+# The backbone starts from scratch, as in the paper. To start from an
+# ImageNet ResNet instead (docs/usage.md, "Pretrained weights"):
 #   model = dict(backbone=dict(
-#       frozen_stages=1, norm_eval=True,
-#       init_cfg=dict(_delete_=True, type='Pretrained', checkpoint=PATH)))
+#       frozen_stages=0, norm_eval=False,
+#       init_cfg=dict(_delete_=True, type='Pretrained',
+#                     checkpoint='torchvision://resnet50')))  # or a path
 _base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
 
 max_iters = 180000
@@ -18,6 +19,11 @@ val_interval = 10000
 
 # From scratch nothing may stay frozen and BatchNorm must learn its stats.
 model = dict(backbone=dict(frozen_stages=-1, norm_eval=False, init_cfg=None))
+# ... over the whole batch, not 2 images: a distributed run synchronises the
+# BatchNorms across its GPUs (torch's SyncBatchNorm); a single-process run
+# keeps plain BatchNorm. (He et al., "Rethinking ImageNet Pre-training",
+# ICCV 2019: from-scratch detectors need statistics over many images.)
+sync_bn = 'torch'
 
 # mmdet's training pipeline, except that a missing or undecodable image is
 # skipped and reported, within BadImageHook's budget (custom_hooks below);
@@ -29,7 +35,8 @@ train_pipeline = [
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs')
 ]
-# 8 GPUs x 2 images = 16 images per iteration.
+# 8 GPUs x 2 images = 16 images per iteration (the paper's 2 GPUs x 8:
+# --cfg-options train_dataloader.batch_size=8 on 2 GPUs).
 train_dataloader = dict(
     batch_size=2,
     num_workers=2,

@@ -9,8 +9,8 @@
 # the VOC annotations: with ann_file=None it builds the COCO ground truth
 # from each test image's `instances`, which the test pipeline packs.
 #
-# The backbone starts from scratch; see retinanet_paper_coco.py for a local
-# ImageNet checkpoint.
+# The backbone starts from scratch; see retinanet_paper_coco.py to start
+# from an ImageNet ResNet.
 _base_ = 'mmdet::pascal_voc/retinanet_r50_fpn_1x_voc0712.py'
 
 max_iters = 20000
@@ -21,6 +21,9 @@ data_root = 'data/VOCdevkit/'
 backend_args = None
 
 model = dict(backbone=dict(frozen_stages=-1, norm_eval=False, init_cfg=None))
+# BatchNorm statistics over the whole batch in distributed runs (see
+# retinanet_paper_coco.py); a single-process run keeps plain BatchNorm.
+sync_bn = 'torch'
 
 # A missing or undecodable training image is skipped and reported, within
 # BadImageHook's budget (custom_hooks below); test images never are.
@@ -55,7 +58,8 @@ def voc_split(year, ann_file, pipeline, **kwargs):
 
 train_filter = dict(filter_empty_gt=True, min_size=32, bbox_min_size=32)
 
-# 8 GPUs x 4 images = 32 images per iteration.
+# 8 GPUs x 4 images = 32 images per iteration (2 GPUs x 16:
+# --cfg-options train_dataloader.batch_size=16 on 2 GPUs).
 train_dataloader = dict(
     batch_size=4,
     num_workers=2,

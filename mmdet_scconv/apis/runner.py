@@ -100,9 +100,19 @@ def prepare_cpu_distributed(cfg: Config) -> None:
     wraps the model with ``device_ids=[LOCAL_RANK]``, both CUDA-only. Here
     the process group is started with gloo from torchrun's environment (the
     Runner then skips its own start), and DDP gets ``device_ids=None``.
+
+    Raises:
+        ValueError: The config asks for ``sync_bn``, which torch's
+            SyncBatchNorm cannot do on the CPU.
     """
     if cfg.get('launcher', 'none') != 'pytorch' or torch.cuda.is_available():
         return
+    if cfg.get('sync_bn') is not None:
+        raise ValueError(
+            f'The config sets sync_bn={cfg.sync_bn!r}, but torch\'s '
+            f'SyncBatchNorm runs only on GPUs and this machine has no CUDA. '
+            f'To train on CPU processes, each normalising over its own '
+            f'images, add --cfg-options sync_bn=None.')
     if not torch.distributed.is_initialized():
         torch.distributed.init_process_group(backend='gloo')
     wrapper = cfg.get('model_wrapper_cfg') or dict(

@@ -12,12 +12,8 @@ from dataclasses import dataclass
 import torch
 
 from ..layers import SCConv, set_scconv_impl
-from ..layers._numerics import relative_error
+from ..layers._numerics import TOLERANCES, relative_error
 from .timing import autocast
-
-#: Relative error allowed: fp32 rounding; bf16 keeps 8 mantissa bits,
-#: fp16 11.
-TOLERANCES = {'fp32': 1e-5, 'bf16': 2e-2, 'fp16': 1e-2}
 
 
 @dataclass

@@ -10,6 +10,7 @@ meaningless; only the launch arguments matter): deploy and plain inference,
 and a training step, under each dtype.
 """
 import contextlib
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -26,8 +27,17 @@ _TYPE_NAMES = {
 }
 #: The most shared memory one block may use, in bytes, per compute
 #: capability (x10): sm_90 (H100/H200) 227 KB, sm_80 (A100) 163 KB, sm_86 and
-#: sm_89 99 KB.
-SHARED_MEMORY_LIMITS = {90: 232448, 80: 166912, 86: 101376, 89: 101376}
+#: sm_89 99 KB, sm_70 (V100) 96 KB, sm_75 (T4) 64 KB.
+SHARED_MEMORY_LIMITS = {
+    90: 232448,
+    80: 166912,
+    86: 101376,
+    89: 101376,
+    70: 98304,
+    75: 65536
+}
+#: bf16 arithmetic needs sm_80 (A100) or newer; V100 and T4 train in fp16.
+BF16_MIN_ARCH = 80
 
 
 @dataclass
@@ -40,6 +50,7 @@ class Launch:
             compile-time constants).
         constexprs (dict): The compile-time constants.
         options (dict): ``num_warps`` / ``num_stages`` if given.
+        arch (int, optional): The compute capability (x10) compiled for.
         error (str, optional): Why it did not compile.
         shared (int, optional): Bytes of shared memory it needs.
     """
@@ -47,8 +58,19 @@ class Launch:
     signature: dict
     constexprs: dict
     options: dict = field(default_factory=dict)
+    arch: int = None
     error: str = None
     shared: int = None
+
+    @property
+    def uses_bf16(self):
+        """Whether it reads, writes or multiplies bf16 numbers."""
+        return any('bf16' in str(v) for v in (*self.signature.values(),
+                                              *self.constexprs.values()))
+
+    def runs_on(self, arch):
+        """Whether GPUs of compute capability ``arch`` (x10) run it."""
+        return arch >= BF16_MIN_ARCH or not self.uses_bf16
 
     @property
     def name(self):
@@ -56,7 +78,7 @@ class Launch:
 
     def describe(self):
         constants = ', '.join(f'{k}={v}' for k, v in self.constexprs.items())
-        return f'{self.name}({constants}; {self.options})'
+        return f'sm_{self.arch} {self.name}({constants}; {self.options})'
 
 
 def _type_of(value):
@@ -145,9 +167,11 @@ def compile_paths(
         strides=(1, 2),
         dtypes=('fp32', 'bf16', 'fp16'),
         alphas=(0.5, 0.75),
-        arch=90):
+        archs=(90, )):
     """Capture SCConv's launches for every combination and compile each
-    distinct one for ``sm_<arch>``; return the :class:`Launch` list.
+    distinct one for every ``sm_<arch>`` of ``archs`` that runs it (bf16
+    from sm_80 on: :meth:`Launch.runs_on`); return the :class:`Launch`
+    list.
 
     fp32 products run in TF32 on a GPU by default (the capture, on the
     CPU, asks for IEEE products), so fp32 ``tl.dot`` launches are compiled
@@ -162,16 +186,20 @@ def compile_paths(
                 for dtype in dtypes:
                     for alpha in alphas:
                         run_paths(c, stride, dtype, alpha)
-    found = list(launches.values())
-    for launch in list(found):
+    captured = list(launches.values())
+    for launch in list(captured):
         if str(launch.constexprs.get('DOT_DTYPE')) == 'fp32':
-            found.append(
-                Launch(launch.kernel, launch.signature,
-                       dict(launch.constexprs, PRECISION='tf32'),
-                       launch.options))
-    target = GPUTarget('cuda', arch, 32)
-    for launch in found:
-        _compile(launch, target)
+            captured.append(
+                dataclasses.replace(
+                    launch,
+                    constexprs=dict(launch.constexprs, PRECISION='tf32')))
+    found = []
+    for arch in archs:
+        target = GPUTarget('cuda', arch, 32)
+        for launch in captured:
+            if launch.runs_on(arch):
+                found.append(dataclasses.replace(launch, arch=arch))
+                _compile(found[-1], target)
     return found
 
 

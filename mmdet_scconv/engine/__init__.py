@@ -1,5 +1,5 @@
-"""MMEngine-side helpers: safe and atomic checkpoints, CPU mixed precision,
-stopping diverged runs, skipping unreadable training images."""
+"""MMEngine-side helpers: safe, atomic and remote checkpoints, CPU mixed
+precision, stopping diverged runs, skipping unreadable training images."""
 from .atomic_checkpoints import (newest_complete_checkpoint,
                                  register_atomic_checkpoints)
 from .bad_images import BadImageHook, TooManyBadImagesError
@@ -7,11 +7,12 @@ from .checkpoint import (CheckpointLoadError, load_local_checkpoint,
                          register_safe_checkpoints, trust_checkpoint)
 from .divergence import DivergenceHook, TrainingDivergedError
 from .optim_wrapper import AutocastOptimWrapper
+from .remote_checkpoint import register_remote_checkpoints
 
 __all__ = [
     'AutocastOptimWrapper', 'BadImageHook', 'CheckpointLoadError',
     'DivergenceHook', 'TooManyBadImagesError', 'TrainingDivergedError',
     'load_local_checkpoint', 'newest_complete_checkpoint',
-    'register_atomic_checkpoints', 'register_safe_checkpoints',
-    'trust_checkpoint'
+    'register_atomic_checkpoints', 'register_remote_checkpoints',
+    'register_safe_checkpoints', 'trust_checkpoint'
 ]

@@ -17,8 +17,9 @@ Allowing ``getattr`` would let any checkpoint run code, so instead:
   ``weights_only=True`` and turns failures into errors that name the file,
   the reason and, for a file that is unsafe, the explicit opt-in for files
   you trust (:func:`trust_checkpoint` or ``MMDET_SCCONV_TRUSTED_CHECKPOINTS``).
-* Remote sources (``torchvision://``, ``https://`` ...) fail fast: nothing
-  can be downloaded at run time.
+* Remote sources (``https://``, ``torchvision://`` ...) are downloaded as
+  mmengine downloads them, then read as local files
+  (:mod:`mmdet_scconv.engine.remote_checkpoint`).
 """
 import copyreg
 import os
@@ -33,9 +34,6 @@ from mmengine.runner.checkpoint import CheckpointLoader
 
 #: ``os.pathsep``-separated checkpoint paths that may be unpickled in full.
 TRUSTED_ENV = 'MMDET_SCCONV_TRUSTED_CHECKPOINTS'
-
-REMOTE_PREFIXES = ('http://', 'https://', 'torchvision://', 'modelzoo://',
-                   'open-mmlab://', 'openmmlab://', 'mmcls://', 'pavi://')
 
 _trusted_paths = set()
 
@@ -74,8 +72,6 @@ def register_safe_checkpoints() -> None:
         [rebuild_history_buffer, HistoryBuffer] + _numpy_scalar_globals())
     CheckpointLoader.register_scheme(
         prefixes='', loader=load_local_checkpoint, force=True)
-    CheckpointLoader.register_scheme(
-        prefixes=REMOTE_PREFIXES, loader=refuse_remote_checkpoint, force=True)
 
 
 def trust_checkpoint(path: str) -> None:
@@ -189,15 +185,6 @@ def _corrupt(filename, error):
         f'Checkpoint {filename!r} is corrupt or not a PyTorch checkpoint '
         f'({type(error).__name__}: {_first_line(error)}). Re-copy or '
         f're-download it, or pass another checkpoint.')
-
-
-def refuse_remote_checkpoint(filename, map_location=None):
-    """Fail fast on a URL-like checkpoint source: there is no network."""
-    raise CheckpointLoadError(
-        f'Cannot fetch checkpoint {filename!r}: mmdet_scconv works offline '
-        f'and downloads nothing. Download the file elsewhere and pass its '
-        f'local path, e.g. init_cfg=dict(type="Pretrained", '
-        f'checkpoint="/path/to/resnet50.pth").')
 
 
 def _first_line(error) -> str:

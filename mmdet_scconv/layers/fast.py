@@ -44,6 +44,7 @@ import warnings
 import torch
 
 from .cru import downsample
+from .kernel_check import kernels_checked
 from .kernels import TRITON_AVAILABLE, require_triton
 from .ops import cru as cru_op
 from .ops import scconv as scconv_op
@@ -67,15 +68,16 @@ def uses_kernels(impl: str, x: torch.Tensor) -> bool:
     ``impl='triton'`` always (or raises if they cannot); ``impl='torch'``
     never; ``impl='fast'`` on CUDA tensors when triton is installed (under
     ``torch.compile`` too: the kernels are registered ops, which the
-    compiler keeps).
+    compiler keeps). Either way only once they passed their check on this
+    device and dtype (:mod:`.kernel_check`).
     """
     if impl == 'triton':
         require_triton(x)
-        return True
+        return kernels_checked(x, _conv_dtype(x), strict=True)
     if impl != 'fast' or not x.is_cuda:
         return False
     if TRITON_AVAILABLE:
-        return True
+        return kernels_checked(x, _conv_dtype(x), strict=False)
     _warn_no_triton()
     return False
 

@@ -6,8 +6,9 @@ CPU, cannot: kernels that do not compile for the GPU, and the shared
 memory their tiles need. Exits 1 if any launch fails to compile.
 
 Example (all ResNet SCConv widths, strides 1/2, fp32/bf16/fp16, alpha 1/2
-and 3/4, for the H100/H200's sm_90; a few minutes on 2 cores):
-    python tools/analysis_tools/compile_kernels.py
+and 3/4, for the V100's sm_70, the A100's sm_80 and the H100/H200's sm_90,
+each with the dtypes it runs: bf16 from sm_80 on):
+    python tools/analysis_tools/compile_kernels.py --archs 70 80 90
 """
 import argparse
 import os
@@ -37,17 +38,19 @@ def parse_args():
         choices=['fp32', 'bf16', 'fp16'])
     parser.add_argument('--alphas', type=float, nargs='+', default=[0.5, 0.75])
     parser.add_argument(
-        '--arch',
+        '--archs',
         type=int,
-        default=90,
-        help='CUDA compute capability x10 (90: H100/H200)')
+        nargs='+',
+        default=[90],
+        help='CUDA compute capabilities x10 (70: V100, 75: T4, 80: A100, '
+        '86: A10/RTX 30, 89: L4/L40, 90: H100/H200)')
     return parser.parse_args()
 
 
 def main():
     args = parse_args()
     launches = compile_paths(args.channels, args.strides, args.dtypes,
-                             args.alphas, args.arch)
+                             args.alphas, args.archs)
     print(format_compiled(launches))
     if any(launch.error for launch in launches):
         sys.exit(1)

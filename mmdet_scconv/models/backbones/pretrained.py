@@ -111,8 +111,8 @@ def load_pretrained(module: nn.Module,
 
     Args:
         module (nn.Module): The backbone.
-        checkpoint (str): A local path (remote sources are refused once
-            ``mmdet_scconv`` is imported).
+        checkpoint (str): A local path, a URL or a model-zoo name such as
+            ``torchvision://resnet50`` (downloaded into torch.hub's cache).
         map_location: As for ``torch.load``.
     """
     state = unwrap_state_dict(

@@ -1,4 +1,6 @@
 """SCConv-ResNet: mmdet's ResNet with SCConv as every bottleneck 3x3 conv."""
+import warnings
+
 import torch.nn as nn
 import torch.utils.checkpoint as cp
 from mmdet.models.backbones.resnet import Bottleneck, ResNet
@@ -197,15 +199,21 @@ class SCConvResNet(ResNet):
         """Initialise; with ``init_cfg=dict(type='Pretrained', ...)`` load
         every checkpoint tensor whose name and shape match.
 
-        The checkpoint may be a torchvision or mmdet ResNet (bare, wrapped in
+        The checkpoint may be a torchvision or mmdet ResNet (a path, a URL or
+        a name such as ``torchvision://resnet50``; bare, wrapped in
         ``state_dict``, or a detector's ``backbone.*``). What it lacks, such
         as SCConv's weights, gets ResNet's scratch initialisation (Kaiming
         convolutions, unit norms) instead of PyTorch's default, and one
         summary line is logged instead of a line per tensor.
+
+        Raises:
+            ValueError: ``frozen_stages`` would freeze tensors the checkpoint
+                does not have at their fresh initialisation.
         """
         init_cfg = self.init_cfg
         if not (isinstance(init_cfg, dict)
                 and init_cfg.get('type') == 'Pretrained'):
+            self._warn_frozen_from_scratch()
             super().init_weights()
             return
         checkpoint = init_cfg['checkpoint']
@@ -213,4 +221,62 @@ class SCConvResNet(ResNet):
                                   init_cfg.get('map_location', 'cpu'))
         print_log(
             f'SCConvResNet: {summary.describe(checkpoint)}', logger='current')
+        self._refuse_frozen_fresh_weights(summary.missing, checkpoint)
+        if self.norm_eval and any(self.stage_with_scconv):
+            warnings.warn(
+                'SCConvResNet: norm_eval=True keeps, in the BatchNorm after '
+                'each SCConv (norm2), the statistics the checkpoint has for '
+                'the 3x3 convolution SCConv replaces; set norm_eval=False so '
+                'that they follow SCConv\'s outputs (docs/usage.md, '
+                '"Pretrained weights").')
         self._is_init = True
+
+    def _frozen_prefixes(self, frozen_stages):
+        """Name prefixes of the tensors ``frozen_stages`` freezes (as in
+        ``ResNet._freeze_stages``)."""
+        if frozen_stages < 0:
+            return ()
+        stem = ('stem.', ) if self.deep_stem else ('conv1.',
+                                                   f'{self.norm1_name}.')
+        return stem + tuple(f'layer{i}.' for i in range(1, frozen_stages + 1))
+
+    def _refuse_frozen_fresh_weights(self, missing, checkpoint):
+        fresh = [
+            name for name in missing
+            if not name.endswith('num_batches_tracked')
+        ]
+        frozen_fresh = [
+            name for name in fresh
+            if name.startswith(self._frozen_prefixes(self.frozen_stages))
+        ]
+        if not frozen_fresh:
+            return
+        allowed = max(
+            stages for stages in range(-1, self.frozen_stages) if not any(
+                name.startswith(self._frozen_prefixes(stages))
+                for name in fresh))
+        raise ValueError(
+            f'SCConvResNet: frozen_stages={self.frozen_stages} would freeze '
+            f'{len(frozen_fresh)} tensors that {checkpoint!r} does not have '
+            f'(e.g. {frozen_fresh[0]}: an ImageNet ResNet has no weights for '
+            f'SCConv) at their fresh initialisation. Set frozen_stages='
+            f'{allowed} or lower, or start from a checkpoint that has them.')
+
+    def _warn_frozen_from_scratch(self):
+        untrained = []
+        if self.frozen_stages >= 0:
+            untrained.append(
+                f'frozen_stages={self.frozen_stages} keeps the stem and '
+                f'stages 1-{self.frozen_stages} at their random '
+                f'initialisation' if self.frozen_stages else
+                'frozen_stages=0 keeps the stem at its random initialisation')
+        if self.norm_eval:
+            untrained.append('norm_eval=True keeps every BatchNorm at its '
+                             'initial statistics (mean 0, variance 1)')
+        if untrained:
+            warnings.warn(
+                f'SCConvResNet starts from scratch (no Pretrained init_cfg), '
+                f'but {" and ".join(untrained)}. Unless load_from or '
+                f'--resume brings trained weights, set frozen_stages=-1 and '
+                f'norm_eval=False, as the paper configs do, or start from '
+                f'ImageNet weights (docs/usage.md, "Pretrained weights").')
