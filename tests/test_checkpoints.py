@@ -1,6 +1,7 @@
 """Pretrained loading, converter tool, safe and unsafe checkpoint files."""
 import functools
 import os.path as osp
+import warnings
 
 import pytest
 import torch
@@ -116,3 +117,83 @@ def test_converter_tool(tmp_path, resnet_state):
                        resnet_state['layer4.0.conv3.weight'])
     assert isinstance(model.layer4[0].conv2, SCConv)
     assert osp.getsize(dst) > 0
+
+
+def save_resnet(tmp_path, state):
+    path = str(tmp_path / 'imagenet_r50.pth')
+    torch.save(state, path)
+    return path
+
+
+def test_frozen_stages_never_freeze_fresh_scconv_weights(
+        tmp_path, resnet_state):
+    path = save_resnet(tmp_path, resnet_state)
+    model = MODELS.build(
+        dict(
+            type='SCConvResNet',
+            depth=50,
+            frozen_stages=1,
+            init_cfg=dict(type='Pretrained', checkpoint=path)))
+    with pytest.raises(ValueError) as error:
+        model.init_weights()
+    message = str(error.value)
+    assert 'frozen_stages=1 would freeze 21 tensors' in message
+    assert path in message and 'layer1.0.conv2.' in message
+    assert 'Set frozen_stages=0 or lower' in message
+
+
+def test_imagenet_recipe_freezes_only_the_loaded_stem(tmp_path, resnet_state):
+    path = save_resnet(tmp_path, resnet_state)
+    model = MODELS.build(
+        dict(
+            type='SCConvResNet',
+            depth=50,
+            frozen_stages=0,
+            norm_eval=False,
+            init_cfg=dict(type='Pretrained', checkpoint=path)))
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        model.init_weights()
+    model.train()
+    assert not model.conv1.weight.requires_grad
+    assert torch.equal(model.conv1.weight, resnet_state['conv1.weight'])
+    assert model.layer1[0].conv2.cru.gwc.weight.requires_grad
+    assert model.layer1[0].bn2.training
+
+
+def test_frozen_stages_with_a_checkpoint_that_has_everything(tmp_path):
+    """Freezing is fine where every frozen tensor comes from the checkpoint
+    (here an SCConvResNet's own)."""
+    trained = MODELS.build(dict(type='SCConvResNet', depth=50))
+    path = save_resnet(tmp_path, {'state_dict': trained.state_dict()})
+    model = MODELS.build(
+        dict(
+            type='SCConvResNet',
+            depth=50,
+            frozen_stages=2,
+            init_cfg=dict(type='Pretrained', checkpoint=path)))
+    model.init_weights()
+    assert not model.layer2[0].conv2.cru.gwc.weight.requires_grad
+
+
+@pytest.mark.parametrize(
+    'settings, named',
+    [(dict(frozen_stages=1, norm_eval=False), ['frozen_stages=1']),
+     (dict(frozen_stages=-1, norm_eval=True), ['norm_eval=True']),
+     (dict(), ['norm_eval=True'])])  # mmdet's ResNet defaults
+def test_frozen_from_scratch_is_warned_about(settings, named):
+    model = MODELS.build(dict(type='SCConvResNet', depth=50, **settings))
+    with pytest.warns(UserWarning, match='starts from scratch') as record:
+        model.init_weights()
+    message = str(record[0].message)
+    for name in named:
+        assert name in message
+    assert 'frozen_stages=-1 and norm_eval=False' in message
+
+
+def test_paper_settings_from_scratch_warn_nothing():
+    model = MODELS.build(
+        dict(type='SCConvResNet', depth=50, frozen_stages=-1, norm_eval=False))
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        model.init_weights()

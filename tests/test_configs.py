@@ -1,13 +1,17 @@
 """Every shipped config loads, builds, and carries the paper's schedule."""
+import argparse
+import os
 import os.path as osp
 
 import pytest
 from mmdet.registry import MODELS
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
-from tiny import CONFIGS
+from tiny import CONFIGS, ROOT
 
 import mmdet_scconv  # noqa: F401
+from mmdet_scconv.apis import load_config
+from mmdet_scconv.apis.cli import add_cfg_options
 from mmdet_scconv.layers import SCConv
 
 PAPER_CONFIGS = {
@@ -21,6 +25,7 @@ PAPER_CONFIGS = {
     'retinanet_r50_voc.py': ('ResNet', 50, 'voc'),
     'retinanet_r101_voc.py': ('ResNet', 101, 'voc'),
 }
+DEMO_CONFIG = 'demo/retinanet_scconv_r50_shapes.py'
 # Numbers from the paper each config's header must quote.
 PAPER_ROWS = {
     'retinanet_scconv_r50_coco.py': ('55.1', '38.2', '35.6'),
@@ -53,10 +58,56 @@ def test_config_builds_its_model(name):
 
 
 @pytest.mark.parametrize('name', sorted(PAPER_CONFIGS))
-def test_backbones_start_from_scratch_offline(name):
-    backbone = load(name).model.backbone
+def test_backbones_start_from_scratch_with_synced_batchnorm(name):
+    cfg = load(name)
+    backbone = cfg.model.backbone
     assert backbone.init_cfg is None
     assert backbone.frozen_stages == -1 and backbone.norm_eval is False
+    assert cfg.sync_bn == 'torch'
+
+
+@pytest.mark.parametrize('name', sorted(PAPER_CONFIGS) + [DEMO_CONFIG])
+def test_every_config_has_the_long_run_protections(name):
+    cfg = load(name)
+    dataset = cfg.train_dataloader.dataset
+    for part in dataset.get('datasets', [dataset]):
+        assert part.pipeline[0].type == 'LoadImageOrSkip'
+    hooks = {hook.type: hook for hook in cfg.custom_hooks}
+    assert hooks['DivergenceHook'].max_bad_iters == 0
+    assert hooks['BadImageHook'].max_fraction == 0.01
+
+
+def test_no_shipped_text_says_nothing_can_be_downloaded():
+    texts = [osp.join(ROOT, 'README.md')] + [
+        osp.join(folder, name) for top in ('configs', 'docs', 'mmdet_scconv')
+        for folder, _, names in os.walk(osp.join(ROOT, top))
+        for name in names if name.endswith(('.py', '.md'))
+    ]
+    for path in texts:
+        with open(path) as f:
+            text = ' '.join(f.read().lower().split())
+        for phrase in ('nothing can be downloaded', 'nothing is downloaded',
+                       'downloads nothing', 'works offline'):
+            assert phrase not in text, (path, phrase)
+
+
+def test_imagenet_recipe_with_cfg_options(tmp_path):
+    """docs/usage.md's --cfg-options form of starting from ImageNet weights,
+    parsed as tools/train.py parses it."""
+    parser = argparse.ArgumentParser()
+    add_cfg_options(parser)
+    checkpoint = str(tmp_path / 'resnet50.pth')
+    args = parser.parse_args([
+        '--cfg-options', 'model.backbone.frozen_stages=0',
+        'model.backbone.init_cfg._delete_=True',
+        'model.backbone.init_cfg.type=Pretrained',
+        f'model.backbone.init_cfg.checkpoint={checkpoint}'
+    ])
+    cfg = load_config(
+        osp.join(CONFIGS, 'retinanet_scconv_r50_coco.py'), args.cfg_options)
+    backbone = cfg.model.backbone
+    assert backbone.init_cfg == dict(type='Pretrained', checkpoint=checkpoint)
+    assert backbone.frozen_stages == 0 and backbone.norm_eval is False
 
 
 @pytest.mark.parametrize('name', sorted(PAPER_ROWS))

@@ -7,6 +7,7 @@ import os.path as osp
 import subprocess
 import sys
 
+import pytest
 from tiny import ROOT
 
 # torch and what importing it needs (torch 2.13).
@@ -81,3 +82,15 @@ def test_broken_mmdet_fails_loudly(tmp_path):
                             timeout=600)
     assert result.returncode != 0
     assert 'this mmdet install is broken' in result.stderr
+
+
+def test_old_torch_fails_at_import_naming_both_versions():
+    from mmdet_scconv.version import TORCH_REQUIRED, check_torch_version
+    with pytest.raises(ImportError) as error:
+        check_torch_version('2.3.1+cu121')
+    message = str(error.value)
+    assert f'needs torch >= {TORCH_REQUIRED}' in message
+    assert 'found torch 2.3.1+cu121' in message
+    for version in ('2.4.0', '2.13.0+cpu', '2.14.1+cu130', '2.15.0a0+git1'):
+        check_torch_version(version)
+    check_torch_version()  # the installed one

@@ -17,6 +17,8 @@ from mmengine.model import convert_sync_batchnorm
 from tiny import ROOT, run_tool, write_tiny
 
 import mmdet_scconv  # noqa: F401
+from mmdet_scconv.apis import build_runner, load_config
+from mmdet_scconv.apis.runner import prepare_cpu_distributed
 from mmdet_scconv.engine.atomic_checkpoints import AtomicLocalBackend
 
 TESTS = osp.dirname(osp.abspath(__file__))
@@ -184,9 +186,11 @@ def test_two_process_ddp_on_cpu(tmp_path):
     config = write_tiny(
         tmp_path, 'coco', 'retinanet_scconv_r50_coco.py', max_iters=3)
     with open(config, 'a') as f:
+        # torch's SyncBatchNorm runs on GPUs only.
         f.write("custom_imports = dict(imports=['mmdet_scconv', "
                 "'helper_hooks'], allow_failed_imports=False)\n"
-                "custom_hooks = [dict(type='DumpRankWeightsHook')]\n")
+                "custom_hooks = [dict(type='DumpRankWeightsHook')]\n"
+                "sync_bn = None\n")
     work = str(tmp_path / 'work')
     env = dict(
         env_with_tests_on_path(), PYTHON=sys.executable, PORT=str(free_port()))
@@ -218,3 +222,24 @@ def test_sync_bn_converts_batchnorm_and_keeps_scconv_groupnorm():
     model.eval()
     outs = model(torch.rand(1, 3, 64, 64))
     assert outs[-1].shape == (1, 2048, 2, 2)
+
+
+def test_single_process_paper_run_keeps_batchnorm(tmp_path):
+    config = write_tiny(tmp_path, 'coco', 'retinanet_scconv_r50_coco.py')
+    cfg = load_config(config, work_dir=str(tmp_path / 'work'))
+    assert cfg.sync_bn == 'torch'
+    kinds = {type(m) for m in build_runner(cfg).model.modules()}
+    assert torch.nn.BatchNorm2d in kinds
+    assert torch.nn.SyncBatchNorm not in kinds
+
+
+@pytest.mark.skipif(
+    torch.cuda.is_available(), reason='SyncBatchNorm runs on GPUs')
+def test_cpu_processes_with_sync_bn_name_the_fix(tmp_path):
+    config = write_tiny(tmp_path, 'coco', 'retinanet_scconv_r50_coco.py')
+    cfg = load_config(config, launcher='pytorch')
+    with pytest.raises(ValueError) as error:
+        prepare_cpu_distributed(cfg)
+    assert "sync_bn='torch'" in str(error.value)
+    assert '--cfg-options sync_bn=None' in str(error.value)
+    assert not torch.distributed.is_initialized()

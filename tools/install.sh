@@ -130,7 +130,8 @@ install_mmcv() {
   # from a local copy of its source: pip does not cache a wheel built for
   # one torch where another torch would find it.
   src_dir=$(mktemp -d)
-  "${PIP[@]}" download --no-deps --no-binary mmcv "$MMCV" -d "$src_dir"
+  "${PIP[@]}" download --no-deps --no-build-isolation --no-binary mmcv "$MMCV" \
+    -d "$src_dir"
   tar xzf "$src_dir"/mmcv-*.tar.gz -C "$src_dir"
   sed -i "s/-std=c++17/-std=$cxx_std/g" "$src_dir"/mmcv-*/setup.py
   echo "[install] building mmcv with -std=$cxx_std and $MAX_JOBS jobs"
