@@ -36,7 +36,8 @@ test_pipeline = [
 _SMALL_RUN = """
 model = dict(
     neck=dict(out_channels=32),
-    bbox_head=dict(num_classes=3, in_channels=32, feat_channels=32,
+    bbox_head=dict(num_classes={num_classes}, in_channels=32,
+                   feat_channels=32,
                    stacked_convs=1),
     # A 4-iteration model scores below mmdet's 0.05; keep its boxes so that
     # the metrics have something to evaluate.
@@ -62,7 +63,7 @@ def coco_config(data_root, base, max_iters=4, scale=64):
 data_root = {data_root + '/'!r}
 metainfo = dict(classes={SHAPES_CLASSES!r})
 {_PIPELINES.format(scale=scale)}
-{_SMALL_RUN.format(max_iters=max_iters)}
+{_SMALL_RUN.format(max_iters=max_iters, num_classes=len(SHAPES_CLASSES))}
 def split(name, pipeline):
     return dict(data_root=data_root, metainfo=metainfo,
                 ann_file=f'coco/annotations/instances_{{name}}.json',
@@ -84,7 +85,7 @@ def voc_config(data_root, base, max_iters=4, scale=64):
 data_root = {data_root + '/VOCdevkit/'!r}
 metainfo = dict(classes={SHAPES_CLASSES!r})
 {_PIPELINES.format(scale=scale)}
-{_SMALL_RUN.format(max_iters=max_iters)}
+{_SMALL_RUN.format(max_iters=max_iters, num_classes=len(SHAPES_CLASSES))}
 def split(ann_file, pipeline, **kwargs):
     return dict(type='VOCDataset', data_root=data_root, metainfo=metainfo,
                 ann_file=f'VOC2007/ImageSets/Main/{{ann_file}}',

@@ -85,7 +85,9 @@ log_processor = dict(by_epoch=False)
 custom_imports = dict(imports=['mmdet_scconv'], allow_failed_imports=False)
 custom_hooks = [
     dict(type='DivergenceHook', max_bad_iters=0),
-    dict(type='BadImageHook', max_fraction=0.01)
+    dict(type='BadImageHook', max_fraction=0.01),
+    # Every iteration's time, for steady-state speed in compare_runs.py.
+    dict(type='StepTimesHook')
 ]
 
 # CocoMetric reports mAP@[.5:.95] (bbox_mAP), mAP@.5, mAP@.75 and S/M/L.

@@ -122,7 +122,9 @@ log_processor = dict(by_epoch=False)
 custom_imports = dict(imports=['mmdet_scconv'], allow_failed_imports=False)
 custom_hooks = [
     dict(type='DivergenceHook', max_bad_iters=0),
-    dict(type='BadImageHook', max_fraction=0.01)
+    dict(type='BadImageHook', max_fraction=0.01),
+    # Every iteration's time, for steady-state speed in compare_runs.py.
+    dict(type='StepTimesHook')
 ]
 
 val_evaluator = [

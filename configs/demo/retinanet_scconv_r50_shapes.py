@@ -9,7 +9,8 @@ _base_ = [
 
 custom_imports = dict(imports=['mmdet_scconv'], allow_failed_imports=False)
 data_root = 'data/shapes/'
-metainfo = dict(classes=('square', 'circle', 'triangle'))
+metainfo = dict(
+    classes=('square', 'circle', 'triangle', 'diamond', 'ring', 'cross'))
 image_size = (128, 128)
 max_iters = 300
 
@@ -24,7 +25,7 @@ model = dict(
     # keeps the demo within minutes on two CPU cores.
     neck=dict(out_channels=128),
     bbox_head=dict(
-        num_classes=3, in_channels=128, feat_channels=128, stacked_convs=2))
+        num_classes=6, in_channels=128, feat_channels=128, stacked_convs=2))
 
 # The long-run protections of the paper configs, for those who start their
 # own data from this config: a missing or undecodable training image is
@@ -97,7 +98,9 @@ auto_scale_lr = dict(enable=False, base_batch_size=4)
 
 custom_hooks = [
     dict(type='DivergenceHook', max_bad_iters=0),
-    dict(type='BadImageHook', max_fraction=0.01)
+    dict(type='BadImageHook', max_fraction=0.01),
+    # Every iteration's time, for steady-state speed in compare_runs.py.
+    dict(type='StepTimesHook')
 ]
 
 default_hooks = dict(

@@ -9,7 +9,11 @@ A work dir holds one folder per run of the Runner, named by its timestamp
   one per validation with its metrics); a resumed run adds a folder whose
   scalars continue the same iterations;
 * a test run writes ``<ts>/<ts>.json``: the test metrics and the mean time
-  per test iteration.
+  per test iteration;
+* with :class:`~mmdet_scconv.engine.StepTimesHook` (the project's configs
+  have it), ``<ts>/step_times.json`` holds every training and test
+  iteration's time, from which the speed columns take medians after
+  warm-up, as mmdet's ``analysis_tools/benchmark.py`` times a model.
 """
 import json
 import os
@@ -21,9 +25,23 @@ from typing import Optional
 
 from mmengine.config import Config
 
+from ..engine.step_times import STEP_TIMES_FILE
 from .paper import DATASET_NAMES
 
 _TIMESTAMP = re.compile(r'^\d{8}_\d{6}$')
+
+#: Iterations left out of a speed median as warm-up (first-iteration
+#: costs), as mmdet's ``analysis_tools/benchmark.py`` leaves out 5.
+WARMUP_ITERS = 5
+#: Fewest iterations after the warm-up that make a steady-state median.
+MIN_TIMED_ITERS = 5
+
+
+def steady_median(times) -> Optional[float]:
+    """The median of ``times`` after :data:`WARMUP_ITERS`, or None where
+    fewer than :data:`MIN_TIMED_ITERS` remain."""
+    timed = list(times or [])[WARMUP_ITERS:]
+    return statistics.median(timed) if len(timed) >= MIN_TIMED_ITERS else None
 
 
 class WorkDirError(FileNotFoundError):
@@ -43,6 +61,9 @@ class Run:
         test (dict): The latest test run's metrics (``time`` is seconds per
             test iteration).
         test_cfg (Config): The test run's config.
+        train_times (list[float]): Every training iteration's seconds, or
+            None where the run did not keep them (no ``StepTimesHook``).
+        test_times (list[float]): Every test iteration's seconds, or None.
     """
     name: str
     work_dir: str
@@ -51,25 +72,41 @@ class Run:
     val: list
     test: dict
     test_cfg: Config = field(repr=False)
+    train_times: Optional[list] = field(default=None, repr=False)
+    test_times: Optional[list] = field(default=None, repr=False)
 
     @property
     def iterations(self) -> int:
         return max(entry['iter'] for entry in self.train)
 
     @property
-    def seconds_per_iter(self) -> float:
-        """Median of the logged training ``time`` (the Runner's smoothed
-        seconds per iteration, data loading included)."""
-        return statistics.median(entry['time'] for entry in self.train)
+    def seconds_per_iter(self) -> Optional[float]:
+        """Steady-state seconds per training iteration (data loading
+        included): the median after warm-up (:func:`steady_median`), or
+        None (see :meth:`speed_note`)."""
+        return steady_median(self.train_times)
 
     @property
     def images_per_second(self) -> Optional[float]:
-        """Test images per second: the test batch over the mean time per
-        test iteration (data loading included)."""
-        seconds = self.test.get('time')
+        """Steady-state test images per second: the test batch over the
+        median time per test iteration after warm-up, or None."""
+        seconds = steady_median(self.test_times)
         if not seconds:
             return None
         return self.test_cfg.test_dataloader.batch_size / seconds
+
+    def speed_note(self, mode: str) -> Optional[str]:
+        """Why a speed column of ``mode`` (``'train'``/``'test'``) has no
+        number, or None where it has one."""
+        times = self.train_times if mode == 'train' else self.test_times
+        if times is None:
+            return (f'{self.name}: no per-iteration {mode} times (the run '
+                    f'had no StepTimesHook in custom_hooks)')
+        if steady_median(times) is None:
+            return (f'{self.name}: {len(times)} {mode} iterations, too '
+                    f'few for a steady state ({WARMUP_ITERS} warm-up + '
+                    f'{MIN_TIMED_ITERS} timed)')
+        return None
 
     @property
     def detector(self) -> str:
@@ -164,7 +201,9 @@ def load_run(work_dir: str, name: Optional[str] = None) -> Run:
     if not osp.isdir(work_dir):
         raise WorkDirError(f'Work dir not found: {work_dir!r}.')
     train, val, train_config, test, test_config = [], [], None, None, None
+    train_times, test_times = None, None
     for run_dir in _run_dirs(work_dir):
+        times = _step_times(run_dir)
         scalars = osp.join(run_dir, 'vis_data', 'scalars.json')
         if osp.isfile(scalars):
             logged, validated = _split_scalars(_read_json_lines(scalars))
@@ -172,11 +211,15 @@ def load_run(work_dir: str, name: Optional[str] = None) -> Run:
                 train += logged
                 val += validated
                 train_config = osp.join(run_dir, 'vis_data', 'config.py')
+                # A resumed run keeps timing where the earlier one stopped.
+                if 'train' in times:
+                    train_times = (train_times or []) + times['train']
         metrics = osp.join(run_dir, osp.basename(run_dir) + '.json')
         if osp.isfile(metrics):
             with open(metrics) as f:
                 test = json.load(f)
             test_config = osp.join(run_dir, 'vis_data', 'config.py')
+            test_times = times.get('test')
     if not train:
         raise WorkDirError(
             f'{work_dir!r} has no training scalars: no '
@@ -197,4 +240,13 @@ def load_run(work_dir: str, name: Optional[str] = None) -> Run:
     return Run(
         name or osp.basename(osp.normpath(work_dir)), work_dir,
         Config.fromfile(train_config), _merge_by_iter(train),
-        _merge_by_iter(val), test, Config.fromfile(test_config))
+        _merge_by_iter(val), test, Config.fromfile(test_config), train_times,
+        test_times)
+
+
+def _step_times(run_dir) -> dict:
+    path = osp.join(run_dir, STEP_TIMES_FILE)
+    if not osp.isfile(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)

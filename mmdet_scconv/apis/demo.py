@@ -6,7 +6,7 @@ import time
 
 from mmengine.logging import print_log
 
-from ..analysis import load_run, write_report
+from ..analysis import group_runs, load_run, write_report
 from ..analysis.detections import draw_detections, first_predictions
 from ..datasets import make_shapes_dataset
 from .runner import build_runner
@@ -69,44 +69,65 @@ def _log_at_least_once(cfg):
         logger.interval = max_iters
 
 
-def run_comparison(cfg) -> str:
+def run_comparison(cfg, seeds=None) -> str:
     """Train and test the demo's SCConv-R50 and ResNet-50 RetinaNets on the
     same data with the same schedule, in ``<work_dir>/scconv_r50`` and
-    ``<work_dir>/r50``, then write ``<work_dir>/report.md``: the runs'
-    table and curves (:func:`..analysis.write_report`) and both models'
-    detections on the same held-out images.
+    ``<work_dir>/r50`` (with ``seeds``: ``<work_dir>/scconv_r50_seed<K>``
+    and ``<work_dir>/r50_seed<K>`` for each seed), then write
+    ``<work_dir>/report.md``: the groups' table, differences, points and
+    curves (:func:`..analysis.write_report`) and both models' detections on
+    the same held-out images (of the first seed).
 
     Args:
         cfg (Config): A loaded demo config with an SCConvResNet backbone.
+        seeds (Sequence[int], optional): Seeds to train each model with;
+            default: the config's one run.
 
     Returns:
         str: The report's path.
     """
     make_shapes_dataset(cfg.data_root)
     root = cfg.work_dir
-    work_dirs, predictions = [], {}
-    for name, run_cfg in (('scconv_r50', copy.deepcopy(cfg)),
-                          ('r50', resnet_baseline(cfg))):
-        start = time.perf_counter()
-        run_cfg.work_dir = osp.join(root, name)
-        # The Runner keeps one logger, message hub and visualizer per name:
-        # each run needs its own, or the second would log into the first's
-        # work dir.
-        run_cfg.experiment_name = name
-        if run_cfg.get('visualizer') is not None:
-            run_cfg.visualizer.name = f'visualizer_{name}'
-        _log_at_least_once(run_cfg)
-        runner = build_runner(run_cfg, check_splits=('train', 'test'))
-        runner.train()
-        _print_result(runner.test(), start, label=name)
-        predictions[name] = first_predictions(runner, PICTURED_IMAGES)
-        work_dirs.append(run_cfg.work_dir)
+    models = (('scconv_r50', cfg), ('r50', resnet_baseline(cfg)))
+    groups, predictions = {}, {}
+    for name, model_cfg in models:
+        for seed in seeds if seeds is not None else [None]:
+            run_name = name if seed is None else f'{name}_seed{seed}'
+            run_cfg = copy.deepcopy(model_cfg)
+            if seed is not None:
+                run_cfg.randomness = dict(
+                    run_cfg.get('randomness', {}), seed=seed)
+            metrics, runner = _train_and_test(run_cfg, root, run_name)
+            groups.setdefault(name, []).append(run_cfg.work_dir)
+            if name not in predictions:
+                predictions[name] = first_predictions(runner, PICTURED_IMAGES)
     classes = cfg.test_dataloader.dataset.metainfo['classes']
     draw_detections(predictions, classes, osp.join(root, 'detections.png'))
+    runs = [load_run(d) for dirs in groups.values() for d in dirs]
+    pictured = '' if seeds is None else f' (seed {seeds[0]})'
     path = write_report(
-        [load_run(work_dir) for work_dir in work_dirs],
+        runs,
         root,
-        extra='## Detections on held-out images\n\n'
-        'Boxes scoring at least 0.3.\n\n![detections](detections.png)')
+        groups=group_runs(runs, groups),
+        extra=f'## Detections on held-out images\n\n'
+        f'Boxes scoring at least 0.3{pictured}.\n\n'
+        f'![detections](detections.png)')
     print_log(f'Comparison report: {path}', logger='current')
     return path
+
+
+def _train_and_test(run_cfg, root, name):
+    """Train and test one run of the comparison in ``root/name``."""
+    start = time.perf_counter()
+    run_cfg.work_dir = osp.join(root, name)
+    # The Runner keeps one logger, message hub and visualizer per name: each
+    # run needs its own, or a later one would log into an earlier's work dir.
+    run_cfg.experiment_name = name
+    if run_cfg.get('visualizer') is not None:
+        run_cfg.visualizer.name = f'visualizer_{name}'
+    _log_at_least_once(run_cfg)
+    runner = build_runner(run_cfg, check_splits=('train', 'test'))
+    runner.train()
+    metrics = runner.test()
+    _print_result(metrics, start, label=name)
+    return metrics, runner

@@ -1,7 +1,13 @@
-"""A small deterministic detection set of coloured shapes, for demos and tests.
+"""A small deterministic detection set of shapes, for demos and tests.
 
-Each class is one shape drawn in its own colour family on a noisy
-background. The set is written in both of MMDetection's layouts:
+Six shapes on textured, cluttered backgrounds, hard enough that detectors
+trained for the demo's few hundred iterations stay well below a perfect
+score (so that models can differ): every shape takes its colour and its
+fill (flat, striped or speckled) from one palette shared by all classes, so
+only its outline tells its class; shapes are small, may overlap and occlude
+each other; unannotated clutter (strokes and blotches) and a textured,
+shaded background surround them. The set is written in both of
+MMDetection's layouts:
 
 * COCO: ``<root>/coco/annotations/instances_{train,val}.json`` with images
   in ``<root>/coco/{train,val}/``;
@@ -17,8 +23,10 @@ from xml.etree import ElementTree as ET
 import cv2
 import numpy as np
 
-CLASSES = ('square', 'circle', 'triangle')
-_BASE_COLOURS = ((220, 60, 50), (60, 200, 70), (60, 90, 230))  # RGB
+CLASSES = ('square', 'circle', 'triangle', 'diamond', 'ring', 'cross')
+#: Colours (RGB) shared by all classes.
+_PALETTE = ((220, 60, 50), (60, 200, 70), (60, 90, 230), (230, 200, 60),
+            (200, 80, 200), (70, 200, 210))
 
 
 @dataclass(frozen=True)
@@ -30,8 +38,15 @@ class ShapesSpec:
         num_val (int): Held-out images. Default: 40.
         image_size (int): Square image side in pixels. Default: 128.
         max_objects (int): At most this many shapes per image. Default: 3.
-        min_size (int): Smallest shape side in pixels. Default: 28.
-        max_size (int): Largest shape side in pixels. Default: 60.
+        min_size (int): Smallest shape side in pixels. Default: 24.
+        max_size (int): Largest shape side in pixels. Default: 56.
+        max_overlap (float): Largest IoU of two shapes' boxes; the later one
+            is drawn over the earlier. Default: 0.2.
+        clutter (int): Unannotated strokes and blotches per image.
+            Default: 2.
+        own_colour (float): How often a shape takes its class's own colour
+            (else any of the palette, which all classes share).
+            Default: 0.75.
         seed (int): Random seed; the same spec always gives the same data.
             Default: 0.
     """
@@ -39,37 +54,125 @@ class ShapesSpec:
     num_val: int = 40
     image_size: int = 128
     max_objects: int = 3
-    min_size: int = 28
-    max_size: int = 60
+    min_size: int = 24
+    max_size: int = 56
+    max_overlap: float = 0.2
+    clutter: int = 2
+    own_colour: float = 0.75
     seed: int = 0
 
 
-def _draw(image, label, box, rng):
+def _colour(rng, label=None, own_colour=0.0):
+    """A palette colour, jittered: class ``label``'s own one with
+    probability ``own_colour``, else any."""
+    index = (label if label is not None and rng.random() < own_colour else
+             int(rng.integers(len(_PALETTE))))
+    base = np.array(_PALETTE[index])
+    colour = np.clip(base + rng.integers(-30, 31, 3), 0, 255)
+    return tuple(int(c) for c in colour[::-1])  # BGR for cv2
+
+
+def _outline(label, box):
+    """The shape of class ``label`` in ``box``, as polygon points (or an
+    ellipse for the round ones)."""
     x1, y1, x2, y2 = box
-    colour = np.clip(
-        np.array(_BASE_COLOURS[label]) + rng.integers(-25, 26, 3), 0, 255)
-    colour = tuple(int(c) for c in colour[::-1])  # BGR for cv2
-    if CLASSES[label] == 'square':
-        cv2.rectangle(image, (x1, y1), (x2 - 1, y2 - 1), colour, -1)
-    elif CLASSES[label] == 'circle':
-        ellipse = (((x1 + x2) / 2, (y1 + y2) / 2), (x2 - x1, y2 - y1), 0)
-        cv2.ellipse(image, ellipse, colour, -1)
-    else:
-        points = np.array([[(x1 + x2) // 2, y1], [x1, y2 - 1],
-                           [x2 - 1, y2 - 1]])
-        cv2.fillPoly(image, [points], colour)
+    cx, cy = (x1 + x2) // 2, (y1 + y2) // 2
+    name = CLASSES[label]
+    if name == 'square':
+        return [(x1, y1), (x2 - 1, y1), (x2 - 1, y2 - 1), (x1, y2 - 1)]
+    if name == 'triangle':
+        return [(cx, y1), (x1, y2 - 1), (x2 - 1, y2 - 1)]
+    if name == 'diamond':
+        return [(cx, y1), (x2 - 1, cy), (cx, y2 - 1), (x1, cy)]
+    if name == 'cross':
+        w, h = max((x2 - x1) // 6, 1), max((y2 - y1) // 6, 1)
+        return [(cx - w, y1), (cx + w, y1), (cx + w, cy - h), (x2 - 1, cy - h),
+                (x2 - 1, cy + h), (cx + w, cy + h), (cx + w, y2 - 1),
+                (cx - w, y2 - 1), (cx - w, cy + h), (x1, cy + h), (x1, cy - h),
+                (cx - w, cy - h)]
+    return None  # circle, ring
 
 
-def _overlaps(box, boxes):
-    return any(
-        box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3]
-        for b in boxes)
+def _shape_mask(label, box, size):
+    mask = np.zeros((size, size), np.uint8)
+    x1, y1, x2, y2 = box
+    points = _outline(label, box)
+    if points is not None:
+        cv2.fillPoly(mask, [np.array(points, np.int32)], 1)
+        return mask
+    centre = ((x1 + x2) // 2, (y1 + y2) // 2)
+    axes = ((x2 - x1) // 2, (y2 - y1) // 2)
+    cv2.ellipse(mask, centre, axes, 0, 0, 360, 1, -1)
+    if CLASSES[label] == 'ring':
+        inner = (max(axes[0] * 11 // 20, 1), max(axes[1] * 11 // 20, 1))
+        cv2.ellipse(mask, centre, inner, 0, 0, 360, 0, -1)
+    return mask
+
+
+def _fill(rng, size, label, own_colour):
+    """A ``size x size x 3`` fill: flat, striped or speckled."""
+    colour = np.array(_colour(rng, label, own_colour), np.float32)
+    kind = int(rng.choice(3, p=(0.7, 0.15, 0.15)))
+    fill = np.broadcast_to(colour, (size, size, 3)).copy()
+    if kind == 1:
+        period = int(rng.integers(3, 7))
+        stripes = (np.add.outer(np.arange(size), np.arange(size)) //
+                   period) % 2
+        fill[stripes == 1] = np.array(_colour(rng), np.float32)
+    elif kind == 2:
+        fill += rng.normal(0, 25, (size, size, 1))
+    return fill
+
+
+def _background(rng, size):
+    """Noise over a shaded gradient with faint stripes."""
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    angle = rng.uniform(0, np.pi)
+    shade = 40 * (np.cos(angle) * x + np.sin(angle) * y)
+    stripes = 6 * np.sin(2 * np.pi * rng.uniform(4, 12) *
+                          (x * np.sin(angle) - y * np.cos(angle)))
+    base = rng.uniform(80, 170, 3).astype(np.float32)
+    image = base + (shade + stripes)[..., None]
+    image += rng.normal(0, 10, (size, size, 3))
+    return image
+
+
+def _clutter(image, rng, count):
+    """Unannotated strokes and blotches, in the shapes' colours."""
+    size = image.shape[0]
+    for _ in range(count):
+        colour = _colour(rng)
+        if rng.random() < 0.6:
+            start = rng.integers(0, size, 2)
+            points = start + rng.integers(-size // 4, size // 4 + 1,
+                                          (int(rng.integers(2, 4)), 2))
+            cv2.polylines(image, [points.astype(np.int32)], False, colour,
+                          int(rng.integers(1, 4)))
+        else:
+            centre = tuple(int(v) for v in rng.integers(0, size, 2))
+            axes = tuple(int(v) for v in rng.integers(2, 7, 2))
+            cv2.ellipse(image, centre, axes, float(rng.uniform(0, 180)), 0,
+                        360, colour, -1)
+
+
+def _iou(a, b):
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])
+    return inter / (area - inter)
 
 
 def make_image(rng, spec: ShapesSpec):
     """One BGR image and its ``[(label, (x1, y1, x2, y2)), ...]`` objects."""
     size = spec.image_size
-    image = rng.integers(90, 160, (size, size, 3), dtype=np.uint8)
+    image = _background(rng, size)
+    clutter = np.zeros((size, size, 3), np.uint8)
+    _clutter(clutter, rng, spec.clutter // 2)
+    drawn = clutter.any(axis=2)
+    image[drawn] = clutter[drawn]
     objects = []
     for _ in range(int(rng.integers(1, spec.max_objects + 1))):
         for _attempt in range(20):
@@ -77,12 +180,17 @@ def make_image(rng, spec: ShapesSpec):
             x1, y1 = int(rng.integers(0, size - w)), int(
                 rng.integers(0, size - h))
             box = (x1, y1, x1 + int(w), y1 + int(h))
-            if not _overlaps(box, [b for _, b in objects]):
+            if all(_iou(box, b) <= spec.max_overlap for _, b in objects):
                 label = int(rng.integers(len(CLASSES)))
-                _draw(image, label, box, rng)
+                mask = _shape_mask(label, box, size).astype(bool)
+                image[mask] = _fill(rng, size, label, spec.own_colour)[mask]
                 objects.append((label, box))
                 break
-    return image, objects
+    clutter[:] = 0
+    _clutter(clutter, rng, spec.clutter - spec.clutter // 2)
+    drawn = clutter.any(axis=2)
+    image[drawn] = clutter[drawn]
+    return np.clip(image, 0, 255).astype(np.uint8), objects
 
 
 def _write_coco(root, split, records, spec):

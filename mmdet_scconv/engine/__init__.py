@@ -8,11 +8,13 @@ from .checkpoint import (CheckpointLoadError, load_local_checkpoint,
 from .divergence import DivergenceHook, TrainingDivergedError
 from .optim_wrapper import AutocastOptimWrapper
 from .remote_checkpoint import register_remote_checkpoints
+from .step_times import StepTimesHook
 
 __all__ = [
     'AutocastOptimWrapper', 'BadImageHook', 'CheckpointLoadError',
-    'DivergenceHook', 'TooManyBadImagesError', 'TrainingDivergedError',
-    'load_local_checkpoint', 'newest_complete_checkpoint',
-    'register_atomic_checkpoints', 'register_remote_checkpoints',
-    'register_safe_checkpoints', 'trust_checkpoint'
+    'DivergenceHook', 'StepTimesHook', 'TooManyBadImagesError',
+    'TrainingDivergedError', 'load_local_checkpoint',
+    'newest_complete_checkpoint', 'register_atomic_checkpoints',
+    'register_remote_checkpoints', 'register_safe_checkpoints',
+    'trust_checkpoint'
 ]
