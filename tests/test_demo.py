@@ -1,4 +1,4 @@
-"""The README's demo command really detects (300 iterations, 1.5 to 5
+"""The README's demo command really detects (300 iterations, 2 to 5
 minutes on 2 cores), and its checkpoint deploys: exported to ONNX, ONNX
 Runtime gives PyTorch's raw outputs and mmdet's detections."""
 import glob
@@ -10,6 +10,7 @@ import pytest
 import torch
 from tiny import ROOT, run_tool
 
+from mmdet_scconv.datasets import SHAPES_CLASSES
 from mmdet_scconv.deployment import (RawOutputs, check_with_onnxruntime,
                                      load_detector, onnxruntime_session)
 from mmdet_scconv.deployment.parity import (compare_detections,
@@ -40,7 +41,9 @@ def test_demo_trains_a_detector(demo):
                       log)
     assert found, log[-3000:]
     map50, map_coco = map(float, found.groups())
-    assert map50 >= 0.5
+    # Far above an untrained model's ~0, below a perfect score on this set
+    # (docs/demo.md: 3 seeds of each model).
+    assert 0.3 <= map50 < 0.95
     assert 0 < map_coco <= map50
     assert (root / 'data/shapes/coco/annotations/instances_val.json').is_file()
     assert (root /
@@ -95,8 +98,8 @@ def test_onnx_raw_outputs_equal_pytorch_at_two_sizes(demo):
         names = [name for name, _ in check.outputs]
         assert names == [f'cls_score_{i}' for i in range(5)
                          ] + [f'bbox_pred_{i}' for i in range(5)]
-        # 3 classes x 9 anchors at stride 8, then 4 x 9 box deltas.
-        assert tuple(check.outputs[0][1]) == (len(batch), 27,
-                                              batch.shape[2] // 8,
-                                              batch.shape[3] // 8)
+        # 6 classes x 9 anchors at stride 8, then 4 x 9 box deltas.
+        assert tuple(
+            check.outputs[0][1]) == (len(batch), len(SHAPES_CLASSES) * 9,
+                                     batch.shape[2] // 8, batch.shape[3] // 8)
         assert check.outputs[5][1][1] == 36

@@ -1,6 +1,8 @@
 # Demo: SCConv-R50 RetinaNet trained from scratch on a generated shapes set
 # (mmdet_scconv.datasets.shapes: 160 train / 40 held-out 128x128 images,
-# 3 classes) on CPU, then evaluated with CocoMetric (mAP@[.5:.95], mAP@.5).
+# 6 shapes with shared colours and fills on textured, cluttered backgrounds,
+# hard enough that the models stay below a perfect score) on CPU, then
+# evaluated with CocoMetric (mAP@[.5:.95], mAP@.5).
 # Run: python tools/demo.py configs/demo/retinanet_scconv_r50_shapes.py
 # which writes the data under data_root first when it is missing.
 _base_ = [

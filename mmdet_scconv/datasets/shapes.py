@@ -65,8 +65,9 @@ class ShapesSpec:
 def _colour(rng, label=None, own_colour=0.0):
     """A palette colour, jittered: class ``label``'s own one with
     probability ``own_colour``, else any."""
-    index = (label if label is not None and rng.random() < own_colour else
-             int(rng.integers(len(_PALETTE))))
+    index = (
+        label if label is not None and rng.random() < own_colour else int(
+            rng.integers(len(_PALETTE))))
     base = np.array(_PALETTE[index])
     colour = np.clip(base + rng.integers(-30, 31, 3), 0, 255)
     return tuple(int(c) for c in colour[::-1])  # BGR for cv2
@@ -130,7 +131,7 @@ def _background(rng, size):
     angle = rng.uniform(0, np.pi)
     shade = 40 * (np.cos(angle) * x + np.sin(angle) * y)
     stripes = 6 * np.sin(2 * np.pi * rng.uniform(4, 12) *
-                          (x * np.sin(angle) - y * np.cos(angle)))
+                         (x * np.sin(angle) - y * np.cos(angle)))
     base = rng.uniform(80, 170, 3).astype(np.float32)
     image = base + (shade + stripes)[..., None]
     image += rng.normal(0, 10, (size, size, 3))

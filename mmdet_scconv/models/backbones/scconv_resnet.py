@@ -265,11 +265,11 @@ class SCConvResNet(ResNet):
     def _warn_frozen_from_scratch(self):
         untrained = []
         if self.frozen_stages >= 0:
-            untrained.append(
-                f'frozen_stages={self.frozen_stages} keeps the stem and '
-                f'stages 1-{self.frozen_stages} at their random '
-                f'initialisation' if self.frozen_stages else
-                'frozen_stages=0 keeps the stem at its random initialisation')
+            frozen = ('the stem' if self.frozen_stages == 0 else
+                      'the stem and stage 1' if self.frozen_stages == 1 else
+                      f'the stem and stages 1-{self.frozen_stages}')
+            untrained.append(f'frozen_stages={self.frozen_stages} keeps '
+                             f'{frozen} at their random initialisation')
         if self.norm_eval:
             untrained.append('norm_eval=True keeps every BatchNorm at its '
                              'initial statistics (mean 0, variance 1)')
