@@ -26,12 +26,13 @@ def resnet_state():
     return state
 
 
-def build_scconv_r50(checkpoint):
+def build_scconv_r50(checkpoint, **settings):
     return MODELS.build(
         dict(
             type='SCConvResNet',
             depth=50,
-            init_cfg=dict(type='Pretrained', checkpoint=checkpoint)))
+            init_cfg=dict(type='Pretrained', checkpoint=checkpoint),
+            **settings))
 
 
 @pytest.mark.parametrize('layout', ['bare', 'state_dict', 'detector'])
@@ -128,12 +129,7 @@ def save_resnet(tmp_path, state):
 def test_frozen_stages_never_freeze_fresh_scconv_weights(
         tmp_path, resnet_state):
     path = save_resnet(tmp_path, resnet_state)
-    model = MODELS.build(
-        dict(
-            type='SCConvResNet',
-            depth=50,
-            frozen_stages=1,
-            init_cfg=dict(type='Pretrained', checkpoint=path)))
+    model = build_scconv_r50(path, frozen_stages=1)
     with pytest.raises(ValueError) as error:
         model.init_weights()
     message = str(error.value)
@@ -144,13 +140,7 @@ def test_frozen_stages_never_freeze_fresh_scconv_weights(
 
 def test_imagenet_recipe_freezes_only_the_loaded_stem(tmp_path, resnet_state):
     path = save_resnet(tmp_path, resnet_state)
-    model = MODELS.build(
-        dict(
-            type='SCConvResNet',
-            depth=50,
-            frozen_stages=0,
-            norm_eval=False,
-            init_cfg=dict(type='Pretrained', checkpoint=path)))
+    model = build_scconv_r50(path, frozen_stages=0, norm_eval=False)
     with warnings.catch_warnings():
         warnings.simplefilter('error')
         model.init_weights()
@@ -166,12 +156,7 @@ def test_frozen_stages_with_a_checkpoint_that_has_everything(tmp_path):
     (here an SCConvResNet's own)."""
     trained = MODELS.build(dict(type='SCConvResNet', depth=50))
     path = save_resnet(tmp_path, {'state_dict': trained.state_dict()})
-    model = MODELS.build(
-        dict(
-            type='SCConvResNet',
-            depth=50,
-            frozen_stages=2,
-            init_cfg=dict(type='Pretrained', checkpoint=path)))
+    model = build_scconv_r50(path, frozen_stages=2)
     model.init_weights()
     assert not model.layer2[0].conv2.cru.gwc.weight.requires_grad
 

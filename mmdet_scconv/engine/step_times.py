@@ -30,23 +30,16 @@ class StepTimesHook(Hook):
     def __init__(self):
         self.times = {}
 
-    def _record(self, runner, mode):
-        time = runner.message_hub.get_scalar(f'{mode}/time').current()
-        self.times.setdefault(mode, []).append(float(time))
-
-    def after_train_iter(self,
-                         runner,
-                         batch_idx,
-                         data_batch=None,
-                         outputs=None):
-        self._record(runner, 'train')
-
-    def after_test_iter(self,
-                        runner,
-                        batch_idx,
-                        data_batch=None,
-                        outputs=None):
-        self._record(runner, 'test')
+    def _after_iter(self,
+                    runner,
+                    batch_idx,
+                    data_batch=None,
+                    outputs=None,
+                    mode='train'):
+        # mmengine's Hook routes after_{train,val,test}_iter here.
+        if mode in ('train', 'test'):
+            time = runner.message_hub.get_scalar(f'{mode}/time').current()
+            self.times.setdefault(mode, []).append(float(time))
 
     def before_test(self, runner):
         self.times.pop('test', None)
