@@ -118,7 +118,11 @@ def page_faults_of_five_steps(cpu_heap):
 def test_kept_heap_stops_the_page_faults_of_each_step():
     pages = 40 * 2**20 // resource.getpagesize()
     assert page_faults_of_five_steps('default') >= 5 * pages
-    assert page_faults_of_five_steps('keep') < pages // 10
+    # Kept memory is faulted in once, before the counted steps; the kernel
+    # may still reclaim idle pages of a process now and then (this machine
+    # runs DAMON: one step in about six faulted its 40 MB in again), never
+    # at every step.
+    assert page_faults_of_five_steps('keep') < 2 * pages
 
 
 @pytest.mark.skipif(
