@@ -95,10 +95,10 @@ print(":".join(sorted(glob.glob(osp.join(root, "*", "include")))))'
 # wants them ("7.5;8.0;9.0+PTX").
 torch_cuda_archs() {
   "$PY" -c '
-import torch
+import re, torch
 flags = torch.cuda.get_arch_list() or torch._C._cuda_getArchFlags().split()
-archs = [a[3:] for a in flags if a.startswith("sm_")]
-print(";".join(f"{a[:-1]}.{a[-1]}" for a in archs) + "+PTX")'
+archs = [re.fullmatch(r"sm_(\d+)(\d)([a-z]?)", f) for f in flags]
+print(";".join(f"{a[1]}.{a[2]}{a[3]}" for a in archs if a) + "+PTX")'
 }
 
 install_mmcv() {
