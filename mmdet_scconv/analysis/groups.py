@@ -155,19 +155,19 @@ def group_runs(
         _require_one_configuration(name, members)
         groups.append(RunGroup(name, members))
         taken.update(work_dirs)
-    automatic = []
+    automatic = []  # (config, members), in the order of the first run
     for run in runs:
         if run.work_dir in taken:
             continue
         config = comparable_config(run)
-        for members in automatic:
-            if comparable_config(members[0]) == config:
+        for group_config, members in automatic:
+            if group_config == config:
                 members.append(run)
                 break
         else:
-            automatic.append([run])
+            automatic.append((config, [run]))
     groups += [
-        RunGroup(_group_name(members), members) for members in automatic
+        RunGroup(_group_name(members), members) for _, members in automatic
     ]
     _make_names_unique(groups)
     return groups
@@ -267,16 +267,15 @@ def difference(first: RunGroup, second: RunGroup, metric: str) -> Difference:
             None,
             note='not reported by every group')
     value = statistics.median(b.values()) - statistics.median(a.values())
-    small = [g for g, v in ((first, a), (second, b)) if len(v) < 2]
+    small = [(g, len(v)) for g, v in ((first, a), (second, b)) if len(v) < 2]
     if small:
         return Difference(
             first.name,
             second.name,
             metric,
             value,
-            note='no interval: ' +
-            ', '.join(f'{g.name!r} has {len(g.values(metric))} run'
-                      for g in small) +
+            note='no interval: ' + ', '.join(f'{g.name!r} has {count} run'
+                                             for g, count in small) +
             ' (an interval needs at least 2 runs per group)')
     low, high = bootstrap_interval(list(a.values()), list(b.values()))
     return Difference(first.name, second.name, metric, value, low, high)

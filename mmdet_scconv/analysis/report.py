@@ -18,24 +18,14 @@ from .runs import MIN_TIMED_ITERS, WARMUP_ITERS, Run
 _EMPTY = '–'
 
 
-def _percent(summary, digits=1):
-    """``median (min–max)`` in percent, or the value of a single run."""
+def _spread(summary, digits, scale=1):
+    """``median (min–max)`` of a :class:`.groups.Summary` times ``scale``
+    (100: percent), the value alone for a single run, or "–"."""
     if summary is None:
         return _EMPTY
-    median = f'{100 * summary.median:.{digits}f}'
-    if summary.count == 1:
-        return median
-    return (f'{median} ({100 * summary.low:.{digits}f}–'
-            f'{100 * summary.high:.{digits}f})')
-
-
-def _speed(summary, digits):
-    if summary is None:
-        return _EMPTY
-    if summary.count == 1:
-        return f'{summary.median:.{digits}f}'
-    return (f'{summary.median:.{digits}f} ({summary.low:.{digits}f}–'
-            f'{summary.high:.{digits}f})')
+    median, low, high = (f'{scale * v:.{digits}f}'
+                         for v in (summary.median, summary.low, summary.high))
+    return median if summary.count == 1 else f'{median} ({low}–{high})'
 
 
 def _complexity(run, input_size):
@@ -44,13 +34,21 @@ def _complexity(run, input_size):
     return backbone_complexity(backbone, input_size)
 
 
-def _metric_columns(runs):
+def _metric_columns(groups):
     """The AP columns, AP_S/M/L and VOC mAP@.5 where some run has them."""
+    runs = [run for group in groups for run in group.runs]
     optional = [name for name, _ in SIZE_METRICS] + [VOC_METRIC[0]]
     return [name for name, _ in COCO_METRICS] + [
         name for name in optional if any(
             metric_value(run, name) is not None for run in runs)
     ]
+
+
+def _ap_columns(groups):
+    """:func:`_metric_columns` without AP_S/M/L: the metrics compared
+    between groups and pictured."""
+    sizes = dict(SIZE_METRICS)
+    return [m for m in _metric_columns(groups) if m not in sizes]
 
 
 def groups_table(groups: Sequence[RunGroup], input_size=(224, 224)) -> str:
@@ -64,7 +62,7 @@ def groups_table(groups: Sequence[RunGroup], input_size=(224, 224)) -> str:
         input_size (tuple[int, int]): Height and width at which the
             backbones' parameters and FLOPs are counted.
     """
-    metrics = _metric_columns([run for g in groups for run in g.runs])
+    metrics = _metric_columns(groups)
     columns = ['run', 'backbone', 'data', 'runs', 'params (M)', 'FLOPs (G)']
     columns += metrics + ['iters', 's/iter (train)', 'img/s (test)']
     lines = [
@@ -80,15 +78,15 @@ def groups_table(groups: Sequence[RunGroup], input_size=(224, 224)) -> str:
             f'{complexity.flops / 1e9:.2f}'
         ]
         cells += [
-            _percent(
+            _spread(
                 group.summary(metric),
-                digits=2 if metric == VOC_METRIC[0] else 1)
-            for metric in metrics
+                digits=2 if metric == VOC_METRIC[0] else 1,
+                scale=100) for metric in metrics
         ]
         cells += [
             str(run.iterations),
-            _speed(group.speed('seconds_per_iter'), 3),
-            _speed(group.speed('images_per_second'), 1)
+            _spread(group.speed('seconds_per_iter'), 3),
+            _spread(group.speed('images_per_second'), 1)
         ]
         lines.append('| ' + ' | '.join(cells) + ' |')
         paper = paper_row(run.detector, run.dataset, run.backbone)
@@ -108,10 +106,7 @@ def differences_table(groups: Sequence[RunGroup]) -> Optional[str]:
     metric, with the bootstrap interval; None for fewer than two groups."""
     if len(groups) < 2:
         return None
-    metrics = [
-        m for m in _metric_columns([r for g in groups for r in g.runs])
-        if m not in dict(SIZE_METRICS)
-    ]
+    metrics = _ap_columns(groups)
     lines = [
         '| difference | metric | median difference | '
         f'{round(100 * LEVEL)}% interval | verdict |', '|---|---|---:|---|---|'
@@ -230,10 +225,7 @@ def plot_metrics(groups: Sequence[RunGroup], path: str) -> str:
         str: ``path``.
     """
     from matplotlib.figure import Figure
-    metrics = [
-        m for m in _metric_columns([r for g in groups for r in g.runs])
-        if m not in dict(SIZE_METRICS)
-    ]
+    metrics = _ap_columns(groups)
     figure = Figure(
         figsize=(max(3.2, 1.3 * len(groups) + 1) * len(metrics), 3.6),
         tight_layout=True)
@@ -267,7 +259,7 @@ def _notes(groups):
     """What the table leaves out, and why: runs without a metric some
     other run of their group has, speed cells without a steady state."""
     notes = []
-    metrics = _metric_columns([r for g in groups for r in g.runs])
+    metrics = _metric_columns(groups)
     for group in groups:
         for metric in metrics:
             summary = group.summary(metric)

@@ -97,7 +97,7 @@ def run_comparison(cfg, seeds=None) -> str:
             if seed is not None:
                 run_cfg.randomness = dict(
                     run_cfg.get('randomness', {}), seed=seed)
-            metrics, runner = _train_and_test(run_cfg, root, run_name)
+            runner = _train_and_test(run_cfg, root, run_name)
             groups.setdefault(name, []).append(run_cfg.work_dir)
             if name not in predictions:
                 predictions[name] = first_predictions(runner, PICTURED_IMAGES)
@@ -117,7 +117,8 @@ def run_comparison(cfg, seeds=None) -> str:
 
 
 def _train_and_test(run_cfg, root, name):
-    """Train and test one run of the comparison in ``root/name``."""
+    """Train and test one run of the comparison in ``root/name``; return
+    its Runner."""
     start = time.perf_counter()
     run_cfg.work_dir = osp.join(root, name)
     # The Runner keeps one logger, message hub and visualizer per name: each
@@ -128,6 +129,5 @@ def _train_and_test(run_cfg, root, name):
     _log_at_least_once(run_cfg)
     runner = build_runner(run_cfg, check_splits=('train', 'test'))
     runner.train()
-    metrics = runner.test()
-    _print_result(metrics, start, label=name)
-    return metrics, runner
+    _print_result(runner.test(), start, label=name)
+    return runner

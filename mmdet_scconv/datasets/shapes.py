@@ -2,11 +2,11 @@
 
 Six shapes on textured, cluttered backgrounds, hard enough that detectors
 trained for the demo's few hundred iterations stay well below a perfect
-score (so that models can differ): every shape takes its colour and its
-fill (flat, striped or speckled) from one palette shared by all classes, so
-only its outline tells its class; shapes are small, may overlap and occlude
-each other; unannotated clutter (strokes and blotches) and a textured,
-shaded background surround them. The set is written in both of
+score (so that models can differ): colours come from one palette shared by
+all classes (a shape takes its class's own colour only some of the time,
+``ShapesSpec.own_colour``), fills are flat, striped or speckled, shapes may
+overlap and occlude each other, and unannotated strokes and blotches lie on
+a shaded, striped, noisy background. The set is written in both of
 MMDetection's layouts:
 
 * COCO: ``<root>/coco/annotations/instances_{train,val}.json`` with images

@@ -113,6 +113,13 @@ def load_local_checkpoint(filename, map_location=None):
             f'Checkpoint {filename!r} {damage}. Re-copy or re-download it, '
             f'or pass another checkpoint (e.g. the previous one of the '
             f'run).')
+    return load_intact_checkpoint(filename, map_location)
+
+
+def load_intact_checkpoint(filename, map_location=None):
+    """:func:`load_local_checkpoint` after its checks for a missing or
+    damaged file, which the caller has made (``weights_only=True`` unless
+    the file is trusted)."""
     if is_trusted(filename):
         return torch.load(
             filename, map_location=map_location, weights_only=False)

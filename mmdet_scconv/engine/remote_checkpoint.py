@@ -28,7 +28,7 @@ from mmengine.runner import checkpoint as mmengine_checkpoint
 from mmengine.runner.checkpoint import CheckpointLoader
 
 from .checkpoint import (CheckpointLoadError, checkpoint_damage,
-                         load_local_checkpoint)
+                         load_intact_checkpoint, load_local_checkpoint)
 
 #: Seconds a download may wait for the server to connect or send data.
 TIMEOUT_ENV = 'MMDET_SCCONV_DOWNLOAD_TIMEOUT'
@@ -131,7 +131,7 @@ def load_downloaded_checkpoint(url: str, map_location=None):
             f'Checkpoint {url!r}, downloaded to {cached!r}, {damage}. The '
             f'damaged file was removed: run again to download it again, or '
             f'download it yourself and pass its local path.')
-    return load_local_checkpoint(cached, map_location)
+    return load_intact_checkpoint(cached, map_location)
 
 
 def load_from_url(url: str, map_location=None):
