@@ -1,6 +1,7 @@
-"""SCConv written for graph runtimes (ONNX Runtime): the same equations as
-:class:`.SCConv` in few standard operators, its weights folded ahead of
-time.
+"""SCConv written for ONNX Runtime: the same equations as :class:`.SCConv`
+in few standard operators, its weights folded ahead of time (the form for
+OpenVINO is :class:`.conv_export_form.ConvExportSCConv`; both share the
+folding and the gate's mask here).
 
 A graph runtime runs each operator as its own pass over memory and keeps
 its blocked layout only around convolutions, so the form counts passes over
@@ -9,8 +10,8 @@ full-resolution tensors and layout changes, not FLOPs. Measured choices
 
 * SRU: GroupNorm with its affine (``GN(X) * W_gamma``) is the group
   statistics plus one ``BatchNormalization``. With the mask ``M = [R > t]``
-  as 0/1 numbers (:func:`_step`: one ``HardSigmoid``, no ``Where`` or
-  ``Cast``), ``V = (X - M X) R`` (hard gate: ``X - M X``) and ``G = M X``,
+  as 0/1 numbers (:func:`gate_mask`: one ``HardSigmoid`` of the sigmoid's
+  input, no ``Where`` or ``Cast``), ``V = (X - M X) R`` (hard gate: ``X - M X``) and ``G = M X``,
   the SRU's output halves are ``V_a + V_b + G_a`` and ``V_a + V_b + G_b``
   (hard: ``G_a + V_b`` and ``G_b + V_a``). They only feed the two squeeze
   convolutions, so (``alpha=0.5``) the halves of ``V`` are mixed by a 1x2
@@ -30,6 +31,7 @@ full-resolution tensors and layout changes, not FLOPs. Measured choices
 Other splits (``alpha != 0.5``) build the SRU output and split it as the
 reference does.
 """
+import math
 import struct
 
 import torch
@@ -56,53 +58,27 @@ class ExportSCConv(nn.Module):
         sru, cru = scconv.sru, scconv.cru
         self.groups = sru.gn.num_groups
         self.eps = sru.gn.eps
-        self.threshold = sru.gate_threshold
+        self.boundary = mask_boundary(sru.gate_threshold)
         self.hard = sru.gate == 'hard'
         self.stride = cru.stride
         self.halves = cru.up_channels * 2 == scconv.in_channels
         self.up_channels = cru.up_channels
-        gwc = cru.gwc
-        self.gwc_args = dict(
-            stride=gwc.stride,
-            padding=gwc.padding,
-            dilation=gwc.dilation,
-            groups=gwc.groups)
+        self.gwc_args = gwc_args(cru.gwc)
         with torch.no_grad():
-            self._fold_weights(scconv)
-
-    def _fold_weights(self, scconv):
-        sru, cru = scconv.sru, scconv.cru
-        weight, bias = gn_affine(sru.gn.weight, sru.gn.bias, sru.gate)
-        low = cru.squeeze_low.out_channels
-        eye = torch.eye(low).to(cru.pwc_low.weight)[..., None, None]
-        y2 = torch.cat([cru.pwc_low.weight, eye]).flatten(1)
-        scale, shift = scconv.out_affine or (torch.ones(
-            cru.out_channels), torch.zeros(cru.out_channels))
-        scale = scale.to(y2)
-        buffers = dict(
-            gn_weight=weight,
-            gn_bias=bias,
-            gwc=cru.gwc.weight,
-            # D's pointwise part (PWC1 and -Y2) from the pooled T.
-            difference=torch.cat([cru.pwc_up.weight.flatten(1), -y2], dim=1),
-            # s * Y2 + t from the pooled lower path.
-            out_y2=y2 * scale[:, None],
-            out_shift=shift.to(y2),
-            out_scale=scale)
-        if self.halves:
-            # Both squeezes as one batched matrix product.
-            buffers['squeeze'] = torch.stack([
-                cru.squeeze_up.weight.flatten(1),
-                cru.squeeze_low.weight.flatten(1)
-            ])
-            buffers['mix_halves'] = torch.tensor(
-                [[0.0, 1.0], [1.0, 0.0]] if self.hard else [[1.0, 1.0]])
-        else:
-            buffers.update(
-                squeeze_up=cru.squeeze_up.weight,
-                squeeze_low=cru.squeeze_low.weight)
-        for name, value in buffers.items():
-            self.register_buffer(name, value.detach().clone())
+            buffers = folded_weights(scconv)
+            if self.halves:
+                # Both squeezes as one batched matrix product.
+                buffers['squeeze'] = torch.stack([
+                    cru.squeeze_up.weight.flatten(1),
+                    cru.squeeze_low.weight.flatten(1)
+                ])
+                buffers['mix_halves'] = torch.tensor(
+                    [[0.0, 1.0], [1.0, 0.0]] if self.hard else [[1.0, 1.0]])
+            else:
+                buffers.update(
+                    squeeze_up=cru.squeeze_up.weight,
+                    squeeze_low=cru.squeeze_low.weight)
+        register_buffers(self, buffers)
 
     def group_norm(self, x: torch.Tensor) -> torch.Tensor:
         """``GN(X) * W_gamma`` (Eq. 1-3 before the sigmoid) in one pass
@@ -131,10 +107,10 @@ class ExportSCConv(nn.Module):
     def squeezed(self, x: torch.Tensor) -> torch.Tensor:
         """The SRU (Eq. 1-4) and the CRU's squeeze (Eq. 5): ``T``, the
         squeezed upper then lower path, at the input's resolution."""
-        r = torch.sigmoid(self.group_norm(x))
-        g = x * _step(r, self.threshold)
+        z = self.group_norm(x)
+        g = x * gate_mask(z, self.boundary)
         # x - g is exactly x where the mask is 0 and 0 where it is 1.
-        v = x - g if self.hard else (x - g) * r
+        v = x - g if self.hard else (x - g) * torch.sigmoid(z)
         n, c, h, w = x.shape
         if self.halves:
             # Soft: V_a + V_b + G_a and V_a + V_b + G_b; hard: G_a + V_b
@@ -185,27 +161,98 @@ def _affine(x: torch.Tensor, scale: torch.Tensor,
         eps=0.0).reshape(n, c, h, w)
 
 
-def _step(r: torch.Tensor, threshold: float) -> torch.Tensor:
-    """``[r > threshold]`` as 0/1 numbers for ``r`` in ``[0, 1]``, in
-    arithmetic that ONNX Runtime runs faster than ``Greater`` and ``Cast``:
-    for a threshold of at least ``2**-20`` a positive ``r - threshold`` is
-    at least ``2**-44`` in fp32, so scaled by ``2**64`` it clips to exactly
-    1 (and a negative or zero one to 0).
+def gwc_args(gwc: nn.Conv2d) -> dict:
+    """The keyword arguments ``F.conv2d`` needs to run the CRU's GWC."""
+    return dict(
+        stride=gwc.stride,
+        padding=gwc.padding,
+        dilation=gwc.dilation,
+        groups=gwc.groups)
+
+
+def folded_weights(scconv) -> dict:
+    """What every export form computes with, folded from ``scconv``:
+    ``gn_weight``, ``gn_bias`` (``GN(X) * W_gamma``'s affine), ``gwc``,
+    ``difference`` (PWC1 and ``-Y2`` on the pooled ``T``: ``D``'s pointwise
+    part), ``out_y2`` (``s * Y2`` on the pooled lower path), ``out_shift``
+    and ``out_scale`` (a folded BatchNorm's ``t`` and ``s``, else 0 and
+    1)."""
+    sru, cru = scconv.sru, scconv.cru
+    weight, bias = gn_affine(sru.gn.weight, sru.gn.bias, sru.gate)
+    low = cru.squeeze_low.out_channels
+    eye = torch.eye(low).to(cru.pwc_low.weight)[..., None, None]
+    y2 = torch.cat([cru.pwc_low.weight, eye]).flatten(1)
+    scale, shift = scconv.out_affine or (torch.ones(
+        cru.out_channels), torch.zeros(cru.out_channels))
+    scale = scale.to(y2)
+    return dict(
+        gn_weight=weight,
+        gn_bias=bias,
+        gwc=cru.gwc.weight,
+        difference=torch.cat([cru.pwc_up.weight.flatten(1), -y2], dim=1),
+        out_y2=y2 * scale[:, None],
+        out_shift=shift.to(y2),
+        out_scale=scale)
+
+
+def register_buffers(module: nn.Module, buffers: dict) -> None:
+    """Keep detached copies of ``buffers`` as ``module``'s buffers."""
+    for name, value in buffers.items():
+        module.register_buffer(name, value.detach().clone())
+
+
+def mask_boundary(threshold: float) -> float:
+    """The largest fp32 ``z`` with ``torch.sigmoid(z) <= threshold``: the
+    gate's mask ``[sigmoid(z) > t]`` is ``[z > boundary]``.
+
+    Engines round the sigmoid differently near ``t`` (within a few ulps of
+    0.5 OpenVINO's sigmoid gives 0.5 where PyTorch's gives the next number
+    up, for ``z`` up to about 2e-7), and each such difference flips a gate.
+    A comparison of ``z`` with a constant is exact everywhere, so the
+    exported mask is PyTorch's on every engine. Found by bisection over the
+    fp32 numbers; the sigmoid is monotonic."""
+    threshold = torch.tensor(threshold, dtype=torch.float32)
+    lo, hi = _ordered(-math.inf), _ordered(math.inf)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if torch.sigmoid(torch.tensor(_from_ordered(mid))) > threshold:
+            hi = mid
+        else:
+            lo = mid
+    return _from_ordered(lo)
+
+
+def _ordered(value: float) -> int:
+    """An fp32 number's place in the order of all fp32 numbers."""
+    (bits, ) = struct.unpack('<i', struct.pack('<f', value))
+    return bits if bits >= 0 else -(bits & 0x7FFFFFFF)
+
+
+def _from_ordered(place: int) -> float:
+    bits = place if place >= 0 else (-place) | -0x80000000
+    return struct.unpack('<f', struct.pack('<i', bits))[0]
+
+
+def gate_mask(z: torch.Tensor, boundary: float) -> torch.Tensor:
+    """``[z > boundary]`` as 0/1 numbers (:func:`mask_boundary`), in
+    arithmetic that graph runtimes run faster than ``Greater`` and ``Cast``:
+    for a boundary of magnitude from ``2**-40`` to ``2**60`` a positive ``z
+    - boundary`` is at least ``2**-63`` in fp32, so scaled by ``2**64`` it
+    clips to exactly 1 (and a negative or zero one to 0); other boundaries
+    compare.
 
     In a ``torch.onnx.export(dynamo=True)`` graph that arithmetic is one
-    ``HardSigmoid`` (``clip(alpha * r + beta, 0, 1)``, the product by a
+    ``HardSigmoid`` (``clip(alpha * z + beta, 0, 1)``, the product by a
     power of two exact, so the same numbers) instead of a ``Sub``, a
     ``Mul`` and a ``Clip``: two passes fewer over the tensor. The
     TorchScript exporter (mmdeploy's) gets the arithmetic, which it can
     translate."""
-    if threshold < 2**-20:
-        return (r > threshold).to(r.dtype)
+    if not 2**-40 <= abs(boundary) <= 2**60:
+        return (z > boundary).to(z.dtype)
     if torch.onnx.is_in_onnx_export() and not torch.jit.is_tracing():
-        # The fp32 number r is compared with (attributes are fp32 too).
-        threshold = struct.unpack('f', struct.pack('f', threshold))[0]
         return torch.onnx.ops.symbolic(
-            'HardSigmoid', (r, ),
-            dict(alpha=2.0**64, beta=-threshold * 2.0**64),
-            dtype=r.dtype,
-            shape=r.shape)
-    return ((r - threshold) * 2.0**64).clamp(0, 1)
+            'HardSigmoid', (z, ),
+            dict(alpha=2.0**64, beta=-boundary * 2.0**64),
+            dtype=z.dtype,
+            shape=z.shape)
+    return ((z - boundary) * 2.0**64).clamp(0, 1)

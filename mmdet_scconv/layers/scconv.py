@@ -3,6 +3,7 @@ import torch
 import torch.nn as nn
 
 from .cru import CRU, check_cru_args
+from .conv_export_form import ConvExportSCConv
 from .export_form import ExportSCConv
 from .fast import apply_affine, runs_in_place, scconv_fast, scconv_in_place
 from .norm_folding import (batchnorm_affine, chain_affines, folds_as_affine,
@@ -224,21 +225,32 @@ def set_scconv_impl(module: nn.Module, impl: str) -> nn.Module:
     return module
 
 
-def to_export_form(module: nn.Module) -> nn.Module:
-    """Replace every :class:`SCConv` inside ``module`` by its
-    :class:`.ExportSCConv` (in place; ``module`` itself if it is one).
+#: The export form of :class:`SCConv` for each graph engine.
+EXPORT_FORMS = {'onnxruntime': ExportSCConv, 'openvino': ConvExportSCConv}
+
+
+def to_export_form(module: nn.Module, engine: str = 'onnxruntime'):
+    """Replace every :class:`SCConv` inside ``module`` by its export form
+    for ``engine`` (in place; the replacement when ``module`` is one).
 
     Args:
         module (nn.Module): A model, in eval mode; fold its BatchNorms
             first (``switch_to_deploy``) for the fewest operators.
+        engine (str): ``'onnxruntime'`` (:class:`.ExportSCConv`) or
+            ``'openvino'`` (:class:`.ConvExportSCConv`). Both compute the
+            same numbers; each runs fastest in its engine. Default:
+            ``'onnxruntime'``.
 
     Returns:
         nn.Module: ``module``, or the replacement when it is an SCConv.
     """
+    if engine not in EXPORT_FORMS:
+        raise ValueError(f'No export form for engine {engine!r}; choose one '
+                         f'of {sorted(EXPORT_FORMS)}.')
     if isinstance(module, SCConv):
-        return ExportSCConv(module)
+        return EXPORT_FORMS[engine](module)
     for name, child in module.named_children():
-        replaced = to_export_form(child)
+        replaced = to_export_form(child, engine)
         if replaced is not child:
             setattr(module, name, replaced)
     return module
