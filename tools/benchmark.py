@@ -25,8 +25,11 @@ Examples:
         --channels-last on --cuda-graph
     # Host work per layer (operator calls and launches), any machine
     python tools/benchmark.py --scope host
-    # ONNX Runtime on the CPU: each model exported to ONNX, then timed
+    # ONNX Runtime or OpenVINO on the CPU: each model exported to ONNX (and
+    # converted to OpenVINO's IR), then timed; --profile adds the engine's
+    # time per operator type
     python tools/benchmark.py --runtime onnxruntime --threads 2
+    python tools/benchmark.py --runtime openvino --threads 2 --profile
 """
 import argparse
 import os
@@ -92,10 +95,16 @@ def parse_args():
     parser.add_argument('--threads', type=int, help='CPU threads')
     parser.add_argument(
         '--runtime',
-        choices=['pytorch', 'onnxruntime'],
+        choices=['pytorch', 'onnxruntime', 'openvino'],
         default='pytorch',
-        help='onnxruntime: export each model to ONNX and time it in ONNX '
-        'Runtime (CPU, fp32 inference, trunk or detector scope)')
+        help='onnxruntime, openvino: export each model to ONNX (SCConv in '
+        "the engine's form) and time it in that engine (CPU, fp32 "
+        'inference, trunk or detector scope)')
+    parser.add_argument(
+        '--profile',
+        action='store_true',
+        help='with --runtime onnxruntime or openvino: also print each '
+        "model's time per operator type from the engine's counters")
     parser.add_argument(
         '--cpu-heap',
         choices=['keep', 'default'],
@@ -136,13 +145,17 @@ def main():
         sys.exit('--device cuda: torch sees no CUDA device.')
     if args.cuda_graph and args.device != 'cuda':
         sys.exit('--cuda-graph needs --device cuda.')
-    if args.runtime == 'onnxruntime' and args.channels_last == 'on':
-        sys.exit('--runtime onnxruntime: ONNX Runtime picks its own memory '
+    engine = args.runtime != 'pytorch'
+    if engine and args.channels_last == 'on':
+        sys.exit(f'--runtime {args.runtime}: the engine picks its own memory '
                  'layout; drop --channels-last.')
+    if args.profile and not engine:
+        sys.exit('--profile reads an engine\'s counters: add --runtime '
+                 'onnxruntime or --runtime openvino (for PyTorch, '
+                 'mmdet_scconv.benchmark.profile.profile_trunk).')
     if args.cpu_heap == 'keep' and not can_keep_freed_memory():
         sys.exit("--cpu-heap keep needs glibc's mallopt, which this C "
                  'library does not have: pass --cpu-heap default.')
-    onnx = args.runtime == 'onnxruntime'
     batch, height, width = DEFAULT_SHAPES[args.device]
     cfg = BenchmarkConfig(
         scope=args.scope,
@@ -151,9 +164,9 @@ def main():
         batch=args.batch or batch,
         height=(args.size or (height, width))[0],
         width=(args.size or (height, width))[1],
-        modes=args.modes or (['infer'] if onnx else ['infer', 'train']),
+        modes=args.modes or (['infer'] if engine else ['infer', 'train']),
         dtypes=args.dtypes,
-        channels_last=[False] if onnx else {
+        channels_last=[False] if engine else {
             'off': [False],
             'on': [True],
             'both': [False, True]
@@ -166,7 +179,8 @@ def main():
         config_dir=args.config_dir,
         threads=args.threads,
         runtime=args.runtime,
-        cpu_heap=args.cpu_heap)
+        cpu_heap=args.cpu_heap,
+        profile=args.profile)
     report = run_benchmark(cfg)
     os.makedirs(args.out_dir, exist_ok=True)
     json_path, png_path = output_paths(args.out_dir, cfg)

@@ -38,9 +38,11 @@ class BenchmarkConfig:
         config_dir (str): Where the detector configs live.
         threads (int, optional): ``torch.set_num_threads`` on CPU; ONNX
             Runtime's intra-op threads.
-        runtime (str): ``'pytorch'``, or ``'onnxruntime'`` (the models
-            exported to ONNX, CPU fp32 inference; see
-            :mod:`.onnxruntime`).
+        runtime (str): ``'pytorch'``, ``'onnxruntime'`` or ``'openvino'``
+            (the models exported to ONNX and run in that engine, CPU fp32
+            inference; see :mod:`.engines`).
+        profile (bool): With an engine runtime, also each model's time per
+            operator type from the engine's counters.
         cpu_heap (str): ``'default'``, or ``'keep'``: before anything runs,
             glibc's malloc is set to keep the memory tensors free, for the
             rest of the process (:func:`.cpu_heap.keep_freed_memory`), so
@@ -65,6 +67,7 @@ class BenchmarkConfig:
     threads: int = None
     runtime: str = 'pytorch'
     cpu_heap: str = 'default'
+    profile: bool = False
 
 
 def _suites(cfg, device):
@@ -104,9 +107,9 @@ def run_benchmark(cfg: BenchmarkConfig, log=print) -> dict:
         keep_freed_memory()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    if cfg.runtime == 'onnxruntime':
-        from .onnxruntime import run_onnxruntime
-        return run_onnxruntime(cfg, log)
+    if cfg.runtime != 'pytorch':
+        from .engines import run_engine
+        return run_engine(cfg, log)
     device = torch.device(cfg.device)
     # Every model gets cuDNN's fastest algorithms for the one input shape.
     torch.backends.cudnn.benchmark = device.type == 'cuda'
@@ -191,6 +194,6 @@ def output_paths(out_dir, cfg):
     stem = (f'{cfg.scope}_r{cfg.depth}_{cfg.device}_b{cfg.batch}_'
             f'{cfg.height}x{cfg.width}' +
             ('_compiled' if cfg.compile else '') +
-            ('_onnxruntime' if cfg.runtime == 'onnxruntime' else '') +
+            ('' if cfg.runtime == 'pytorch' else f'_{cfg.runtime}') +
             ('_graph' if cfg.cuda_graph else ''))
     return osp.join(out_dir, f'{stem}.json'), osp.join(out_dir, f'{stem}.png')

@@ -1,9 +1,10 @@
 """Export a detector to ONNX and check it in ONNX Runtime.
 
 The exported graph is the deploy form (BatchNorms folded into the SCConv
-layers before them) in :class:`..layers.export_form.ExportSCConv`'s
-operators, traced by ``torch.onnx.export(dynamo=True)``: standard ONNX ops
-only (NMS included), height and width dynamic.
+layers before them) with every SCConv in the export form for the engine it
+is meant for (:func:`..layers.scconv.to_export_form`), traced by
+``torch.onnx.export(dynamo=True)``: standard ONNX ops only (NMS included),
+height and width dynamic.
 """
 import copy
 from dataclasses import dataclass
@@ -52,21 +53,27 @@ def check_dynamic_batch(detections: bool, dynamic_batch: bool) -> None:
             '(--dynamic) needs the raw outputs (--raw).')
 
 
-def deploy_form(detector: torch.nn.Module) -> torch.nn.Module:
+def deploy_form(detector: torch.nn.Module,
+                engine: str = 'onnxruntime') -> torch.nn.Module:
     """A copy of ``detector`` in eval mode with its backbone's BatchNorms
     folded (``switch_to_deploy``, where the backbone has it) and every
-    SCConv in its export form; ``detector`` is left as it was."""
+    SCConv in its export form for ``engine`` (``'onnxruntime'`` or
+    ``'openvino'``); ``detector`` is left as it was."""
     model = copy.deepcopy(detector).eval()
     backbone = getattr(model, 'backbone', None)
     if hasattr(backbone, 'switch_to_deploy'):
         backbone.switch_to_deploy()
-    return to_export_form(model)
+    return to_export_form(model, engine)
 
 
-def graph_of(detector: torch.nn.Module, raw: bool = False, test_cfg=None):
+def graph_of(detector: torch.nn.Module,
+             raw: bool = False,
+             test_cfg=None,
+             engine: str = 'onnxruntime'):
     """The module that is exported: :class:`RawOutputs` or
-    :class:`Detections` of the deploy form of ``detector``."""
-    model = deploy_form(detector)
+    :class:`Detections` of the deploy form of ``detector`` for ``engine``
+    (:func:`deploy_form`)."""
+    model = deploy_form(detector, engine)
     graph = RawOutputs(model) if raw else Detections(model, test_cfg)
     return graph.eval()
 
@@ -112,17 +119,19 @@ def export_onnx(graph: torch.nn.Module,
 
 @dataclass
 class RuntimeCheck:
-    """ONNX Runtime against PyTorch on one input."""
+    """An engine against PyTorch on one input."""
+    #: ``'ONNX Runtime'`` or ``'OpenVINO'``.
+    engine: str
     shape: tuple
-    #: ``||ort - torch|| / ||torch||`` of the output where it is largest.
+    #: ``||engine - torch|| / ||torch||`` of the output where it is largest.
     relative_error: float
-    #: Per output: its name and shape in ONNX Runtime.
+    #: Per output: its name and shape in the engine.
     outputs: list
 
     def summary(self) -> str:
         shapes = ', '.join(f'{name} {tuple(shape)}'
                            for name, shape in self.outputs)
-        return (f'ONNX Runtime vs PyTorch on a {tuple(self.shape)} input: '
+        return (f'{self.engine} vs PyTorch on a {tuple(self.shape)} input: '
                 f'relative error {self.relative_error:.2e} (worst output) '
                 f'({shapes})')
 
@@ -158,21 +167,33 @@ def check_with_onnxruntime(path: str, reference: torch.nn.Module,
         AssertionError: if the outputs differ in number or shape.
     """
     session = onnxruntime_session(path)
-    ort_outputs = session.run(None, {'image': image.numpy()})
+    outputs = session.run(None, {'image': image.numpy()})
+    names = [output.name for output in session.get_outputs()]
+    return compare_outputs('ONNX Runtime', path, dict(zip(names, outputs)),
+                           reference, image)
+
+
+def compare_outputs(engine: str, path: str, outputs: dict,
+                    reference: torch.nn.Module,
+                    image: torch.Tensor) -> RuntimeCheck:
+    """Compare an engine's ``outputs`` (name to array, in the graph's
+    order) with ``reference(image)`` in PyTorch.
+
+    Raises:
+        AssertionError: if the outputs differ in number or shape.
+    """
     with torch.no_grad():
         expected = reference(image)
-    if len(expected) != len(ort_outputs):
+    if len(expected) != len(outputs):
         raise AssertionError(
-            f'{path} gives {len(ort_outputs)} outputs, PyTorch '
+            f'{path} gives {len(outputs)} outputs in {engine}, PyTorch '
             f'{len(expected)}.')
     worst = 0.0
-    for ours, theirs in zip(ort_outputs, expected):
+    for ours, theirs in zip(outputs.values(), expected):
         if tuple(ours.shape) != tuple(theirs.shape):
             raise AssertionError(
-                f'{path}: an output of shape {tuple(ours.shape)} where '
-                f'PyTorch gives {tuple(theirs.shape)}.')
+                f'{path}: an output of shape {tuple(ours.shape)} in {engine} '
+                f'where PyTorch gives {tuple(theirs.shape)}.')
         worst = max(worst, relative_error(torch.from_numpy(ours), theirs))
-    names = [output.name for output in session.get_outputs()]
-    return RuntimeCheck(
-        tuple(image.shape), worst,
-        [(name, out.shape) for name, out in zip(names, ort_outputs)])
+    return RuntimeCheck(engine, tuple(image.shape), worst,
+                        [(name, out.shape) for name, out in outputs.items()])

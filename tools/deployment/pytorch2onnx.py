@@ -9,19 +9,29 @@ classification scores of every level, then the box deltas). Height and
 width are dynamic; the backbone is exported in its deploy form (BatchNorms
 folded) with standard ONNX operators only.
 
-After exporting, the tool runs ONNX Runtime and PyTorch on a test input and
-prints the relative error ``||ort - torch|| / ||torch||`` of the worst
-output.
+SCConv is written in the form ONNX Runtime runs fastest. With
+``--openvino`` it is written in the form OpenVINO runs fastest (both forms
+compute the same numbers) and the model is also converted to OpenVINO's IR
+(``.xml`` and ``.bin``, beside the ``.onnx`` or at the path given).
+
+After exporting, the tool runs each engine (ONNX Runtime; OpenVINO too with
+``--openvino``) and PyTorch on a test input and prints the relative error
+``||engine - torch|| / ||torch||`` of the worst output.
 
 Example:
     python tools/deployment/pytorch2onnx.py \
         configs/retinanet_scconv_r50_coco.py work_dirs/x/iter_180000.pth \
         --out retinanet_scconv_r50.onnx --shape 800 1216
+    # OpenVINO: also writes retinanet_scconv_r50.xml and .bin
+    python tools/deployment/pytorch2onnx.py \
+        configs/retinanet_scconv_r50_coco.py work_dirs/x/iter_180000.pth \
+        --out retinanet_scconv_r50.onnx --openvino
 """
 import argparse
 
 from mmdet_scconv.apis.cli import add_cfg_options
 from mmdet_scconv.deployment import export_detector
+from mmdet_scconv.deployment.openvino import ir_path_beside
 
 
 def parse_args():
@@ -45,22 +55,37 @@ def parse_args():
         '--dynamic',
         action='store_true',
         help='leave the batch size dynamic too (with --raw)')
+    parser.add_argument(
+        '--openvino',
+        nargs='?',
+        const='',
+        metavar='XML',
+        help="write SCConv in OpenVINO's form and convert the model to "
+        "OpenVINO's IR: XML (.bin beside it), or without XML the --out name "
+        'with .xml')
     add_cfg_options(parser, 'model.test_cfg.score_thr=0.3')
     return parser.parse_args()
 
 
 def main():
     args = parse_args()
-    check = export_detector(
+    openvino_ir = args.openvino or (None if args.openvino is None else
+                                    ir_path_beside(args.out))
+    checks = export_detector(
         args.config,
         args.checkpoint,
         args.out,
         shape=tuple(args.shape),
         raw=args.raw,
         dynamic_batch=args.dynamic,
-        cfg_options=args.cfg_options)
-    print(f'wrote {args.out}')
-    print(check.summary())
+        cfg_options=args.cfg_options,
+        openvino_ir=openvino_ir)
+    form = 'ONNX Runtime' if openvino_ir is None else 'OpenVINO'
+    print(f'wrote {args.out} (SCConv in the form for {form})')
+    if openvino_ir is not None:
+        print(f'wrote {openvino_ir} and {openvino_ir[:-len(".xml")]}.bin')
+    for check in checks:
+        print(check.summary())
 
 
 if __name__ == '__main__':
