@@ -79,10 +79,13 @@ setup(
         # The GPU kernels; on the CPU the tests run them in Triton's
         # interpreter.
         'triton': ['triton>=3.0'],
-        # ONNX export (tools/deployment/pytorch2onnx.py) and ONNX Runtime;
-        # the export writes some nodes with torch.onnx.ops (torch 2.8).
-        'export':
-        ['torch>=2.8', 'onnx>=1.17', 'onnxscript>=0.5', 'onnxruntime>=1.20'],
+        # ONNX export (tools/deployment/pytorch2onnx.py), ONNX Runtime and
+        # OpenVINO; the export writes some nodes with torch.onnx.ops (torch
+        # 2.8).
+        'export': [
+            'torch>=2.8', 'onnx>=1.17', 'onnxscript>=0.5', 'onnxruntime>=1.20',
+            'openvino>=2024.6'
+        ],
     },
     license='Apache-2.0',
 )

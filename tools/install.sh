@@ -19,8 +19,9 @@
 # * triton (the [triton] extra) brings SCConv's GPU kernels; torch's CUDA
 #   wheels ship it anyway, and on the CPU the tests run the kernels in
 #   Triton's interpreter.
-# * onnx, onnxscript and onnxruntime (the [export] extra) export detectors to
-#   ONNX (tools/deployment/pytorch2onnx.py) and run them on the CPU.
+# * onnx, onnxscript, onnxruntime and openvino (the [export] extra) export
+#   detectors to ONNX and OpenVINO's IR (tools/deployment/pytorch2onnx.py)
+#   and run them on the CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -184,6 +184,8 @@ def compare_outputs(engine: str, path: str, outputs: dict,
     """
     with torch.no_grad():
         expected = reference(image)
+    if isinstance(expected, torch.Tensor):  # a module of one output
+        expected = (expected, )
     if len(expected) != len(outputs):
         raise AssertionError(
             f'{path} gives {len(outputs)} outputs in {engine}, PyTorch '

@@ -51,13 +51,13 @@ def check_ir_path(path: str) -> None:
         ValueError: naming the problem and the fix.
     """
     folder = osp.dirname(osp.abspath(path))
+    if osp.isdir(path):
+        raise ValueError(f'The OpenVINO IR path {path!r} is a folder: pass '
+                         f'a file name, e.g. {osp.join(path, "model.xml")}.')
     if not path.endswith('.xml'):
         raise ValueError(
             f'The OpenVINO IR path {path!r} must end in .xml (its weights '
             f'go beside it, in .bin): pass e.g. --openvino model.xml.')
-    if osp.isdir(path):
-        raise ValueError(f'The OpenVINO IR path {path!r} is a folder: pass '
-                         f'a file name, e.g. {osp.join(path, "model.xml")}.')
     if not osp.isdir(folder):
         raise ValueError(
             f'Cannot write the OpenVINO IR {path!r}: the folder {folder!r} '
@@ -113,17 +113,22 @@ def run_openvino(request, image: torch.Tensor) -> dict:
         ValueError: where OpenVINO rejects the input's shape, naming it and
             the fix.
     """
+    ov = require_openvino()
+    model = request.get_compiled_model()
+    takes = model.input('image').get_partial_shape()
+    shape = tuple(image.shape)
+    fix = ('Give it (N, 3, H, W) images as the model was exported (any '
+           'batch size only if exported with --dynamic), or export it again '
+           'for this shape.')
+    if not takes.compatible(ov.PartialShape(list(shape))):
+        raise ValueError(f'OpenVINO rejects a {shape} input: the model takes '
+                         f'{takes} (? is any size). {fix}')
     try:
         request.infer({'image': image.numpy()})
     except RuntimeError as error:
-        reason = str(error).strip().splitlines()[0]
-        raise ValueError(
-            f'OpenVINO cannot run the model on a {tuple(image.shape)} input '
-            f'({reason}). Give an input of the shape the model was '
-            f'exported for: (N, 3, H, W), H and W multiples of 32 (the '
-            f'preprocessor pads to them), N as at export (any with '
-            f'--dynamic).') from error
-    model = request.get_compiled_model()
+        lines = [line for line in str(error).splitlines() if line.strip()]
+        raise ValueError(f'OpenVINO cannot run the model on a {shape} '
+                         f'input: {lines[-1]} {fix}') from error
     return {
         output.get_any_name(): request.get_output_tensor(i).data.copy()
         for i, output in enumerate(model.outputs)
