@@ -13,7 +13,9 @@ So here (``docs/deployment.md`` has the profiles):
   ``X * X``, averaged over each group by a 1x1 convolution of the ``(N, C,
   1, 1)`` means; ``Z = GN(X) * W_gamma`` is ``X * a + b`` with ``a, b`` per
   sample and channel. The mask is ``[Z > boundary]``
-  (:func:`.export_form.gate_mask`).
+  (:func:`.export_form.gate_mask`) as ``Sub``, ``Mul`` and ``Clip``, which
+  OpenVINO fuses into the element-wise pass (a ``HardSigmoid`` it runs in
+  the planar layout).
 * The SRU's output only feeds the CRU's two squeeze convolutions, whose
   channel halves it crosses (``X1 + swap(V)``). Both are one 1x1
   convolution of ``X1`` and one of ``V``, the halves' swap folded into the
@@ -107,7 +109,7 @@ class ConvExportSCConv(nn.Module):
         squeezed upper then lower path, at the input's resolution."""
         scale, shift = self.group_norm_affine(x)
         z = x * scale + shift
-        g = x * gate_mask(z, self.boundary)
+        g = x * gate_mask(z, self.boundary, hard_sigmoid=False)
         rest = x if self.hard else (x - g) * torch.sigmoid(z)
         return F.conv2d(g, self.squeeze_gated) + F.conv2d(
             rest, self.squeeze_rest)

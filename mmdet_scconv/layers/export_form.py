@@ -233,7 +233,9 @@ def _from_ordered(place: int) -> float:
     return struct.unpack('<f', struct.pack('<i', bits))[0]
 
 
-def gate_mask(z: torch.Tensor, boundary: float) -> torch.Tensor:
+def gate_mask(z: torch.Tensor,
+              boundary: float,
+              hard_sigmoid: bool = True) -> torch.Tensor:
     """``[z > boundary]`` as 0/1 numbers (:func:`mask_boundary`), in
     arithmetic that graph runtimes run faster than ``Greater`` and ``Cast``:
     for a boundary of magnitude from ``2**-40`` to ``2**60`` a positive ``z
@@ -241,15 +243,25 @@ def gate_mask(z: torch.Tensor, boundary: float) -> torch.Tensor:
     clips to exactly 1 (and a negative or zero one to 0); other boundaries
     compare.
 
-    In a ``torch.onnx.export(dynamo=True)`` graph that arithmetic is one
-    ``HardSigmoid`` (``clip(alpha * z + beta, 0, 1)``, the product by a
-    power of two exact, so the same numbers) instead of a ``Sub``, a
-    ``Mul`` and a ``Clip``: two passes fewer over the tensor. The
-    TorchScript exporter (mmdeploy's) gets the arithmetic, which it can
-    translate."""
+    With ``hard_sigmoid``, in a ``torch.onnx.export(dynamo=True)`` graph
+    that arithmetic is one ``HardSigmoid`` (``clip(alpha * z + beta, 0,
+    1)``, the product by a power of two exact, so the same numbers) instead
+    of a ``Sub``, a ``Mul`` and a ``Clip``: two passes fewer over the tensor
+    in ONNX Runtime. OpenVINO fuses the three into the element-wise pass
+    around them, but not a ``HardSigmoid``, which it runs in the planar
+    layout, converting the layout before and after. The TorchScript exporter
+    (mmdeploy's) gets the arithmetic, which it can translate.
+
+    Args:
+        z (Tensor): ``GN(X) * W_gamma``, the sigmoid's input.
+        boundary (float): :func:`mask_boundary` of the threshold.
+        hard_sigmoid (bool): Export the mask as one ``HardSigmoid``.
+            Default: True.
+    """
     if not 2**-40 <= abs(boundary) <= 2**60:
         return (z > boundary).to(z.dtype)
-    if torch.onnx.is_in_onnx_export() and not torch.jit.is_tracing():
+    if hard_sigmoid and torch.onnx.is_in_onnx_export(
+    ) and not torch.jit.is_tracing():
         return torch.onnx.ops.symbolic(
             'HardSigmoid', (z, ),
             dict(alpha=2.0**64, beta=-boundary * 2.0**64),
