@@ -132,7 +132,9 @@ def test_raw_outputs_equal_pytorch_at_two_sizes(demo, engine):
     resized = torch.nn.functional.interpolate(
         inputs, size=(96, 160), mode='bilinear')
     for batch in (inputs, torch.cat([resized, resized.flip(3)])):
-        checks = [check_with_onnxruntime(str(out), RawOutputs(detector), batch)]
+        checks = [
+            check_with_onnxruntime(str(out), RawOutputs(detector), batch)
+        ]
         if engine == 'openvino':
             checks.append(
                 check_with_openvino(
@@ -143,7 +145,8 @@ def test_raw_outputs_equal_pytorch_at_two_sizes(demo, engine):
             assert names == [f'cls_score_{i}' for i in range(5)
                              ] + [f'bbox_pred_{i}' for i in range(5)]
             # 6 classes x 9 anchors at stride 8, then 4 x 9 box deltas.
-            assert tuple(check.outputs[0][1]) == (
-                len(batch), len(SHAPES_CLASSES) * 9, batch.shape[2] // 8,
-                batch.shape[3] // 8)
+            assert tuple(check.outputs[0][1]) == (len(batch),
+                                                  len(SHAPES_CLASSES) * 9,
+                                                  batch.shape[2] // 8,
+                                                  batch.shape[3] // 8)
             assert check.outputs[5][1][1] == 36

@@ -43,9 +43,8 @@ def at_the_threshold(stride, gate, fused):
     groups) are constant, so that ``GN(X) = 0`` there and ``Z`` is the
     folded GN bias, set to :data:`NEAR_THRESHOLD`; the rest random."""
     scconv = randomise(
-        SCConv(
-            32, 32, stride=stride, gate=gate, gn_groups=8,
-            impl='fast')).eval()
+        SCConv(32, 32, stride=stride, gate=gate, gn_groups=8,
+               impl='fast')).eval()
     gn = scconv.sru.gn
     with torch.no_grad():
         # Tiny gammas: the constant channels' X * a stays far below the
@@ -70,11 +69,9 @@ def test_threshold_inputs_put_gates_at_and_next_to_the_threshold():
     assert any(0.5 - 1e-7 < value < 0.5 for value in values)
 
 
-@pytest.mark.parametrize('form,stride,gate,fused',
-                         list(
-                             itertools.product(ENGINES, [1, 2],
-                                               ['soft', 'hard'],
-                                               [False, True])))
+@pytest.mark.parametrize(
+    'form,stride,gate,fused',
+    list(itertools.product(ENGINES, [1, 2], ['soft', 'hard'], [False, True])))
 def test_export_form_equals_pytorch_in_both_engines(form, stride, gate, fused,
                                                     tmp_path):
     """Each form, exported, in ONNX Runtime and in OpenVINO (its IR) gives
@@ -85,8 +82,7 @@ def test_export_form_equals_pytorch_in_both_engines(form, stride, gate, fused,
     export_onnx(to_export_form(scconv, form).eval(), x, path)
     convert_to_openvino(path, str(tmp_path / 'layer.xml'))
     for check in (check_with_onnxruntime(path, scconv, x),
-                  check_with_openvino(str(tmp_path / 'layer.xml'), scconv,
-                                      x)):
+                  check_with_openvino(str(tmp_path / 'layer.xml'), scconv, x)):
         assert check.relative_error <= 1e-5, check.summary()
 
 
@@ -138,8 +134,8 @@ def random_detector():
     init_default_scope('mmdet')
     torch.manual_seed(0)
     detector = MODELS.build(
-        Config.fromfile(f'{CONFIGS}/demo/retinanet_scconv_r50_shapes.py').
-        model).eval()
+        Config.fromfile(
+            f'{CONFIGS}/demo/retinanet_scconv_r50_shapes.py').model).eval()
     with torch.no_grad():
         for m in detector.modules():
             if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.GroupNorm)):
@@ -202,8 +198,10 @@ def test_openvino_bad_input(random_detector, tmp_path, monkeypatch):
         graph_of(random_detector, raw=True, engine='openvino'),
         torch.randn(1, 3, 64, 64), path)
     request = openvino_model(path).create_infer_request()
-    with pytest.raises(ValueError, match=r'rejects a \(2, 3, 64, 64\) input.*'
-                       r'takes \[1,3,\?,\?\].*--dynamic'):
+    with pytest.raises(
+            ValueError,
+            match=r'rejects a \(2, 3, 64, 64\) input.*'
+            r'takes \[1,3,\?,\?\].*--dynamic'):
         run_openvino(request, torch.randn(2, 3, 64, 64))
     with pytest.raises(ValueError, match=r'rejects a \(1, 4, 64, 64\)'):
         run_openvino(request, torch.randn(1, 4, 64, 64))
@@ -262,6 +260,5 @@ def test_openvino_benchmark_scope_and_profile(tmp_path):
     assert '\n| Convolution | ' in '\n'.join(lines)
     with pytest.raises(ValueError, match='--runtime openvino measures CPU'):
         run_benchmark(BenchmarkConfig(runtime='openvino', modes=['train']))
-    refused = run_tool(
-        f'{ROOT}/tools/benchmark.py', '--profile', check=False)
+    refused = run_tool(f'{ROOT}/tools/benchmark.py', '--profile', check=False)
     assert '--runtime onnxruntime or --runtime openvino' in refused.stderr

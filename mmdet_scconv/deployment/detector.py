@@ -4,8 +4,8 @@ import torch
 
 from .onnx_export import (check_dynamic_batch, check_with_onnxruntime,
                           export_onnx, graph_of, require_export_dependencies)
-from .openvino import (check_ir_path, check_with_openvino,
-                       convert_to_openvino, require_openvino)
+from .openvino import (check_ir_path, check_with_openvino, convert_to_openvino,
+                       require_openvino)
 from .wrappers import Detections, RawOutputs
 
 

@@ -1,7 +1,6 @@
 """Pure-PyTorch SCConv layers; importing them needs torch only."""
 from .cru import CRU
-from .scconv import (SCConv, check_scconv_args, set_scconv_impl,
-                     to_export_form)
+from .scconv import SCConv, check_scconv_args, set_scconv_impl, to_export_form
 from .sru import SRU
 
 __all__ = [

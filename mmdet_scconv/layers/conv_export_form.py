@@ -64,8 +64,9 @@ class ConvExportSCConv(nn.Module):
         sru, cru = scconv.sru, scconv.cru
         channels = scconv.in_channels
         folded = folded_weights(scconv)
-        squeeze = torch.block_diag(cru.squeeze_up.weight.flatten(1),
-                                   cru.squeeze_low.weight.flatten(1))
+        squeeze = torch.block_diag(
+            cru.squeeze_up.weight.flatten(1),
+            cru.squeeze_low.weight.flatten(1))
         half = channels // 2
         swap = torch.cat([torch.arange(half, channels), torch.arange(half)])
         # (S P) v = S (P v), where (P v)[i] = v[swap[i]].
@@ -76,8 +77,8 @@ class ConvExportSCConv(nn.Module):
         else:
             of_gated, of_rest = squeeze, squeeze + squeeze_swapped
         size = channels // sru.gn.num_groups
-        group_mean = torch.block_diag(
-            *[torch.full((size, size), 1.0 / size)] * sru.gn.num_groups)
+        group_mean = torch.block_diag(*[torch.full((size, size), 1.0 / size)] *
+                                      sru.gn.num_groups)
         up_zeros = folded['out_y2'].new_zeros(cru.out_channels,
                                               self.up_squeezed)
         per_channel = (1, -1, 1, 1)
@@ -117,9 +118,9 @@ class ConvExportSCConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         squeezed = self.squeezed(x)
         pooled = downsample(squeezed, self.stride)
-        difference = F.conv2d(
-            squeezed[:, :self.up_squeezed], self.gwc,
-            **self.gwc_args) + F.conv2d(pooled, self.difference)
+        up = squeezed[:, :self.up_squeezed]
+        difference = F.conv2d(up, self.gwc, **self.gwc_args) + F.conv2d(
+            pooled, self.difference)
         beta1 = torch.sigmoid(difference.mean((2, 3), keepdim=True))
         return F.conv2d(pooled, self.out_y2) + self.out_shift + (
             beta1 * self.out_scale) * difference

@@ -11,8 +11,9 @@ full-resolution tensors and layout changes, not FLOPs. Measured choices
 * SRU: GroupNorm with its affine (``GN(X) * W_gamma``) is the group
   statistics plus one ``BatchNormalization``. With the mask ``M = [R > t]``
   as 0/1 numbers (:func:`gate_mask`: one ``HardSigmoid`` of the sigmoid's
-  input, no ``Where`` or ``Cast``), ``V = (X - M X) R`` (hard gate: ``X - M X``) and ``G = M X``,
-  the SRU's output halves are ``V_a + V_b + G_a`` and ``V_a + V_b + G_b``
+  input, no ``Where`` or ``Cast``), ``V = (X - M X) R`` (hard gate: ``X -
+  M X``) and ``G = M X``, the SRU's output halves are ``V_a + V_b + G_a``
+  and ``V_a + V_b + G_b``
   (hard: ``G_a + V_b`` and ``G_b + V_a``). They only feed the two squeeze
   convolutions, so (``alpha=0.5``) the halves of ``V`` are mixed by a 1x2
   (or 2x2) matrix product, added to ``G`` and squeezed by one batched

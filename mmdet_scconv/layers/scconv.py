@@ -2,8 +2,8 @@
 import torch
 import torch.nn as nn
 
-from .cru import CRU, check_cru_args
 from .conv_export_form import ConvExportSCConv
+from .cru import CRU, check_cru_args
 from .export_form import ExportSCConv
 from .fast import apply_affine, runs_in_place, scconv_fast, scconv_in_place
 from .norm_folding import (batchnorm_affine, chain_affines, folds_as_affine,
