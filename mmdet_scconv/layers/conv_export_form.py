@@ -79,8 +79,6 @@ class ConvExportSCConv(nn.Module):
         size = channels // sru.gn.num_groups
         group_mean = torch.block_diag(*[torch.full((size, size), 1.0 / size)] *
                                       sru.gn.num_groups)
-        up_zeros = folded['out_y2'].new_zeros(cru.out_channels,
-                                              self.up_squeezed)
         per_channel = (1, -1, 1, 1)
         return dict(
             group_mean=_pointwise(group_mean.to(squeeze)),
@@ -90,7 +88,7 @@ class ConvExportSCConv(nn.Module):
             squeeze_rest=_pointwise(of_rest),
             gwc=folded['gwc'],
             difference=_pointwise(folded['difference']),
-            out_y2=_pointwise(torch.cat([up_zeros, folded['out_y2']], dim=1)),
+            out_pooled=_pointwise(folded['out_pooled']),
             out_shift=folded['out_shift'].reshape(per_channel),
             out_scale=folded['out_scale'].reshape(per_channel))
 
@@ -122,7 +120,7 @@ class ConvExportSCConv(nn.Module):
         difference = F.conv2d(up, self.gwc, **self.gwc_args) + F.conv2d(
             pooled, self.difference)
         beta1 = torch.sigmoid(difference.mean((2, 3), keepdim=True))
-        return F.conv2d(pooled, self.out_y2) + self.out_shift + (
+        return F.conv2d(pooled, self.out_pooled) + self.out_shift + (
             beta1 * self.out_scale) * difference
 
 

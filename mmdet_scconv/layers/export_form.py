@@ -21,11 +21,14 @@ full-resolution tensors and layout changes, not FLOPs. Measured choices
   full-width tensor, no concatenation, and matrix products in the plain
   layout where 1x1 convolutions would reorder their inputs.
 * CRU fuse: with ``D = Y1 - Y2`` the two-branch softmax is
-  ``beta1 = sigmoid(GAP(D))`` and ``Y = Y2 + beta1 * D``. ``Y2 =
-  cat(PWC2(l), l)`` is a matrix product of ``l`` with ``[PWC2; I]``;
-  ``PWC1`` and ``-Y2`` together are one product with the pooled ``T``; a
-  folded BatchNorm ``s, t`` rides on them: ``Y = s Y2 + t + (s beta1) D``,
-  the last term one more ``BatchNormalization``.
+  ``beta1 = sigmoid(GAP(D))`` and ``Y = Y2 + beta1 * D``; with a folded
+  BatchNorm ``s, t``, ``Y = s Y2 + t + (s beta1) D``. ``D`` is ``GWC(T_up)``
+  plus a product of the pooled ``T`` with ``[PWC1 | -Y2]`` (``Y2 =
+  cat(PWC2(l), l)``), and ``s Y2`` a product of the pooled ``T`` with ``[0
+  | s Y2]``, so ``D`` is never formed: ``GAP(D)`` is ``GAP(GWC(T_up))``
+  plus that product with ``GAP(T)``, and ``Y`` is ``(s beta1) GWC(T_up) +
+  t`` (one ``BatchNormalization``) plus one product of the pooled ``T``
+  with the per-sample ``(s beta1) [PWC1 | -Y2] + [0 | s Y2]``.
 * Stride: the pointwise paths' mean pool is applied to ``T`` (squeezed,
   half the input's width).
 
@@ -134,15 +137,18 @@ class ExportSCConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         squeezed = self.squeezed(x)
         up = squeezed[:, :self.gwc.shape[1] * self.gwc_args['groups']]
+        grouped = F.conv2d(up, self.gwc, **self.gwc_args)
         pooled = downsample(squeezed, self.stride)
         n, _, h, w = pooled.shape
         pooled = pooled.flatten(2)
-        low = pooled[:, up.shape[1]:]
-        difference = F.conv2d(up, self.gwc, **self.gwc_args) + torch.matmul(
-            self.difference, pooled).reshape(n, -1, h, w)
-        beta1 = torch.sigmoid(difference.mean((2, 3)))
-        return torch.matmul(self.out_y2, low).reshape(n, -1, h, w) + _affine(
-            difference, beta1 * self.out_scale, self.out_shift)
+        # GAP(D) without D: the pointwise part's mean is the product with
+        # the mean of its input.
+        mean = grouped.mean((2, 3)) + torch.matmul(
+            self.difference, pooled.mean(-1, keepdim=True)).squeeze(-1)
+        scale = torch.sigmoid(mean) * self.out_scale
+        pointwise = scale[..., None] * self.difference + self.out_pooled
+        return torch.matmul(pointwise, pooled).reshape(n, -1, h, w) + _affine(
+            grouped, scale, self.out_shift)
 
 
 def _affine(x: torch.Tensor, scale: torch.Tensor,
@@ -175,9 +181,9 @@ def folded_weights(scconv) -> dict:
     """What every export form computes with, folded from ``scconv``:
     ``gn_weight``, ``gn_bias`` (``GN(X) * W_gamma``'s affine), ``gwc``,
     ``difference`` (PWC1 and ``-Y2`` on the pooled ``T``: ``D``'s pointwise
-    part), ``out_y2`` (``s * Y2`` on the pooled lower path), ``out_shift``
-    and ``out_scale`` (a folded BatchNorm's ``t`` and ``s``, else 0 and
-    1)."""
+    part), ``out_pooled`` (``s * Y2`` from the pooled ``T``, zeros for its
+    upper path), ``out_shift`` and ``out_scale`` (a folded BatchNorm's
+    ``t`` and ``s``, else 0 and 1)."""
     sru, cru = scconv.sru, scconv.cru
     weight, bias = gn_affine(sru.gn.weight, sru.gn.bias, sru.gate)
     low = cru.squeeze_low.out_channels
@@ -186,12 +192,13 @@ def folded_weights(scconv) -> dict:
     scale, shift = scconv.out_affine or (torch.ones(
         cru.out_channels), torch.zeros(cru.out_channels))
     scale = scale.to(y2)
+    up_zeros = y2.new_zeros(cru.out_channels, cru.squeeze_up.out_channels)
     return dict(
         gn_weight=weight,
         gn_bias=bias,
         gwc=cru.gwc.weight,
         difference=torch.cat([cru.pwc_up.weight.flatten(1), -y2], dim=1),
-        out_y2=y2 * scale[:, None],
+        out_pooled=torch.cat([up_zeros, y2 * scale[:, None]], dim=1),
         out_shift=shift.to(y2),
         out_scale=scale)
 
