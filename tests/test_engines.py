@@ -12,7 +12,7 @@ import pytest
 import torch
 from mmengine.config import Config
 from test_layers import randomise
-from tiny import CONFIGS, ROOT, run_tool
+from tiny import CONFIGS, ROOT, engine_benchmark_config, run_tool
 
 from mmdet_scconv.benchmark import BenchmarkConfig, run_benchmark
 from mmdet_scconv.benchmark.exactness import batchnorm_with_stats
@@ -234,18 +234,7 @@ def test_openvino_bad_input(random_detector, tmp_path, monkeypatch):
 
 
 def test_openvino_benchmark_scope_and_profile(tmp_path):
-    cfg = BenchmarkConfig(
-        scope='trunk',
-        height=64,
-        width=64,
-        modes=['infer'],
-        channels_last=[False],
-        impls=['deploy'],
-        warmup=0,
-        repeats=1,
-        threads=1,
-        runtime='openvino',
-        profile=True)
+    cfg = engine_benchmark_config('openvino')
     lines = []
     report = run_benchmark(cfg, log=lines.append)
     assert [r['model']

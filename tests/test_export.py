@@ -13,7 +13,7 @@ import pytest
 import torch
 from mmengine.config import Config
 from test_layers import randomise
-from tiny import CONFIGS, ROOT, run_tool
+from tiny import CONFIGS, ROOT, engine_benchmark_config, run_tool
 
 from mmdet_scconv.benchmark import BenchmarkConfig, run_benchmark
 from mmdet_scconv.benchmark.exactness import batchnorm_with_stats
@@ -154,18 +154,7 @@ def test_export_detector_refuses_bad_input(demo_detector, tmp_path):
 
 
 def test_onnxruntime_benchmark_scope(tmp_path):
-    cfg = BenchmarkConfig(
-        scope='trunk',
-        height=64,
-        width=64,
-        modes=['infer'],
-        channels_last=[False],
-        impls=['deploy'],
-        warmup=0,
-        repeats=1,
-        threads=1,
-        runtime='onnxruntime',
-        profile=True)
+    cfg = engine_benchmark_config('onnxruntime')
     report = run_benchmark(cfg, log=lambda line: None)
     assert [r['model']
             for r in report['results']] == ['resnet50', 'scconv50-deploy']

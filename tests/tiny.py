@@ -3,6 +3,7 @@ import os.path as osp
 import subprocess
 import sys
 
+from mmdet_scconv.benchmark import BenchmarkConfig
 from mmdet_scconv.datasets import (SHAPES_CLASSES, ShapesSpec,
                                    make_shapes_dataset)
 
@@ -136,3 +137,20 @@ def run_tool(*args, env=None, check=True, cwd=ROOT):
             f'{args} failed ({result.returncode}):\n'
             f'{result.stdout[-3000:]}\n{result.stderr[-5000:]}')
     return result
+
+
+def engine_benchmark_config(runtime):
+    """The smallest engine benchmark: ResNet-50's and the deploy SCConv
+    trunk at 64x64, one repeat, one thread, with the engine's profile."""
+    return BenchmarkConfig(
+        scope='trunk',
+        height=64,
+        width=64,
+        modes=['infer'],
+        channels_last=[False],
+        impls=['deploy'],
+        warmup=0,
+        repeats=1,
+        threads=1,
+        runtime=runtime,
+        profile=True)

@@ -29,34 +29,19 @@ So here (``docs/deployment.md`` has the profiles):
   not read).
 """
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from .cru import downsample
-from .export_form import (folded_weights, gate_mask, gwc_args, mask_boundary,
+from .export_form import (FoldedSCConv, folded_weights, gate_mask,
                           register_buffers)
 
 
-class ConvExportSCConv(nn.Module):
-    """Inference-only twin of an :class:`.SCConv` for OpenVINO.
-
-    Built from a module, which it leaves untouched; later changes to that
-    module's weights do not reach it.
-
-    Args:
-        scconv (SCConv): The layer to copy, with or without a BatchNorm
-            folded in by :meth:`.SCConv.fuse_norm`.
-    """
+class ConvExportSCConv(FoldedSCConv):
+    """Inference-only twin of an :class:`.SCConv` for OpenVINO
+    (:class:`.export_form.FoldedSCConv`'s arguments)."""
 
     def __init__(self, scconv):
-        super().__init__()
-        sru, cru = scconv.sru, scconv.cru
-        self.eps = sru.gn.eps
-        self.boundary = mask_boundary(sru.gate_threshold)
-        self.hard = sru.gate == 'hard'
-        self.stride = cru.stride
-        self.up_squeezed = cru.squeeze_up.out_channels
-        self.gwc_args = gwc_args(cru.gwc)
+        super().__init__(scconv)
         with torch.no_grad():
             register_buffers(self, self._conv_weights(scconv))
 

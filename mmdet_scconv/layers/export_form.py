@@ -46,8 +46,10 @@ from .cru import downsample
 from .ops.sru import gn_affine
 
 
-class ExportSCConv(nn.Module):
-    """Inference-only twin of an :class:`.SCConv` for graph export.
+class FoldedSCConv(nn.Module):
+    """What every export form keeps of an :class:`.SCConv` besides its
+    weights: GroupNorm's epsilon, the gate's mask boundary and kind, the
+    stride, the squeezed upper path's width and the GWC's arguments.
 
     Built from a module, which it leaves untouched; later changes to that
     module's weights do not reach it.
@@ -60,14 +62,24 @@ class ExportSCConv(nn.Module):
     def __init__(self, scconv):
         super().__init__()
         sru, cru = scconv.sru, scconv.cru
-        self.groups = sru.gn.num_groups
         self.eps = sru.gn.eps
         self.boundary = mask_boundary(sru.gate_threshold)
         self.hard = sru.gate == 'hard'
         self.stride = cru.stride
+        self.up_squeezed = cru.squeeze_up.out_channels
+        self.gwc_args = gwc_args(cru.gwc)
+
+
+class ExportSCConv(FoldedSCConv):
+    """Inference-only twin of an :class:`.SCConv` for graph export
+    (:class:`FoldedSCConv`'s arguments)."""
+
+    def __init__(self, scconv):
+        super().__init__(scconv)
+        sru, cru = scconv.sru, scconv.cru
+        self.groups = sru.gn.num_groups
         self.halves = cru.up_channels * 2 == scconv.in_channels
         self.up_channels = cru.up_channels
-        self.gwc_args = gwc_args(cru.gwc)
         with torch.no_grad():
             buffers = folded_weights(scconv)
             if self.halves:
@@ -136,7 +148,7 @@ class ExportSCConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         squeezed = self.squeezed(x)
-        up = squeezed[:, :self.gwc.shape[1] * self.gwc_args['groups']]
+        up = squeezed[:, :self.up_squeezed]
         grouped = F.conv2d(up, self.gwc, **self.gwc_args)
         pooled = downsample(squeezed, self.stride)
         n, _, h, w = pooled.shape
