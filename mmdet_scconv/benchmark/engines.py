@@ -24,8 +24,8 @@ import torch
 from ..deployment.onnx_export import (export_onnx, onnxruntime_session,
                                       require_export_dependencies)
 from ..deployment.openvino import (INFERENCE_PRECISION, convert_to_openvino,
-                                   openvino_model, openvino_version,
-                                   require_openvino)
+                                   ir_path_beside, openvino_model,
+                                   openvino_version, require_openvino)
 from ..deployment.wrappers import RawOutputs
 from ..layers.scconv import to_export_form
 from . import models as model_zoo
@@ -111,14 +111,9 @@ def operator_times(engine: str,
             for node in request.profiling_info:
                 totals[node.node_type] += node.real_time.total_seconds() * 1e3
     else:
-        import onnxruntime as ort
         with tempfile.TemporaryDirectory() as tmp:
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = threads
-            options.enable_profiling = True
-            options.profile_file_prefix = osp.join(tmp, 'profile')
-            session = ort.InferenceSession(
-                path, options, providers=['CPUExecutionProvider'])
+            session = onnxruntime_session(
+                path, threads, profile_prefix=osp.join(tmp, 'profile'))
             for _ in range(runs + 1):
                 session.run(None, feeds)
             with open(session.end_profiling()) as f:
@@ -192,8 +187,8 @@ def run_engine(cfg, log=print) -> dict:
             export_onnx(
                 exported_module(name, model, cfg.scope, engine), image, path)
             if engine == 'openvino':
-                path = path[:-len('.onnx')] + '.xml'
-                convert_to_openvino(path[:-len('.xml')] + '.onnx', path)
+                convert_to_openvino(path, ir_path_beside(path))
+                path = ir_path_beside(path)
             steps[name] = engine_step(engine, path, threads, image)
             if cfg.profile:
                 profiles[name] = operator_times(engine, path, threads, image)

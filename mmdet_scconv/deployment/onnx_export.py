@@ -136,18 +136,24 @@ class RuntimeCheck:
                 f'({shapes})')
 
 
-def onnxruntime_session(path: str, threads: int = 0):
+def onnxruntime_session(path: str, threads: int = 0, profile_prefix=None):
     """An ONNX Runtime CPU session of an ONNX file.
 
     Args:
         path (str): The ``.onnx`` file.
         threads (int): Intra-op threads; 0 lets ONNX Runtime choose.
             Default: 0.
+        profile_prefix (str, optional): Profile every run into a JSON file
+            of this prefix (``session.end_profiling()`` names it). Default:
+            None (no profile).
     """
     require_export_dependencies()
     import onnxruntime as ort
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     return ort.InferenceSession(
         path, options, providers=['CPUExecutionProvider'])
 
