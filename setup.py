@@ -1,4 +1,3 @@
-import platform
 from setuptools import find_packages, setup
 
 
@@ -9,51 +8,6 @@ def read_version_file():
     return namespace
 
 
-# The CPU kernels (mmdet_scconv/csrc) are built once per instruction set, each
-# into its own module, with the flags torch builds its own kernels with;
-# mmdet_scconv.layers.kernels.cpu imports the one torch picks for this CPU.
-CPU_CAPABILITY_FLAGS = {'DEFAULT': []}
-if platform.machine().lower() in ('x86_64', 'amd64'):
-    CPU_CAPABILITY_FLAGS.update(
-        AVX2=['-mavx2', '-mfma', '-mf16c'],
-        AVX512=[
-            '-mavx512f', '-mavx512bw', '-mavx512vl', '-mavx512dq', '-mfma',
-            '-mf16c'
-        ])
-
-CPU_KERNEL_SOURCES = [
-    f'mmdet_scconv/csrc/{name}.cpp'
-    for name in ('module', 'sru_inference_cpu', 'cru_fuse_cpu')
-]
-
-
-def cpu_extensions():
-    """The compiled CPU kernels and the command that builds them; they are
-    built against the installed torch, so torch must come first and the
-    install must not isolate the build: ``pip install --no-build-isolation
-    -e .`` (what tools/install.sh runs)."""
-    try:
-        from torch.utils.cpp_extension import BuildExtension, CppExtension
-    except ImportError:
-        raise SystemExit(
-            'mmdet-scconv compiles its CPU kernels against torch, which is '
-            'not importable here. Install torch first, then run pip install '
-            '--no-build-isolation -e . (tools/install.sh does both).')
-    extensions = [
-        CppExtension(
-            f'mmdet_scconv._cpu_{capability.lower()}',
-            CPU_KERNEL_SOURCES,
-            extra_compile_args=[
-                '-O3', '-g0', '-fopenmp', f'-DCPU_CAPABILITY={capability}',
-                f'-DCPU_CAPABILITY_{capability}'
-            ] + flags,
-            extra_link_args=['-fopenmp'])
-        for capability, flags in CPU_CAPABILITY_FLAGS.items()
-    ]
-    return extensions, {'build_ext': BuildExtension}
-
-
-extensions, commands = cpu_extensions()
 version_file = read_version_file()
 setup(
     name='mmdet-scconv',
@@ -62,8 +16,6 @@ setup(
     long_description=open('README.md').read(),
     long_description_content_type='text/markdown',
     packages=find_packages(include=['mmdet_scconv', 'mmdet_scconv.*']),
-    ext_modules=extensions,
-    cmdclass=commands,
     python_requires='>=3.10',
     install_requires=[f"torch>={version_file['TORCH_REQUIRED']}"],
     extras_require={

@@ -1,4 +1,6 @@
 """SCConvResNet through mmdet's registry, against mmdet's ResNet."""
+import copy
+
 import pytest
 import torch
 from mmcv.cnn import build_conv_layer
@@ -212,7 +214,7 @@ def test_scconv_resnet_compiles_whole_and_keeps_the_kernels():
     CPU): ``torch.compile(fullgraph=True)`` traces it without a graph break
     and the compiled backbone launches the kernels, with eager's outputs."""
     pytest.importorskip('triton')
-    from test_fast import assert_relative_error
+    from test_compiled import assert_relative_error
 
     from mmdet_scconv.benchmark.host import count_host_work
 
@@ -233,26 +235,40 @@ def test_scconv_resnet_compiles_whole_and_keeps_the_kernels():
 
 @pytest.mark.parametrize('plugins', [None, 'after_conv2'])
 def test_bottleneck_forward_is_mmdets(plugins):
-    """SCConvBottleneck's own forward (conv2, norm2 and the ReLU as
-    ``SCConv.forward_with_norm``) gives mmdet's ``Bottleneck.forward``
-    output, in inference (the norm folded) and in training."""
+    """SCConvBottleneck has no forward of its own: mmdet's
+    ``Bottleneck.forward`` runs SCConv as ``conv2``, plugins included."""
     from mmdet.models.backbones.resnet import Bottleneck
+
+    from mmdet_scconv.models.backbones.scconv_resnet import SCConvBottleneck
+    assert SCConvBottleneck.forward is Bottleneck.forward
     plugin = dict(
         cfg=dict(type='ContextBlock', ratio=1. / 4),
         stages=(True, True, True, True),
         position=plugins)
     model = build(depth=50, plugins=[plugin] if plugins else None)
-    randomise_running_stats(model)
     block = model.layer2[0]  # strided, with a projection shortcut
-    x = torch.rand(2, 256, 16, 16)
-    model.eval()
+    assert isinstance(block.conv2, SCConv)
+    assert block(torch.rand(2, 256, 16, 16)).shape == (2, 512, 8, 8)
+
+
+def test_backbone_compiles_itself_on_the_cpu(monkeypatch):
+    """With compilation on (the product's default; the tests switch it off
+    elsewhere), the backbone runs as one inductor graph with the reference
+    modules' outputs."""
+    from test_compiled import assert_relative_error
+
+    from mmdet_scconv.layers import compiled, set_scconv_impl
+    monkeypatch.setenv(compiled.COMPILE_ENV, '1')
+    model = build(depth=50).eval()
+    reference = set_scconv_impl(copy.deepcopy(model), 'reference')
+    x = torch.rand(1, 3, 32, 32)
+    before = torch._dynamo.utils.counters['stats']['unique_graphs']
     with torch.no_grad():
-        torch.testing.assert_close(block(x), Bottleneck.forward(block, x))
-    model.train()
-    torch.manual_seed(0)
-    expected = Bottleneck.forward(block, x)
-    torch.manual_seed(0)
-    torch.testing.assert_close(block(x), expected)
+        outs = model(x)
+        expected = reference(x)
+    assert torch._dynamo.utils.counters['stats']['unique_graphs'] == before + 1
+    for out, ref in zip(outs, expected):
+        assert_relative_error(out, ref, 1e-4, 'stage output')
 
 
 def test_export_form_keeps_the_backbone_running():

@@ -2,6 +2,7 @@
 in Triton's interpreter, with the real kernels (it passes and is cached), a
 deliberately wrong one (it stops) and one that fails on the device."""
 import json
+import os
 import warnings
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 
 pytest.importorskip('triton')
 
-from mmdet_scconv.layers import SCConv, kernel_check, set_scconv_impl
+from mmdet_scconv.layers import SCConv, kernel_check, ops, set_scconv_impl
 from mmdet_scconv.layers._numerics import relative_error
 from mmdet_scconv.layers.kernel_check import (CACHE_ENV, SKIP_ENV,
                                               KernelCheckError, cache_file,
@@ -99,11 +100,13 @@ def test_kernel_failing_on_the_device(fresh_checks, monkeypatch):
     # from the cache file now.
     clear_verdicts()
     with pytest.warns(UserWarning, match="impl='fast' runs SCConv's PyTorch"):
-        assert kernels_checked(x, x.dtype, strict=False) is False
+        assert kernels_checked(
+            x, x.dtype, ops.CHECK_CASES, strict=False) is False
     assert verdict_for(x).source == 'cache file'
     with warnings.catch_warnings():
         warnings.simplefilter('error')
-        assert kernels_checked(x, x.dtype, strict=False) is False
+        assert kernels_checked(
+            x, x.dtype, ops.CHECK_CASES, strict=False) is False
 
 
 def test_environment_variable_skips_the_check(fresh_checks, monkeypatch):
@@ -117,3 +120,41 @@ def test_environment_variable_skips_the_check(fresh_checks, monkeypatch):
     assert not kernel_check._verdicts
     expected = set_scconv_impl(layer, 'torch')(x)
     assert relative_error(y, expected) > 5e-4  # the wrong kernel ran
+
+
+def test_the_registered_kernels_check_themselves(fresh_checks, monkeypatch):
+    """The op itself (as a compiled model calls it) checks the kernels on
+    its first call, and stops on a wrong one."""
+    layer = SCConv(16, 16, gn_groups=4, impl='triton').to(DEVICE).eval()
+    x = torch.randn(1, 16, 6, 5, device=DEVICE)
+    compiled = torch.compile(layer, backend='aot_eager', fullgraph=True)
+    with torch.no_grad():
+        compiled(x)  # traced without running the check
+        clear_verdicts()
+        compiled(x)
+    assert verdict_for(x).status == 'ok'
+    clear_verdicts()
+    os.remove(cache_file())
+    right = cru_kernels.cru_forward
+    monkeypatch.setattr(cru_kernels, 'cru_forward',
+                        lambda *args, **kwargs: right(*args, **kwargs) * 1.001)
+    with pytest.raises(KernelCheckError, match='give other numbers'):
+        with torch.no_grad():
+            compiled(x)
+
+
+def test_the_digest_covers_kernel_subfolders(tmp_path, monkeypatch):
+    """A kernel source in a subfolder changes the self-check's cache key."""
+    for folder in ('kernels/sub', 'ops'):
+        (tmp_path / folder).mkdir(parents=True)
+    (tmp_path / 'kernels' / 'sub' / 'tile.py').write_text('A = 1\n')
+    monkeypatch.setattr(kernel_check, '__file__',
+                        str(tmp_path / 'kernel_check.py'))
+    kernel_check.kernel_sources_digest.cache_clear()
+    try:
+        before = kernel_check.kernel_sources_digest()
+        kernel_check.kernel_sources_digest.cache_clear()
+        (tmp_path / 'kernels' / 'sub' / 'tile.py').write_text('A = 2\n')
+        assert kernel_check.kernel_sources_digest() != before
+    finally:
+        kernel_check.kernel_sources_digest.cache_clear()

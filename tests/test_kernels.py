@@ -18,19 +18,19 @@ from torch.utils._python_dispatch import TorchDispatchMode
 pytest.importorskip(
     'triton', reason="the kernels need triton: pip install -e '.[triton]'")
 
-from test_fast import assert_relative_error
+from test_compiled import assert_relative_error
 from test_layers import randomise
 
 from mmdet_scconv.benchmark.exactness import CASES, check_paths, format_checks
 from mmdet_scconv.benchmark.host import count_host_work
 from mmdet_scconv.benchmark.tuning import format_tuned, tune_trunk
-from mmdet_scconv.layers import CRU, SCConv, fast, set_scconv_impl
-from mmdet_scconv.layers.fast import apply_affine
+from mmdet_scconv.layers import CRU, SCConv, set_scconv_impl
 from mmdet_scconv.layers.kernels import _workspace
 from mmdet_scconv.layers.kernels import cru as triton_cru
 from mmdet_scconv.layers.kernels import sru as triton_sru
 from mmdet_scconv.layers.kernels.sru_squeeze import sru_squeeze
-from mmdet_scconv.layers.ops.sru import sru_backward_torch, sru_statistics
+from mmdet_scconv.layers.norm_folding import apply_affine
+from mmdet_scconv.layers.ops.sru import gn_affine, sru_forward, stats_tensor
 
 DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
 # The module, not the op of the same name that its package exports.
@@ -59,57 +59,71 @@ SRU_CASES = [  # shape, GroupNorm groups, channels-last, gate
 
 
 def sru_twin(x, gamma, beta, groups, gate):
-    """The PyTorch twin's halves (in ``x``'s dtype) and statistics."""
-    return sru_statistics(x, gamma, beta, groups, 1e-5, 0.5, gate, False)
+    """The PyTorch math's halves (in ``x``'s dtype) and statistics."""
+    weight, bias = gn_affine(gamma, beta, gate)
+    upper, lower, mean, rstd = sru_forward(x, weight, bias, groups, 1e-5, 0.5,
+                                           gate)
+    return upper.to(x.dtype), lower.to(x.dtype), stats_tensor(mean, rstd)
 
 
 @pytest.mark.parametrize('shape,groups,channels_last,gate', SRU_CASES)
-def test_sru_forward_matches_pytorch(shape, groups, channels_last, gate):
-    """The kernels take the GroupNorm's own gamma/beta and apply
-    W_gamma = gamma / sum(gamma) (Eq. 2) themselves."""
-    x, gamma, beta = sru_inputs(shape, channels_last)
-    upper, lower, stats = sru_twin(x, gamma, beta, groups, gate)
-    k_upper, k_lower, k_stats = triton_sru.forward(x, gamma, beta, groups,
-                                                   1e-5, 0.5, gate)
-    assert k_upper.shape == upper.shape and k_lower.shape == lower.shape
-    assert k_upper.is_contiguous(memory_format=torch.channels_last) == (
-        channels_last)
-    assert_relative_error(k_upper, upper, 1e-6, 'upper')
-    assert_relative_error(k_lower, lower, 1e-6, 'lower')
-    assert_relative_error(k_stats, stats, 1e-6, 'mean and rstd')
-
-
-@pytest.mark.parametrize('shape,groups,channels_last,gate', SRU_CASES)
-def test_sru_backward_matches_pytorch(shape, groups, channels_last, gate):
-    """Gradients of x and of the GroupNorm's own gamma and beta (through
-    W_gamma)."""
+def test_group_stats_match_pytorch(shape, groups, channels_last, gate):
     x, gamma, beta = sru_inputs(shape, channels_last)
     _, _, stats = sru_twin(x, gamma, beta, groups, gate)
-    half = (shape[0], shape[1] // 2, *shape[2:])
-    grad_upper = torch.randn(half, device=DEVICE)
-    grad_lower = layout(torch.randn(half, device=DEVICE), not channels_last)
-    args = (x, gamma, beta, stats, groups, 0.5, gate, grad_upper, grad_lower)
-    expected = sru_backward_torch(*args)
-    actual = triton_sru.backward(*args)
-    assert_relative_error(actual[0], expected[0], 1e-5, 'grad_x')
-    if gate == 'hard':
-        assert actual[1:] == (None, None) == expected[1:]
-        return
-    assert_relative_error(actual[1], expected[1], 1e-5, 'grad_gamma')
-    assert_relative_error(actual[2], expected[2], 1e-5, 'grad_beta')
+    assert_relative_error(
+        triton_sru.group_stats(x, groups, 1e-5), stats, 1e-6, 'mean and rstd')
+
+
+def layer_on_both_sides(shape, groups, channels_last, gate, gamma=None):
+    """Output and every gradient of one layer (``alpha=0.5``, the grouped
+    convolution ungrouped so that any even width works) on the kernels and
+    by the PyTorch math, from the same output gradient."""
+    x, weight, beta = sru_inputs(shape, channels_last)
+    scconv = randomise(SCConv(shape[1], shape[1], gn_groups=groups,
+                              groups=1)).to(DEVICE)
+    cru = scconv.cru
+    weights = (weight if gamma is None else gamma, beta,
+               cru.squeeze_up.weight.detach(), cru.squeeze_low.weight.detach(),
+               cru.gwc.weight.detach(), cru.pwc_up.weight.detach(),
+               cru.pwc_low.weight.detach())
+    results = []
+    for forward, backward in ((layer_op.kernels_forward,
+                               layer_op.kernels_backward),
+                              (layer_op.torch_forward,
+                               layer_op.torch_backward)):
+        y, up, low, stats = forward(x, *weights, groups, 1e-5, 0.5, gate, 1, 1,
+                                    torch.float32)
+        grad = torch.linspace(-1, 1, y.numel(), device=DEVICE).view_as(y)
+        results.append((y, *backward(grad, x, *weights, up, low, stats, groups,
+                                     0.5, gate, 1, 1, torch.float32)))
+    return results
+
+
+NAMES = ('y', 'x', 'gamma', 'beta', 'squeeze_up', 'squeeze_low', 'gwc',
+         'pwc_up', 'pwc_low')
+
+
+@pytest.mark.parametrize('shape,groups,channels_last,gate', SRU_CASES)
+def test_layer_backward_matches_pytorch(shape, groups, channels_last, gate):
+    """Gradients of x, of the GroupNorm's own gamma and beta (through
+    W_gamma) and of every weight."""
+    actual, expected = layer_on_both_sides(shape, groups, channels_last, gate)
+    for name, a, e in zip(NAMES, actual, expected):
+        if gate == 'hard' and name in ('gamma', 'beta'):
+            assert a is None and e is None
+            continue
+        assert_relative_error(a, e, 1e-5, name)
 
 
 def test_gamma_gradient_where_the_sum_of_gamma_is_held_away_from_zero():
     """Where |sum(gamma)| is pushed up to its floor it passes no gradient,
-    in the kernel as in the twin (and in autograd of the reference)."""
-    x, gamma, beta = sru_inputs((2, 16, 5, 4), False)
+    in the kernel as in the PyTorch math (and in autograd of the
+    reference)."""
+    _, gamma, _ = sru_inputs((2, 16, 5, 4), False)
     gamma = torch.cat([gamma[:8], -gamma[:8]])  # sum(gamma) == 0
-    _, _, stats = sru_twin(x, gamma, beta, 4, 'soft')
-    grads = [torch.randn(2, 8, 5, 4, device=DEVICE) for _ in range(2)]
-    args = (x, gamma, beta, stats, 4, 0.5, 'soft', *grads)
-    expected = sru_backward_torch(*args)
-    actual = triton_sru.backward(*args)
-    for a, e, name in zip(actual, expected, ('x', 'gamma', 'beta')):
+    actual, expected = layer_on_both_sides((2, 16, 5, 4), 4, False, 'soft',
+                                           gamma)
+    for name, a, e in zip(NAMES, actual, expected):
         assert torch.isfinite(a).all()
         assert_relative_error(a, e, 1e-5, name)
 
@@ -154,9 +168,7 @@ def test_cru_kernel_matches_the_module(channels, out_channels, alpha,
                                        size, channels_last, with_affine):
     """The whole CRU after its squeeze convolutions (grouped convolution,
     pointwise convolutions, pooling, fuse, folded BatchNorm) as one kernel
-    equals the module's ops; trained through ``mmdet_scconv::cru``, so do the
-    gradients of the squeezed inputs and the three weights (against float64
-    autograd)."""
+    equals the module's ops (its gradients: the whole layer's tests)."""
     cru = randomise(
         CRU(channels,
             out_channels,
@@ -182,25 +194,6 @@ def test_cru_kernel_matches_the_module(channels, out_channels, alpha,
     assert actual.is_contiguous(memory_format=torch.channels_last) == (
         channels_last)
     assert_relative_error(actual, expected, 1e-5, 'Y')
-
-    cru64 = copy.deepcopy(cru).double()
-    inputs64 = [t.detach().double().requires_grad_() for t in (x_up, x_low)]
-    expected = cru64.transform_and_fuse(*inputs64)
-    grad = torch.randn_like(expected)
-    expected_grads = torch.autograd.grad(
-        expected, inputs64 +
-        [cru64.gwc.weight, cru64.pwc_up.weight, cru64.pwc_low.weight], grad)
-    inputs = [t.detach().requires_grad_() for t in (x_up, x_low)]
-    actual = torch.ops.mmdet_scconv.cru(*inputs, *weights, None, 0, None, None,
-                                        stride, dilation, groups,
-                                        torch.float32, True)
-    actual_grads = torch.autograd.grad(actual, inputs + list(weights),
-                                       grad.float())
-    assert_relative_error(actual, expected, 1e-5, 'Y (training)')
-    for name, a, e in zip(('x_up', 'x_low', 'gwc', 'pwc_up', 'pwc_low'),
-                          actual_grads, expected_grads):
-        assert a.shape == e.shape
-        assert_relative_error(a, e, 1e-5, name)
 
 
 @pytest.mark.parametrize(
@@ -269,16 +262,11 @@ def test_squeeze_gemm_adds_up_the_cru_sums(stride, dilation, channels_last):
 def test_inference_never_writes_the_sru_output(monkeypatch, deploy):
     """On the kernels, inference (the deploy form too) computes the SRU
     output inside the squeeze GEMM, which also adds up the CRU's sums:
-    neither the kernel that writes the halves nor the separate sums pass
-    may run."""
-
-    def no_halves(*args, **kwargs):
-        raise AssertionError('the SRU halves were materialised')
+    the separate sums pass may not run (no kernel writes the SRU halves)."""
 
     def no_sums_pass(*args, **kwargs):
         raise AssertionError('the squeezed tensors were read for the sums')
 
-    monkeypatch.setattr(triton_sru, 'halves', no_halves)
     monkeypatch.setattr(triton_cru, 'pooled_sums', no_sums_pass)
     scconv = randomise(SCConv(32, 32, gn_groups=8, impl='triton')).to(DEVICE)
     bn = torch.nn.BatchNorm2d(32).to(DEVICE).eval()
@@ -376,35 +364,34 @@ def test_backward_accumulators_are_left_zeroed(monkeypatch, gate):
 
 def test_scconv_triton_impl_equals_reference():
     """Training outputs and every gradient, inference and deploy outputs;
-    fp32 on all of the GPU exactness check's cases (stride 1 and 2, odd
-    sizes, NCHW and channels-last, soft and hard gate, alpha 1/2 and 3/4),
+    fp32 on the GPU exactness check's cases the kernels take (stride 1 and
+    2, odd sizes, NCHW and channels-last, soft and hard gate, alpha 1/2),
     half precision on the strided channels-last one (the interpreter is
     slow; on a GPU the exactness check runs every case in both). The
     interpreter cannot multiply bf16 (triton#11584), so it checks fp16
     there."""
     half = 'bf16' if torch.cuda.is_available() else 'fp16'
-    checks = check_paths(DEVICE, impls=('triton', ), dtypes=('fp32', ))
+    checks = check_paths(
+        DEVICE, impls=('triton', ), dtypes=('fp32', ), cases=CASES[:3])
     checks += check_paths(
         DEVICE, impls=('triton', ), dtypes=(half, ), cases=CASES[1:2])
     assert all(c.ok for c in checks), format_checks(checks)
-    assert len(checks) == 42 + 11
-
-
-def test_bf16_inputs_stay_bf16():
-    x, gamma, beta = sru_inputs((2, 16, 5, 5), True, torch.bfloat16)
-    upper, lower, _ = triton_sru.forward(x, gamma, beta, 4, 1e-5, 0.5, 'soft')
-    assert upper.dtype == lower.dtype == torch.bfloat16
-    expected, _, _ = sru_twin(x, gamma, beta, 4, 'soft')
-    assert_relative_error(upper, expected, 1e-2, 'bf16 upper')
+    assert len(checks) == 31 + 11
 
 
 def test_impl_selection(monkeypatch):
     x = torch.randn(1, 16, 4, 4)
-    assert not fast.uses_kernels('torch', x)
-    assert fast.uses_kernels('fast', x) == x.is_cuda
+    layer = SCConv(16, 16, gn_groups=4)
+    for impl in ('torch', 'reference'):
+        assert not set_scconv_impl(layer, impl).runs_kernels(x)
+    assert set_scconv_impl(layer, 'fast').runs_kernels(x) == x.is_cuda
+    assert set_scconv_impl(layer, 'triton').runs_kernels(x)
+    with pytest.raises(
+            ValueError,
+            match="impl='triton' runs SCConv layers "
+            "with alpha=0.5; this one splits 12/4"):
+        SCConv(16, 16, gn_groups=4, alpha=0.75, impl='triton')(x)
     monkeypatch.setenv('TRITON_INTERPRET', '0')
-    with pytest.raises(RuntimeError, match="runs on CUDA tensors"):
-        fast.uses_kernels('triton', x)
     with pytest.raises(RuntimeError, match="runs on CUDA tensors"):
         SCConv(16, 16, gn_groups=4, impl='triton')(x)
 
@@ -443,7 +430,7 @@ def test_kernels_compile_for_the_gpus():
     result = subprocess.run([
         sys.executable, 'tools/analysis_tools/compile_kernels.py',
         '--channels', '64', '--strides', '2', '--dtypes', 'fp32', 'bf16',
-        'fp16', '--alphas', '0.5', '--archs', '70', '80', '90'
+        'fp16', '--archs', '70', '80', '90'
     ],
                             cwd=REPO,
                             env=env,

@@ -10,7 +10,7 @@ import torch
 pytest.importorskip(
     'triton', reason="the kernels need triton: pip install -e '.[triton]'")
 
-from test_fast import assert_relative_error
+from test_compiled import assert_relative_error
 from test_layers import randomise
 
 from mmdet_scconv.benchmark.host import count_host_work
@@ -18,6 +18,11 @@ from mmdet_scconv.benchmark.trunk import Bottleneck
 from mmdet_scconv.layers import SCConv, ops
 
 DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
+OPS = {
+    'scconv': ops.scconv,
+    'scconv_backward': ops.scconv_backward,
+    'scconv_inference': ops.scconv_inference
+}
 
 
 def _inputs(channels=16, size=(5, 6), channels_last=True, grad=True):
@@ -33,7 +38,7 @@ def _inputs(channels=16, size=(5, 6), channels_last=True, grad=True):
     return x.requires_grad_(grad), params
 
 
-def _op_args(kernels, channels_last=True, gate='soft'):
+def _op_args(channels_last=True, gate='soft'):
     """Arguments of every op for one small strided layer."""
     x, (gamma, beta, w_sq_up, w_sq_low, w_gwc, w_up,
         w_low) = _inputs(channels_last=channels_last)
@@ -41,48 +46,49 @@ def _op_args(kernels, channels_last=True, gate='soft'):
     layer = (w_sq_up, w_sq_low, w_gwc, w_up, w_low)
     with torch.no_grad():
         y, up, low, stats = ops.scconv(x, gamma, beta, *layer, *gn, 2, 1,
-                                       torch.float32, kernels)
-        upper, lower, sru_stats = ops.sru(x, gamma, beta, *gn, kernels)
-    up, low = (t.detach().requires_grad_() for t in (up, low))
-    grad_y = torch.randn_like(y)
-    sums = stats if kernels else None
+                                       torch.float32)
     detached = [t.detach() for t in (x, gamma, beta, *layer)]
     return {
-        'sru': (x, gamma, beta, *gn, kernels),
-        'sru_backward': (x.detach(), gamma.detach(), beta.detach(), sru_stats,
-                         torch.randn_like(upper), torch.randn_like(lower), 4,
-                         0.5, gate, kernels),
-        'cru': (up, low, w_gwc, w_up, w_low, sums, 16, None, None, 2, 1, 2,
-                torch.float32, kernels),
-        'cru_backward':
-        (grad_y, up.detach(), low.detach(), w_gwc.detach(), w_up.detach(),
-         w_low.detach(), sums, 16, 2, 1, 2, torch.float32, kernels),
-        'scconv': (x, gamma, beta, *layer, *gn, 2, 1, torch.float32, kernels),
-        'scconv_backward': (grad_y, *detached, up.detach(), low.detach(),
-                            stats, 4, 0.5, gate, 2, 1, torch.float32, kernels),
+        'scconv': (x, gamma, beta, *layer, *gn, 2, 1, torch.float32),
+        'scconv_backward': (torch.randn_like(y), *detached, up, low, stats, 4,
+                            0.5, gate, 2, 1, torch.float32),
         'scconv_inference':
         (*detached, torch.rand(16, device=DEVICE),
-         torch.randn(16, device=DEVICE), *gn, 2, 1, torch.float32, kernels),
+         torch.randn(16, device=DEVICE), *gn, 2, 1, torch.float32),
     }
 
 
-@pytest.mark.parametrize('kernels', [True, False])
-@pytest.mark.parametrize('name', [
-    'sru', 'sru_backward', 'cru', 'cru_backward', 'scconv', 'scconv_backward',
-    'scconv_inference'
-])
-def test_opcheck(name, kernels):
+def test_at_most_six_registered_layer_ops():
+    registered = [
+        name for name in dir(torch.ops.mmdet_scconv) if isinstance(
+            getattr(torch.ops.mmdet_scconv, name), torch._ops.OpOverloadPacket)
+    ]
+    assert sorted(registered) == sorted(OPS)
+    for op in OPS.values():
+        assert 'kernels' not in str(op._opoverload._schema)
+
+
+@pytest.mark.parametrize('name', list(OPS))
+def test_opcheck_on_the_kernels(name):
     """Schema, fake implementation, autograd registration and AOT dispatch
-    (static and dynamic shapes) of every op, on both sides."""
-    args = _op_args(kernels)[name]
-    torch.library.opcheck(getattr(torch.ops.mmdet_scconv, name), args)
+    (static and dynamic shapes) of every op, on the Triton kernels
+    registered for this device."""
+    torch.library.opcheck(OPS[name], _op_args()[name])
+
+
+@pytest.mark.parametrize('name', list(OPS))
+def test_opcheck_on_the_pytorch_math(name):
+    """The same on each op's default implementation (the Triton kernel
+    registered for this device switched off)."""
+    with OPS[name].set_kernel_enabled(DEVICE, False):
+        torch.library.opcheck(OPS[name], _op_args()[name])
 
 
 def test_opcheck_hard_gate_and_nchw():
-    """The kernels' side with the hard gate (no GroupNorm gradients) and
-    NCHW tensors (the twin's NCHW paths are plain aten calls)."""
-    for name, args in _op_args(True, channels_last=False, gate='hard').items():
-        torch.library.opcheck(getattr(torch.ops.mmdet_scconv, name), args)
+    """The kernels with the hard gate (no GroupNorm gradients) and NCHW
+    tensors."""
+    for name, args in _op_args(channels_last=False, gate='hard').items():
+        torch.library.opcheck(OPS[name], args)
 
 
 def _layer(channels=32, stride=1):

@@ -4,10 +4,11 @@ triton wheel, so no GPU is needed. This catches what Triton's interpreter
 (where the tests run the kernels on a CPU) cannot: code that does not
 compile for the GPU, or tiles that do not fit its shared memory.
 
-The launches are captured by running SCConv's kernel paths on small CPU
-tensors with the kernels recorded instead of run (the outputs are
+The launches are captured by running the ops' kernel side
+(:func:`..layers.ops.scconv.kernels_forward` and ``kernels_backward``) on
+small CPU tensors with the kernels recorded instead of run (the outputs are
 meaningless; only the launch arguments matter): deploy and plain inference,
-and a training step, under each dtype.
+and a training step's forward and backward, in each compute dtype.
 """
 import contextlib
 import dataclasses
@@ -15,8 +16,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..layers import SCConv, fast
-from .timing import autocast
+from ..layers import SCConv
+from ..layers.ops.scconv import kernels_backward, kernels_forward
+from .timing import DTYPES
 
 _TYPE_NAMES = {
     torch.float32: 'fp32',
@@ -126,22 +128,27 @@ def captured_launches():
         JITFunction.run = original
 
 
-def run_paths(channels, stride, dtype, alpha=0.5, size=(9, 7)):
+def run_paths(channels, stride, dtype, size=(9, 7)):
     """SCConv's kernel paths on one CPU input: deploy and plain inference,
-    and a training step (the kernels forced on; they only get recorded)."""
-    scconv = SCConv(channels, channels, 3, stride, alpha=alpha, impl='triton')
-    bn = torch.nn.BatchNorm2d(channels).eval()
+    and a training step's forward and backward, computing in ``dtype``
+    (a name); the kernels only get recorded."""
+    layer = SCConv(channels, channels, 3, stride)
+    sru, cru = layer.sru, layer.cru
+    weights = (sru.gn.weight, sru.gn.bias, cru.squeeze_up.weight,
+               cru.squeeze_low.weight, cru.gwc.weight, cru.pwc_up.weight,
+               cru.pwc_low.weight)
     x = torch.randn(2, channels,
                     *size).contiguous(memory_format=torch.channels_last)
-    with autocast(x.device, dtype):
-        with torch.inference_mode():
-            scconv.eval()(x)
-            deployed = SCConv(
-                channels, channels, 3, stride, alpha=alpha,
-                impl='triton').eval()
-            deployed.fuse_norm(bn)
-            deployed(x)
-        scconv.train()(x.requires_grad_()).float().sum().backward()
+    options = (sru.gn.num_groups, sru.gn.eps, sru.gate_threshold, sru.gate,
+               stride, 1, DTYPES[dtype] or torch.float32)
+    affine = (torch.ones(channels), torch.zeros(channels))
+    with torch.no_grad():
+        for folded in (None, affine):
+            kernels_forward(x, *weights, *options, folded, reuse=True)
+        y, up, low, stats = kernels_forward(x, *weights, *options)
+        kernels_backward(
+            torch.ones_like(y), x, *weights, up, low, stats, options[0],
+            *options[2:])
 
 
 def _compile(launch, target):
@@ -166,7 +173,6 @@ def compile_paths(
         channels=(64, 128, 256, 512),
         strides=(1, 2),
         dtypes=('fp32', 'bf16', 'fp16'),
-        alphas=(0.5, 0.75),
         archs=(90, )):
     """Capture SCConv's launches for every combination and compile each
     distinct one for every ``sm_<arch>`` of ``archs`` that runs it (bf16
@@ -179,13 +185,11 @@ def compile_paths(
     """
     from triton.backends.compiler import GPUTarget
 
-    with captured_launches() as launches, \
-            _kernels_on_cpu_tensors():
+    with captured_launches() as launches:
         for c in channels:
             for stride in strides:
                 for dtype in dtypes:
-                    for alpha in alphas:
-                        run_paths(c, stride, dtype, alpha)
+                    run_paths(c, stride, dtype)
     captured = list(launches.values())
     for launch in list(captured):
         if str(launch.constexprs.get('DOT_DTYPE')) == 'fp32':
@@ -201,18 +205,6 @@ def compile_paths(
                 found.append(dataclasses.replace(launch, arch=arch))
                 _compile(found[-1], target)
     return found
-
-
-@contextlib.contextmanager
-def _kernels_on_cpu_tensors():
-    """``impl='triton'`` on CPU tensors outside the interpreter (the
-    launches are only recorded)."""
-    original = fast.uses_kernels
-    fast.uses_kernels = lambda impl, x: impl == 'triton'
-    try:
-        yield
-    finally:
-        fast.uses_kernels = original
 
 
 def format_compiled(launches) -> str:

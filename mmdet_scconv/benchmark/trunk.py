@@ -3,7 +3,7 @@ bottleneck 3x3 convs are plain or SCConv; the same layout as mmdet's ResNet
 (``style='pytorch'``) so it benchmarks without mmcv, mmengine or mmdet."""
 import torch.nn as nn
 
-from ..layers import SCConv
+from ..layers import SCConv, run_backbone
 from ..layers.cru import strided_size
 
 STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
@@ -38,9 +38,6 @@ class ConvNorm(nn.Module):
         return self
 
     def forward(self, x):
-        if isinstance(self.conv, SCConv):
-            # As the mmdet backbone's SCConvBottleneck runs it.
-            return self.conv.forward_with_norm(x, self.bn, self.activation)
         y = self.bn(self.conv(x))
         return y if self.activation is None else self.activation(y)
 
@@ -129,6 +126,11 @@ class ResNetTrunk(nn.Module):
         return self
 
     def forward(self, x):
+        """The four stage outputs; with SCConv layers compiled whole on the
+        CPU, as ``SCConvResNet`` is (:func:`..layers.run_backbone`)."""
+        return run_backbone(ResNetTrunk._stages, self, x)
+
+    def _stages(self, x):
         x = self.stem(x)
         outs = []
         for stage in self.stages:

@@ -139,6 +139,12 @@ class CRU(nn.Module):
         self.pwc_low = nn.Conv2d(
             squeezed_low, out_channels - squeezed_low, 1, bias=False)
 
+    @property
+    def splits_in_halves(self) -> bool:
+        """Whether the split is at the half (``alpha=0.5``), the case the
+        Triton kernels take."""
+        return self.up_channels == self.low_channels
+
     def downsample(self, x: torch.Tensor) -> torch.Tensor:
         """The pointwise paths' stride (:func:`downsample`)."""
         return downsample(x, self.stride)

@@ -1,12 +1,13 @@
 """The Triton kernels check themselves on the device they first run on.
 
 Users' GPUs, drivers and Triton versions differ from any the kernels were
-tested on. The first time the kernels are asked to run on a device with a
-dtype in a process, a small SCConv layer goes through them and through the
-PyTorch twins of the same ops, forward and backward: training
-(``mmdet_scconv::scconv``), inference with a folded BatchNorm
-(``mmdet_scconv::scconv_inference``), and the SRU and CRU ops that other
-splits than ``alpha=0.5`` use (milliseconds on a GPU, after compilation).
+tested on. The first time the kernels run on a device with a
+dtype in a process (the registered kernels of :mod:`.ops.scconv` call
+:func:`kernels_checked`, so compiled models are checked too), a small SCConv
+layer goes through them and through the PyTorch math of the same ops,
+forward and backward: the cases of ``ops.scconv.CHECK_CASES``, training
+and inference with a folded BatchNorm (milliseconds on a GPU, after
+compilation).
 The verdict is kept in the process and in a file
 (``$MMDET_SCCONV_CACHE_DIR``, default ``~/.cache/mmdet_scconv``), under the
 GPU's name, compute capability and driver, the torch, triton and package
@@ -16,14 +17,12 @@ same setup skip the check.
 * The kernels match: they run.
 * They give other numbers: :class:`KernelCheckError`, naming the device,
   the worst relative error and the fix (``scconv_cfg=dict(impl='torch')``).
-* They do not compile or run on the device: ``impl='triton'`` raises
-  :class:`KernelCheckError`; ``impl='fast'`` warns once and runs the
-  PyTorch path.
+* They do not compile or run on the device: :class:`KernelCheckError`
+  from the registered kernel; an eager ``impl='fast'`` layer asks first
+  (``strict=False``), warns once and runs the compiled reference instead.
 
 ``MMDET_SCCONV_SKIP_KERNEL_CHECK=1`` skips the check. It also runs under
-Triton's interpreter (on CPU tensors), where the tests exercise it; while
-``torch.compile`` traces, the kernels run unchecked (the check runs on the
-first eager call).
+Triton's interpreter (on CPU tensors), where the tests exercise it.
 """
 import functools
 import hashlib
@@ -33,15 +32,12 @@ import os.path as osp
 import tempfile
 import warnings
 from dataclasses import asdict, dataclass
+from types import SimpleNamespace
 
 import torch
 
 from ..version import __version__
 from ._numerics import TOLERANCES, dtype_name, relative_error
-from .ops import cru as cru_op
-from .ops import scconv as scconv_op
-from .ops import scconv_inference
-from .ops import sru as sru_op
 
 SKIP_ENV = 'MMDET_SCCONV_SKIP_KERNEL_CHECK'
 CACHE_ENV = 'MMDET_SCCONV_CACHE_DIR'
@@ -93,16 +89,21 @@ def cache_file() -> str:
     return osp.join(root, 'kernel_checks.json')
 
 
-def kernels_checked(x: torch.Tensor, dtype: torch.dtype, strict: bool) -> bool:
+def kernels_checked(x: torch.Tensor,
+                    dtype: torch.dtype,
+                    cases: dict,
+                    strict: bool = True) -> bool:
     """Whether the kernels may run for ``x`` computing in ``dtype``,
     checking them first on a new setup.
 
     Args:
         x (Tensor): The layer's input (its device and dtype).
         dtype (torch.dtype): The convolutions' dtype (autocast's or ``x``'s).
-        strict (bool): Raise where the kernels fail on the device
-            (``impl='triton'``); else warn once and return False
-            (``impl='fast'``).
+        cases (dict): The checked computations (``ops.scconv.CHECK_CASES``):
+            name -> function of ``(kernels, layer)`` returning tensors.
+        strict (bool): Raise where the kernels fail on the device (the
+            registered kernels, ``impl='triton'``); else warn once and
+            return False (an eager ``impl='fast'`` layer). Default: True.
 
     Raises:
         KernelCheckError: The kernels give other numbers than the PyTorch
@@ -114,7 +115,7 @@ def kernels_checked(x: torch.Tensor, dtype: torch.dtype, strict: bool) -> bool:
     key = (str(x.device), x.dtype, dtype)
     verdict = _verdicts.get(key)
     if verdict is None:
-        verdict = _verdicts[key] = _check(x.device, x.dtype, dtype)
+        verdict = _verdicts[key] = _check(x.device, x.dtype, dtype, cases)
     if verdict.status == 'ok':
         return True
     if verdict.status == 'mismatch':
@@ -131,7 +132,8 @@ def kernels_checked(x: torch.Tensor, dtype: torch.dtype, strict: bool) -> bool:
             f"{message}. impl='triton' needs them; use impl='fast', which "
             f"then runs the PyTorch path, or {FIX}.")
     _warn_once(f"{message}. impl='fast' runs SCConv's PyTorch path "
-               f"instead (slower; same results).")
+               f"(the reference compiled by inductor) instead (slower; same "
+               f"results).")
     return False
 
 
@@ -140,12 +142,12 @@ def _warn_once(message: str) -> None:
     warnings.warn(message)
 
 
-def _check(device, x_dtype, dtype) -> Verdict:
+def _check(device, x_dtype, dtype, cases) -> Verdict:
     setup = describe_setup(device, x_dtype, dtype)
     cached = _read_cache().get(setup)
     if cached is not None:
         return Verdict(**dict(cached, source='cache file'))
-    verdict = run_check(device, x_dtype, dtype, setup)
+    verdict = run_check(device, x_dtype, dtype, cases, setup)
     _write_cache(setup, verdict)
     return verdict
 
@@ -167,16 +169,23 @@ def describe_setup(device, x_dtype, dtype) -> str:
 
 @functools.lru_cache(maxsize=None)
 def kernel_sources_digest() -> str:
-    """A digest of the kernels' and ops' sources: a changed kernel is
-    checked again even where the package version stays the same."""
+    """A digest of the kernels' and ops' sources, subfolders included: a
+    changed kernel is checked again even where the package version stays
+    the same."""
     here = osp.dirname(osp.abspath(__file__))
     digest = hashlib.sha256()
     for folder in ('kernels', 'ops'):
-        for name in sorted(os.listdir(osp.join(here, folder))):
-            if name.endswith('.py'):
-                with open(osp.join(here, folder, name), 'rb') as f:
-                    digest.update(f.read())
+        for path in sorted(_python_files(osp.join(here, folder))):
+            digest.update(osp.relpath(path, here).encode())
+            with open(path, 'rb') as f:
+                digest.update(f.read())
     return digest.hexdigest()[:12]
+
+
+def _python_files(folder):
+    for root, _, names in os.walk(folder):
+        yield from (osp.join(root, name) for name in names
+                    if name.endswith('.py'))
 
 
 def _driver_version() -> str:
@@ -224,9 +233,11 @@ def _write_cache(setup: str, verdict: Verdict) -> None:
                       f'({error}); it runs again in the next process.')
 
 
-def _inputs(device, x_dtype):
-    """The checked layer's input and weights (``alpha=0.5``, squeeze ratio
-    2, 2 groups; a trained model's kind of values)."""
+def checked_layer(device, x_dtype, dtype):
+    """The checked layer (``alpha=0.5``, squeeze ratio 2, 2 groups; a
+    trained model's kind of values): its input, weights in the ops' order,
+    a folded BatchNorm's fp32 affine, options, and ``grad_of(y)``, the
+    fixed gradient a case's backward takes for its output ``y``."""
     c, half = _CHANNELS, _CHANNELS // 2
     squeezed = half // 2
     generator = torch.Generator().manual_seed(0)
@@ -240,119 +251,63 @@ def _inputs(device, x_dtype):
     x = tensor(
         _BATCH, c,
         *_SIZE).to(x_dtype).contiguous(memory_format=torch.channels_last)
-    weights = dict(
-        gamma=tensor(c, low=True),
-        beta=tensor(c),
-        w_squeeze_up=tensor(squeezed, half, 1, 1),
-        w_squeeze_low=tensor(squeezed, half, 1, 1),
-        w_gwc=tensor(c, squeezed // 2, 3, 3),
-        w_pwc_up=tensor(c, squeezed, 1, 1),
-        w_pwc_low=tensor(c - squeezed, squeezed, 1, 1))
-    affine = (tensor(c, low=True), tensor(c))
-    return x, weights, affine
+    weights = (tensor(c, low=True), tensor(c), tensor(squeezed, half, 1, 1),
+               tensor(squeezed, half, 1, 1), tensor(c, squeezed // 2, 3, 3),
+               tensor(c, squeezed, 1, 1), tensor(c - squeezed, squeezed, 1, 1))
+
+    def grad_of(y):
+        ramp = torch.linspace(-1, 1, y.numel(), device=y.device)
+        return ramp.view_as(y).to(y.dtype)
+
+    return SimpleNamespace(
+        x=x,
+        weights=weights,
+        affine=(tensor(c, low=True), tensor(c)),
+        groups=_GN_GROUPS,
+        eps=1e-5,
+        threshold=0.5,
+        dtype=dtype,
+        grad_of=grad_of)
 
 
-def _paths(x, weights, affine, dtype):
-    """The checked computations: name -> function of ``kernels`` returning
-    ``(outputs, tensors whose gradients count)``."""
-    w = weights
-    static = dict(groups=_GN_GROUPS, eps=1e-5, threshold=0.5)
-
-    def layer(stride, gate):
-
-        def run(kernels):
-            leaves = [x] + list(w.values())
-            y = scconv_op(*leaves, static['groups'], static['eps'],
-                          static['threshold'], gate, stride, 1, dtype,
-                          kernels)[0]
-            return [y], leaves
-
-        return run
-
-    def inference(kernels):
-        with torch.no_grad():
-            y = scconv_inference(x, *w.values(), *affine, static['groups'],
-                                 static['eps'], static['threshold'], 'soft', 2,
-                                 1, dtype, kernels)
-        return [y], []
-
-    def sru_alone(kernels):
-        leaves = [x, w['gamma'], w['beta']]
-        upper, lower, _ = sru_op(*leaves, static['groups'], static['eps'],
-                                 static['threshold'], 'soft', kernels)
-        return [upper, lower], leaves
-
-    def cru_alone(kernels):
-        layout = dict(memory_format=torch.channels_last)
-        up = x[:, :w['w_pwc_up'].shape[1]].to(dtype).contiguous(**layout)
-        low = x[:, -w['w_pwc_low'].shape[1]:].to(dtype).contiguous(**layout)
-        leaves = [up, low, w['w_gwc'], w['w_pwc_up'], w['w_pwc_low']]
-        y = cru_op(*leaves, None, 0, None, None, 2, 1, 2, dtype, kernels)
-        return [y], leaves
-
-    return {
-        'training, stride 1, soft gate': layer(1, 'soft'),
-        'training, stride 2, hard gate': layer(2, 'hard'),
-        'inference with a folded BatchNorm, stride 2': inference,
-        'SRU op': sru_alone,
-        'CRU op, stride 2': cru_alone,
-    }
-
-
-def _outputs_and_grads(path, kernels):
-    outputs, leaves = path(kernels)
-    tensors = {f'output {i}': y for i, y in enumerate(outputs)}
-    if leaves:
-        loss = sum(
-            (y.float() *
-             torch.linspace(-1, 1, y.numel(), device=y.device).view_as(y)
-             ).sum() for y in outputs)
-        grads = torch.autograd.grad(loss, leaves, allow_unused=True)
-        tensors.update(
-            (f'gradient {i}', g) for i, g in enumerate(grads) if g is not None)
-    return tensors
-
-
-def run_check(device, x_dtype, dtype, setup=None) -> Verdict:
-    """Compare the kernels with the PyTorch twins on ``device``, with
-    autograd on whatever mode the caller is in, and TF32 and autocast off
-    on both sides (they would round their inputs differently).
+def run_check(device, x_dtype, dtype, cases, setup=None) -> Verdict:
+    """Compare the kernels with the PyTorch math on ``device``, with TF32
+    and autocast off on both sides (they would round their inputs
+    differently).
 
     Args:
         device (torch.device): Where to run.
         x_dtype (torch.dtype): The input's dtype.
         dtype (torch.dtype): The convolutions' dtype.
+        cases (dict): See :func:`kernels_checked`.
         setup (str, optional): :func:`describe_setup`'s words.
     """
-    with torch.inference_mode(False), torch.enable_grad(), torch.autocast(
-            device.type, enabled=False):
-        return _compare(device, x_dtype, dtype, setup
+    with torch.no_grad(), torch.autocast(device.type, enabled=False):
+        return _compare(device, x_dtype, dtype, cases, setup
                         or describe_setup(device, x_dtype, dtype))
 
 
-def _compare(device, x_dtype, dtype, setup):
+def _compare(device, x_dtype, dtype, cases, setup):
     tolerance = TOLERANCES[dtype_name(dtype)]
-    x, weights, affine = _inputs(device, x_dtype)
-    for leaf in [x, *weights.values()]:
-        leaf.requires_grad_()
+    layer = checked_layer(device, x_dtype, dtype)
     worst, worst_what = 0.0, 'no tensor'
     tf32 = (torch.backends.cuda.matmul.allow_tf32,
             torch.backends.cudnn.allow_tf32)
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     try:
-        for name, path in _paths(x, weights, affine, dtype).items():
-            expected = _outputs_and_grads(path, False)
+        for name, case in cases.items():
+            expected = case(False, layer)
             try:
-                actual = _outputs_and_grads(path, True)
+                actual = case(True, layer)
             except Exception as error:  # reported in the verdict
                 first = f'{type(error).__name__}: {error}'.splitlines()[0]
                 return Verdict('failed', float('nan'), f'{name}: {first}',
                                setup)
-            for what, value in expected.items():
-                error = relative_error(actual[what], value)
+            for i, (value, got) in enumerate(zip(expected, actual)):
+                error = relative_error(got, value)
                 if not error <= worst:  # NaN counts as worst
-                    worst, worst_what = error, f'{name}, {what}'
+                    worst, worst_what = error, f'{name}, tensor {i}'
     finally:
         (torch.backends.cuda.matmul.allow_tf32,
          torch.backends.cudnn.allow_tf32) = tf32

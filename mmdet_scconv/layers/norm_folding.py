@@ -1,11 +1,10 @@
-"""The layers that follow a convolution in inference as per-channel affines
-and flags, so that SCConv's last pass can apply them instead of passes of
-their own.
+"""The BatchNorm after SCConv as a per-channel affine, for the deploy form.
 
 In inference a BatchNorm is ``scale * y + shift`` per channel, from its
-running statistics; a ReLU after it is a clamp at zero on the same values.
+running statistics: :meth:`.SCConv.fuse_norm` keeps that affine and applies
+it to SCConv's output.
 """
-from typing import Optional, Tuple
+from typing import Tuple
 
 import torch
 import torch.nn as nn
@@ -27,26 +26,7 @@ def batchnorm_affine(norm: nn.modules.batchnorm._BatchNorm) -> Affine:
     return scale, torch.addcmul(norm.bias, norm.running_mean, scale, value=-1)
 
 
-def folds_as_affine(norm: nn.Module) -> bool:
-    """Whether ``norm`` is, as it runs now, a per-channel affine (an
-    eval-mode BatchNorm with running statistics) or nothing at all
-    (``nn.Identity``)."""
-    if isinstance(norm, nn.Identity):
-        return True
-    return (isinstance(norm, nn.modules.batchnorm._BatchNorm)
-            and not norm.training and norm.running_var is not None)
-
-
-def norm_affine(norm: nn.Module) -> Optional[Affine]:
-    """The affine of a norm that :func:`folds_as_affine`; None for an
-    ``nn.Identity``."""
-    return None if isinstance(norm, nn.Identity) else batchnorm_affine(norm)
-
-
-def chain_affines(first: Optional[Affine],
-                  then: Optional[Affine]) -> Optional[Affine]:
-    """One affine for ``first`` followed by ``then`` (either may be None)."""
-    if first is None or then is None:
-        return first or then
-    scale, shift = then
-    return first[0] * scale, torch.addcmul(shift, first[1], scale)
+def apply_affine(y: torch.Tensor, affine: Affine) -> torch.Tensor:
+    """``scale * y + shift`` per channel of ``y``."""
+    scale, shift = (v.to(y.dtype)[:, None, None] for v in affine)
+    return torch.addcmul(shift, y, scale)

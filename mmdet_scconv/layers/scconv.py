@@ -2,20 +2,23 @@
 import torch
 import torch.nn as nn
 
+from . import ops
+from ._numerics import conv_dtype
+from .compiled import compiled_call, compiles_itself, reference_forward
 from .conv_export_form import ConvExportSCConv
 from .cru import CRU, check_cru_args
 from .export_form import ExportSCConv
-from .fast import apply_affine, runs_in_place, scconv_fast, scconv_in_place
-from .norm_folding import (batchnorm_affine, chain_affines, folds_as_affine,
-                           norm_affine)
+from .kernel_check import kernels_checked
+from .kernels import TRITON_AVAILABLE, require_triton
+from .norm_folding import apply_affine, batchnorm_affine
 from .sru import SRU, check_sru_args
 
-#: ``'fast'``: :mod:`mmdet_scconv.layers.fast` (the default), which runs
-#: the Triton kernels of :mod:`mmdet_scconv.layers.kernels` on CUDA when
-#: triton is installed and PyTorch ops elsewhere; ``'triton'``: the kernels
-#: always (an error where they cannot run); ``'torch'``: the fast path's
-#: PyTorch ops, never the kernels; ``'reference'``: ``cru(sru(x))``, the
-#: modules written as the equations.
+#: ``'fast'`` (the default): the Triton kernels (the registered ops of
+#: :mod:`.ops`) on CUDA for ``alpha=0.5`` where triton is installed, else
+#: as ``'torch'``; ``'triton'``: the kernels always (an error where they
+#: cannot run); ``'torch'``: the reference modules compiled by inductor
+#: (:mod:`.compiled`), never the kernels; ``'reference'``: ``cru(sru(x))``,
+#: the modules written as the equations, run as they are.
 IMPLEMENTATIONS = ('fast', 'triton', 'torch', 'reference')
 
 
@@ -79,12 +82,12 @@ class SCConv(nn.Module):
         bias (bool): Must be False: a norm layer follows SCConv wherever it
             replaces a convolution, which makes a bias redundant.
             Default: False.
-        impl (str): ``'fast'`` (fewer passes over memory, same result;
-            Triton kernels on CUDA), ``'triton'`` (the kernels, also on the
-            CPU under ``TRITON_INTERPRET=1``), ``'torch'`` (the fast path
-            without kernels) or ``'reference'`` (the SRU and CRU modules as
-            written from the equations). Default: ``'fast'``. See
-            :data:`IMPLEMENTATIONS`.
+        impl (str): ``'fast'`` (Triton kernels on CUDA, the compiled
+            reference elsewhere), ``'triton'`` (the kernels, also on the
+            CPU under ``TRITON_INTERPRET=1``), ``'torch'`` (the reference
+            compiled by inductor) or ``'reference'`` (the SRU and CRU
+            modules as written from the equations, eagerly). Default:
+            ``'fast'``. See :data:`IMPLEMENTATIONS`.
     """
 
     def __init__(self,
@@ -164,48 +167,81 @@ class SCConv(nn.Module):
         self.norm_scale, self.norm_shift = batchnorm_affine(norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.onnx.is_in_onnx_export() and self.impl != 'reference':
+        """Runs one of four paths, chosen here and nowhere else: the export
+        form (inside an ONNX export), the registered ops (the Triton
+        kernels), the reference compiled by inductor (:mod:`.compiled`) or
+        the reference modules (``impl='reference'``, or inside a compiled
+        backbone or any ``torch.compile``, which traces them)."""
+        if self.impl != 'reference' and torch.onnx.is_in_onnx_export():
             # Any ONNX export of a model with SCConv (mmdeploy's included)
             # gets the form that ONNX Runtime runs well.
             return ExportSCConv(self)(x)
-        if self.impl != 'reference':
-            return scconv_fast(self, x)
-        y = self.cru(self.sru(x))
+        if self.runs_kernels(x):
+            return self._forward_ops(x)
+        if compiles_itself(self.impl, x):
+            return compiled_call(reference_forward, self, x)
+        return reference_forward(self, x)
+
+    def runs_kernels(self, x: torch.Tensor) -> bool:
+        """Whether :meth:`forward` runs the Triton kernels for ``x``:
+        ``impl='triton'`` always (or raises where they cannot run);
+        ``impl='fast'`` on CUDA for ``alpha=0.5`` with triton installed,
+        once the kernels passed their check on this device and dtype
+        (:mod:`.kernel_check`)."""
+        if self.impl == 'triton':
+            require_triton(x)
+            if not self.cru.splits_in_halves:
+                raise ValueError(
+                    f"impl='triton' runs SCConv layers with alpha=0.5; this "
+                    f"one splits {self.cru.up_channels}/"
+                    f"{self.cru.low_channels}: use impl='fast', which runs "
+                    f"it compiled by inductor.")
+            return kernels_checked(x, conv_dtype(x), ops.CHECK_CASES)
+        return (self.impl == 'fast' and x.is_cuda and TRITON_AVAILABLE
+                and self.cru.splits_in_halves and kernels_checked(
+                    x, conv_dtype(x), ops.CHECK_CASES, strict=False))
+
+    def _forward_ops(self, x):
+        sru, cru = self.sru, self.cru
+        gn, gwc = sru.gn, cru.gwc
+        args = (x, gn.weight, gn.bias, cru.squeeze_up.weight,
+                cru.squeeze_low.weight, gwc.weight, cru.pwc_up.weight,
+                cru.pwc_low.weight)
+        options = (gn.num_groups, gn.eps, sru.gate_threshold, sru.gate,
+                   cru.stride, gwc.dilation[0], conv_dtype(x))
+        needs_autograd = torch.is_grad_enabled() and (x.requires_grad or any(
+            p.requires_grad for p in self.parameters()))
+        if not needs_autograd:
+            return ops.scconv_inference(*args, self.norm_scale,
+                                        self.norm_shift, *options)
+        y = ops.scconv(*args, *options)[0]
+        # A folded BatchNorm under autograd (a deploy-form model asked for
+        # gradients) rides on no kernel.
         return y if self.out_affine is None else apply_affine(
             y, self.out_affine)
-
-    def forward_with_norm(self,
-                          x: torch.Tensor,
-                          norm: nn.Module,
-                          activation: nn.Module = None) -> torch.Tensor:
-        """``activation(norm(self(x)))``: SCConv with the norm and the
-        activation that follow it, as a ResNet bottleneck runs its ``conv2``.
-
-        Where the fast path's in-place inference runs (no Triton kernels, no
-        autograd: the CPU's inference), an eval-mode BatchNorm (or an
-        ``nn.Identity``) and a ReLU ride on the CRU's final pass, as a folded
-        norm does in the deploy form, instead of running as passes of their
-        own; anything else runs as the modules.
-
-        Args:
-            x (Tensor): ``(N, C, H, W)``.
-            norm (nn.Module): The norm layer after SCConv.
-            activation (nn.Module, optional): The activation after the norm.
-                Default: None.
-        """
-        relu = isinstance(activation, nn.ReLU)
-        if ((relu or activation is None) and folds_as_affine(norm)
-                and self.impl != 'reference'
-                and not torch.onnx.is_in_onnx_export()
-                and runs_in_place(self, x)):
-            affine = chain_affines(self.out_affine, norm_affine(norm))
-            return scconv_in_place(self, x, affine, relu)
-        y = norm(self(x))
-        return y if activation is None else activation(y)
 
     def extra_repr(self) -> str:
         fused = ', norm fused' if self.norm_scale is not None else ''
         return f'impl={self.impl!r}{fused}'
+
+
+def run_backbone(forward, backbone: nn.Module, x: torch.Tensor):
+    """``forward(backbone, x)``, compiled whole by inductor on the CPU where
+    the backbone's SCConv layers would compile themselves (see
+    :mod:`.compiled`): a whole-backbone graph fuses their passes with the
+    norms and activations around them and stays channels-last, which a
+    layer compiled on its own cannot.
+
+    Args:
+        forward (callable): The backbone class's forward, unbound.
+        backbone (nn.Module): A module with SCConv layers.
+        x (Tensor): Its input.
+    """
+    impl = next((m.impl for m in backbone.modules() if isinstance(m, SCConv)),
+                None)
+    if x.device.type == 'cpu' and compiles_itself(impl, x):
+        return compiled_call(forward, backbone, x)
+    return forward(backbone, x)
 
 
 def set_scconv_impl(module: nn.Module, impl: str) -> nn.Module:

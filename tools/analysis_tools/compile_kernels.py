@@ -5,9 +5,9 @@ It catches what Triton's interpreter, where the tests run the kernels on a
 CPU, cannot: kernels that do not compile for the GPU, and the shared
 memory their tiles need. Exits 1 if any launch fails to compile.
 
-Example (all ResNet SCConv widths, strides 1/2, fp32/bf16/fp16, alpha 1/2
-and 3/4, for the V100's sm_70, the A100's sm_80 and the H100/H200's sm_90,
-each with the dtypes it runs: bf16 from sm_80 on):
+Example (all ResNet SCConv widths, strides 1/2, fp32/bf16/fp16; the kernels
+take alpha 1/2; for the V100's sm_70, the A100's sm_80 and the H100/H200's
+sm_90, each with the dtypes it runs: bf16 from sm_80 on):
     python tools/analysis_tools/compile_kernels.py --archs 70 80 90
 """
 import argparse
@@ -36,7 +36,6 @@ def parse_args():
         nargs='+',
         default=['fp32', 'bf16', 'fp16'],
         choices=['fp32', 'bf16', 'fp16'])
-    parser.add_argument('--alphas', type=float, nargs='+', default=[0.5, 0.75])
     parser.add_argument(
         '--archs',
         type=int,
@@ -50,7 +49,7 @@ def parse_args():
 def main():
     args = parse_args()
     launches = compile_paths(args.channels, args.strides, args.dtypes,
-                             args.alphas, args.archs)
+                             args.archs)
     print(format_compiled(launches))
     if any(launch.error for launch in launches):
         sys.exit(1)

@@ -1,6 +1,6 @@
 """The whole CRU after its squeeze convolutions in two Triton launches and
-no convolution call, and the gradients of its two branches: the kernels of
-the registered op ``mmdet_scconv::cru`` (:mod:`..ops.cru`).
+no convolution call, and the gradients of its two branches: the CRU's side
+of the registered ops of :mod:`..ops.scconv`.
 
 From the squeezed ``X_up`` and ``X_low`` (full resolution):
 
@@ -484,8 +484,7 @@ def cru_forward(x_up,
                 sums_offset=0,
                 launch=None):
     """:class:`CRU` from its squeezed inputs (Eq. 6-10), without autograd
-    (the registered op ``mmdet_scconv::cru`` of :mod:`..ops.cru` trains through
-    it).
+    (the registered ops of :mod:`..ops.scconv` train through it).
 
     Args:
         x_up, x_low (Tensor): ``squeeze_up`` and ``squeeze_low`` outputs,

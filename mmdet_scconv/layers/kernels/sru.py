@@ -1,16 +1,17 @@
 """The SRU in Triton: GroupNorm statistics, then the gate and the
 cross-reconstruction in one pass; the backward in three launches.
 
-The kernels of the registered op ``mmdet_scconv::sru`` (:mod:`..ops.sru`, whose
-PyTorch twin computes the same). They take the GroupNorm's own ``gamma``
-and ``beta`` and apply ``W_gamma`` (Eq. 2) themselves, forward and
+The SRU's side of the registered ops of :mod:`..ops.scconv` (whose PyTorch
+math, :mod:`..ops.sru`, computes the same). They take the GroupNorm's own
+``gamma`` and ``beta`` and apply ``W_gamma`` (Eq. 2) themselves, forward and
 backward, so no parameter-sized op runs on the host:
 
 * forward: a per-(sample, pixel block, channel) partial mean and centred
   sum of squares (one read of ``x``, any layout, into a reused scratch),
   merged per group with Chan's formula (robust where the mean dwarfs the
-  spread) into one fp32 statistics tensor, then one kernel that reads ``x``
-  once and writes the two output halves;
+  spread) into one fp32 statistics tensor; :func:`sru_tile` then computes
+  the output halves tile by tile inside the SRU+squeeze GEMM
+  (:mod:`.sru_squeeze`);
 * backward: one pass adding up the per-channel sums the GroupNorm gradient
   needs (into a reused zeroed scratch), one single-program kernel turning
   them into the per-group coefficients and the ``gamma``/``beta``
@@ -25,8 +26,7 @@ import triton
 import triton.language as tl
 
 from ..sru import GAMMA_SUM_EPS
-from ._layout import (dense, empty_like_layout, kernel_arg, next_power_of_2,
-                      pixel_block, strides)
+from ._layout import dense, kernel_arg, next_power_of_2, pixel_block, strides
 from ._tiles import (dot_options, load_tile, load_unpooled, program_tile,
                      store_tile, zero_share)
 from ._workspace import scratch, zeroed_on_error
@@ -164,23 +164,6 @@ def sru_tile(x_ptr, n, p, c, c_mask, mask, half, G, stride_n, stride_c,
     w1_a, w2_a = _gate_weights(r_a, threshold, SOFT)
     w1_b, w2_b = _gate_weights(r_b, threshold, SOFT)
     return w1_a * x_a + w2_b * x_b, w1_b * x_b + w2_a * x_a
-
-
-@triton.jit
-def _apply_kernel(x_ptr, up_ptr, low_ptr, weight_ptr, bias_ptr, stats_ptr, NG,
-                  half, HW, G, stride_n, stride_c, stride_p, out_stride_n,
-                  out_stride_c, out_stride_p, threshold, gamma_eps,
-                  SOFT: tl.constexpr, BLOCK_P: tl.constexpr,
-                  BLOCK_C: tl.constexpr, BLOCK_ALL_C: tl.constexpr):
-    n, p, c, c_mask, mask = _tile_indices(half, HW, BLOCK_P, BLOCK_C)
-    inv_sum = inv_gamma_sum(weight_ptr, 2 * half, gamma_eps, BLOCK_ALL_C)
-    upper, lower = sru_tile(x_ptr, n, p, c, c_mask, mask, half, G, stride_n,
-                            stride_c, stride_p, weight_ptr, bias_ptr,
-                            stats_ptr, NG, inv_sum, threshold, SOFT)
-    store_tile(up_ptr, upper, n, p, c, mask, out_stride_n, out_stride_c,
-               out_stride_p)
-    store_tile(low_ptr, lower, n, p, c, mask, out_stride_n, out_stride_c,
-               out_stride_p)
 
 
 @triton.jit
@@ -480,60 +463,11 @@ def group_stats(x, groups, eps, extra=0, reuse=False):
     return stats
 
 
-def halves(x, gamma, beta, stats, groups, threshold, gate):
-    """The two SRU output halves of ``x`` (its dtype and layout) from the
-    GroupNorm statistics (:func:`group_stats`) and the GroupNorm's own
-    ``gamma`` and ``beta`` (the kernel applies ``W_gamma``, Eq. 2)."""
-    x = dense(x)
-    half = x.shape[1] // 2
-    upper = empty_like_layout(x, half)
-    lower = empty_like_layout(x, half)
-    block_c = next_power_of_2(half)
-    block_p = pixel_block(block_c, _TILE // 2)
-    _apply_kernel[_grid(x, block_p)](
-        x,
-        upper,
-        lower,
-        kernel_arg(gamma),
-        kernel_arg(beta),
-        stats,
-        x.shape[0] * groups,
-        half,
-        x.shape[2] * x.shape[3],
-        groups,
-        *strides(x),
-        *strides(upper),
-        threshold,
-        GAMMA_SUM_EPS,
-        SOFT=gate == 'soft',
-        BLOCK_P=block_p,
-        BLOCK_C=block_c,
-        BLOCK_ALL_C=next_power_of_2(x.shape[1]))
-    return upper, lower
-
-
-def forward(x, gamma, beta, groups, eps, threshold, gate):
-    """SRU halves (in ``x``'s dtype) and GroupNorm statistics
-    (:func:`group_stats`) from the GroupNorm's own ``gamma`` and ``beta``.
-    """
-    x = dense(x)
-    stats = group_stats(x, groups, eps)
-    upper, lower = halves(x, gamma, beta, stats, groups, threshold, gate)
-    return upper, lower, stats
-
-
-def backward(x, gamma, beta, stats, groups, threshold, gate, grad_upper,
-             grad_lower):
-    """``(grad_x, grad_gamma, grad_beta)`` of the SRU halves, with respect
-    to the GroupNorm's own ``gamma`` and ``beta``; the affine gradients are
-    None for the hard gate (its 0/1 weights pass none)."""
-    return _backward(x, gamma, beta, stats, groups, threshold, gate,
-                     (grad_upper, grad_lower))
-
-
 def backward_from_cru(x, gamma, beta, stats, groups, threshold, gate,
                       cru_grads, squeeze_weights, dtype, stride, accumulators):
-    """:func:`backward` from the gradients of the CRU's squeezed inputs
+    """The SRU's backward (``(grad_x, grad_gamma, grad_beta)``, with respect
+    to the GroupNorm's own ``gamma`` and ``beta``; the affine gradients are
+    None for the hard gate) from the gradients of the CRU's squeezed inputs
     (``alpha=0.5``) as its convolutions leave them: the kernels add them up
     and take them back through the squeeze weights themselves, and add up
     the weights' gradients from the SRU halves they recompute, so neither

@@ -126,8 +126,7 @@ def sru_squeeze(x,
                 launch=None):
     """``(squeeze_up(upper), squeeze_low(lower))`` of the SRU output of
     ``x``, and the GroupNorm statistics. No autograd (the registered op
-    ``mmdet_scconv::sru_squeeze`` of :mod:`..ops.sru_squeeze` trains
-    through it).
+    ``mmdet_scconv::scconv`` of :mod:`..ops.scconv` trains through it).
 
     Args:
         x (Tensor): SCConv input, ``C`` channels (even).

@@ -9,16 +9,6 @@ def cast(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return t if t.dtype == dtype else t.to(dtype)
 
 
-def zeros_for_none(grads, shape, dtype, device):
-    """The incoming gradients with zeros of ``shape`` for each output that
-    autograd passed none for: an op whose autograd formula sets
-    ``ctx.set_materialize_grads(False)`` (to spare the zero fills of
-    outputs that never get a gradient) gets None for an unused output."""
-    return tuple(
-        g if g is not None else torch.zeros(shape, dtype=dtype, device=device)
-        for g in grads)
-
-
 def in_layout_of(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """``t`` in ``like``'s memory layout (channels-last or contiguous),
     without a dispatcher call when it already is: a weight gradient in its

@@ -1,22 +1,14 @@
-"""``mmdet_scconv::cru``: the CRU (Eq. 6-10) from its squeezed inputs.
-
-One registered op with its backward op ``mmdet_scconv::cru_backward``, fake
-implementations and the autograd formula. ``kernels=True`` computes the
-three convolutions, the pooling and the fuse in one Triton kernel
-(:mod:`..kernels.cru`) that writes only the output; ``kernels=False`` is the
-PyTorch twin (:func:`branches`, then the fuse).
+"""The CRU (Eq. 6-10) from its squeezed inputs, forward and backward, as
+the PyTorch side of :mod:`.scconv`'s ops.
 
 Backward: the branch gradients ``dY1 = beta1 dY + ds`` and ``dY2 = beta2 dY
 - ds`` (``ds = dL/dbeta1 beta1 beta2 / HW``: the pooled statistics spread
-``dL/dbeta1`` evenly) come from two kernel launches that compute the
-branches once more (they were never stored); the convolutions' input and
-weight gradients come from one ``convolution_backward`` call each
-(:func:`conv_grads_in_pieces`), shared by both sides and by
-``mmdet_scconv::scconv``, which hands them to the SRU's backward kernels
-unsummed.
+``dL/dbeta1`` evenly; on the kernels two launches of
+:func:`..kernels.cru.branch_grads`); the convolutions' input and weight
+gradients come from one ``convolution_backward`` call each
+(:func:`conv_grads_in_pieces`), shared by the PyTorch math and the kernels,
+which hand them to the SRU's backward kernels unsummed.
 """
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 
@@ -47,9 +39,11 @@ def branch_weight(y1, y2):
         y2.mean((2, 3), keepdim=True, dtype=compute))
 
 
-def _branch_grads_torch(grad, x_up, x_low, w_gwc, w_up, w_low, stride,
-                        dilation, groups, dtype):
-    """The twin of :func:`..kernels.cru.branch_grads`."""
+def branch_grads(grad, x_up, x_low, w_gwc, w_up, w_low, stride, dilation,
+                 groups, dtype):
+    """``dY1``, ``dY2`` as its ``PWC2`` and reused channels, and the pooled
+    inputs ``pool(X_up)``, ``pool(X_low)``: PyTorch's
+    :func:`..kernels.cru.branch_grads`."""
     y1, y2 = branches(x_up, x_low, w_gwc, w_up, w_low, stride, dilation,
                       groups, dtype)
     beta1 = branch_weight(y1, y2)
@@ -61,32 +55,6 @@ def _branch_grads_torch(grad, x_up, x_low, w_gwc, w_up, w_low, stride,
     return (grad_y1, grad_y2[:, :c_p], grad_y2[:, c_p:],
             downsample(cast(x_up, dtype),
                        stride), downsample(cast(x_low, dtype), stride))
-
-
-def branch_grads(grad,
-                 x_up,
-                 x_low,
-                 w_gwc,
-                 w_up,
-                 w_low,
-                 sums,
-                 sums_offset,
-                 stride,
-                 dilation,
-                 groups,
-                 dtype,
-                 kernels,
-                 accumulators=None):
-    """``dY1``, ``dY2`` as its ``PWC2`` and reused channels, and the pooled
-    inputs ``pool(X_up)``, ``pool(X_low)``: the kernels'
-    (:func:`..kernels.cru.branch_grads`, ``accumulators`` as there) or the
-    twin's."""
-    args = (x_up, x_low, w_gwc, w_up, w_low, stride, dilation, groups, dtype)
-    if kernels:
-        from ..kernels import cru as cru_kernels
-        return cru_kernels.branch_grads(grad, *args, sums, sums_offset,
-                                        accumulators)
-    return _branch_grads_torch(grad, *args)
 
 
 def conv_grads_in_pieces(grad_y1, grad_p, x_up, pooled_up, pooled_low, w_gwc,
@@ -114,50 +82,11 @@ def _unpool(grad, x, stride):
                                               False, None)
 
 
-@torch.library.custom_op('mmdet_scconv::cru', mutates_args=())
-def cru(x_up: torch.Tensor, x_low: torch.Tensor, w_gwc: torch.Tensor,
-        w_up: torch.Tensor, w_low: torch.Tensor, sums: Optional[torch.Tensor],
-        sums_offset: int, scale: Optional[torch.Tensor],
-        shift: Optional[torch.Tensor], stride: int, dilation: int, groups: int,
-        dtype: torch.dtype, kernels: bool) -> torch.Tensor:
-    """The CRU from its squeezed inputs.
-
-    Args:
-        x_up, x_low (Tensor): ``squeeze_up`` and ``squeeze_low`` outputs,
-            full resolution, same layout.
-        w_gwc (Tensor): ``gwc`` weight, ``(C, C_up / groups, k, k)``.
-        w_up, w_low (Tensor): ``pwc_up`` and ``pwc_low`` weights.
-        sums (Tensor, optional): The inputs' pooled sums from
-            ``sums_offset`` on, as the SRU+squeeze GEMM
-            (:mod:`..kernels.sru_squeeze`) adds them up on the kernels;
-            else the kernels add them up in a pass of their own. The twin
-            ignores them.
-        sums_offset (int): See ``sums``.
-        scale, shift (Tensor, optional): A folded BatchNorm's per-channel
-            affine, applied to the output.
-        stride (int), dilation (int), groups (int): The CRU's.
-        dtype (torch.dtype): The convolutions' dtype.
-        kernels (bool): Run the Triton kernel, else the PyTorch twin.
-
-    Returns:
-        Tensor: ``(N, C, ceil(H / stride), ceil(W / stride))`` in ``x_up``'s
-        layout and ``dtype``.
-    """
-    affine = None if scale is None else (cast(scale, torch.float32),
-                                         cast(shift, torch.float32))
-    if kernels:
-        from ..kernels import cru as cru_kernels
-        return cru_kernels.cru_forward(x_up, x_low, w_gwc, w_up, w_low, stride,
-                                       dilation, groups, affine, dtype, sums,
-                                       sums_offset)
-    return cru_twin(x_up, x_low, w_gwc, w_up, w_low, affine, stride, dilation,
-                    groups, dtype)
-
-
 def cru_twin(x_up, x_low, w_gwc, w_up, w_low, affine, stride, dilation, groups,
              dtype):
-    """The PyTorch twin of :func:`cru` (``affine``: fp32 ``(scale, shift)``
-    or None)."""
+    """The CRU's output from its squeezed inputs in ``x_up``'s layout and
+    ``dtype``, then ``affine`` (a folded BatchNorm's fp32 ``(scale,
+    shift)``) if given."""
     y1, y2 = branches(x_up, x_low, w_gwc, w_up, w_low, stride, dilation,
                       groups, dtype)
     y = torch.lerp(y2, y1, branch_weight(y1, y2).to(dtype))
@@ -173,12 +102,6 @@ def _channels_last(x):
         memory_format=torch.channels_last)
 
 
-@cru.register_fake
-def _(x_up, x_low, w_gwc, w_up, w_low, sums, sums_offset, scale, shift, stride,
-      dilation, groups, dtype, kernels):
-    return strided_output(x_up, w_gwc.shape[0], stride, dtype)
-
-
 def strided_output(x, channels, stride, dtype):
     """An empty CRU output for input ``x``: ``channels`` at ``stride``, in
     ``x``'s layout and ``dtype`` (the ops' fake implementations)."""
@@ -187,24 +110,13 @@ def strided_output(x, channels, stride, dtype):
     return empty_like_layout(x, channels, dtype, size=size)
 
 
-@torch.library.custom_op('mmdet_scconv::cru_backward', mutates_args=())
-def cru_backward(grad: torch.Tensor, x_up: torch.Tensor, x_low: torch.Tensor,
-                 w_gwc: torch.Tensor, w_up: torch.Tensor, w_low: torch.Tensor,
-                 sums: Optional[torch.Tensor], sums_offset: int, stride: int,
-                 dilation: int, groups: int, dtype: torch.dtype,
-                 kernels: bool) -> list[torch.Tensor]:
-    """The gradients of :func:`cru`'s output (without a folded affine):
-    ``[grad_x_up, grad_x_low, grad_w_gwc, grad_w_up, grad_w_low]``."""
-    return cru_grads(grad, x_up, x_low, w_gwc, w_up, w_low, sums, sums_offset,
-                     stride, dilation, groups, dtype, kernels)
-
-
-def cru_grads(grad, x_up, x_low, w_gwc, w_up, w_low, sums, sums_offset, stride,
-              dilation, groups, dtype, kernels):
-    """:func:`cru_backward` (a plain function)."""
+def cru_grads(grad, x_up, x_low, w_gwc, w_up, w_low, stride, dilation, groups,
+              dtype):
+    """The gradients of :func:`cru_twin`'s output (without a folded
+    affine): ``[grad_x_up, grad_x_low, grad_w_gwc, grad_w_up, grad_w_low]``.
+    """
     grad_y1, grad_p, grad_reused, pooled_up, pooled_low = branch_grads(
-        grad, x_up, x_low, w_gwc, w_up, w_low, sums, sums_offset, stride,
-        dilation, groups, dtype, kernels)
+        grad, x_up, x_low, w_gwc, w_up, w_low, stride, dilation, groups, dtype)
     (grad_up, grad_pooled_up, grad_pooled_low,
      *weight_grads) = conv_grads_in_pieces(grad_y1, grad_p, x_up, pooled_up,
                                            pooled_low, w_gwc, w_up, w_low,
@@ -215,29 +127,3 @@ def cru_grads(grad, x_up, x_low, w_gwc, w_up, w_low, sums, sums_offset, stride,
         cast(grad_up, x_up.dtype),
         cast(grad_low, x_low.dtype), *weight_grads
     ]
-
-
-@cru_backward.register_fake
-def _(grad, x_up, x_low, w_gwc, w_up, w_low, sums, sums_offset, stride,
-      dilation, groups, dtype, kernels):
-    return [torch.empty_like(t) for t in (x_up, x_low, w_gwc, w_up, w_low)]
-
-
-def _setup_context(ctx, inputs, output):
-    (x_up, x_low, w_gwc, w_up, w_low, sums, sums_offset, scale, _, stride,
-     dilation, groups, dtype, kernels) = inputs
-    ctx.save_for_backward(x_up, x_low, w_gwc, w_up, w_low, sums, scale)
-    ctx.options = (sums_offset, stride, dilation, groups, dtype, kernels)
-
-
-def _backward(ctx, grad):
-    x_up, x_low, w_gwc, w_up, w_low, sums, scale = ctx.saved_tensors
-    sums_offset, *options = ctx.options
-    if scale is not None:
-        grad = grad * scale.to(grad.dtype)[:, None, None]
-    grads = cru_backward(grad, x_up, x_low, w_gwc, w_up, w_low, sums,
-                         sums_offset, *options)
-    return (*grads, *[None] * 9)
-
-
-cru.register_autograd(_backward, setup_context=_setup_context)

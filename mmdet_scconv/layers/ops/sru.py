@@ -1,25 +1,15 @@
-"""``mmdet_scconv::sru``: the SRU (Eq. 1-4) as its two output halves.
+"""The SRU (Eq. 1-4) as its two output halves, forward and backward, as
+the PyTorch side of :mod:`.scconv`'s ops.
 
-One registered op with its backward op ``mmdet_scconv::sru_backward``, a fake
-(meta) implementation of each and the autograd formula that joins them.
-``kernels=True`` runs the Triton kernels of :mod:`..kernels.sru` (CUDA
-tensors, or CPU tensors under ``TRITON_INTERPRET=1``); ``kernels=False``
-runs the PyTorch twin below on any device. Both take the GroupNorm's own
-``gamma`` and ``beta``: the reweighting ``W_gamma = gamma / sum(gamma)``
-(Eq. 2) and its gradient happen inside the op, never as parameter-sized
-ops of their own on the host.
-
-The op returns the halves and one fp32 statistics tensor (the GroupNorm
-mean, then the rstd, ``N * groups`` each), which the backward reuses so
-that the reweights are recomputed, never stored.
-
-The PyTorch twin's helpers (:func:`gn_affine`, :func:`gated`,
-:func:`sru_output`) also make the twin of ``mmdet_scconv::sru_inference``.
+Both take the GroupNorm's own ``gamma`` and ``beta``: the reweighting
+``W_gamma = gamma / sum(gamma)`` (Eq. 2) and its gradient happen inside the
+op, never as parameter-sized ops of their own on the host. The forward
+keeps the GroupNorm mean and rstd (:func:`stats_tensor`), from which the
+backward recomputes the reweights, never stored.
 """
 import torch
 
 from ..sru import GAMMA_SUM_EPS, normalised_gamma, safe_sum
-from ._common import cast, zeros_for_none
 
 
 def gn_affine(gamma, beta, gate='soft'):
@@ -196,107 +186,3 @@ def sru_backward_torch(x, gamma, beta, stats, groups, threshold, gate,
 def stats_tensor(mean, rstd):
     """One fp32 statistics tensor: the mean, then the rstd."""
     return torch.cat([mean.flatten(), rstd.flatten()]).float()
-
-
-def sru_statistics(x, gamma, beta, groups, eps, threshold, gate, kernels):
-    """The halves (in ``x``'s dtype, channel slices where the twin ran) and
-    the statistics tensor, on the kernels or the twin."""
-    if kernels:
-        from ..kernels import sru as sru_kernels
-        return sru_kernels.forward(x, gamma, beta, groups, eps, threshold,
-                                   gate)
-    weight, bias = gn_affine(gamma, beta, gate)
-    upper, lower, mean, rstd = sru_forward(x, weight, bias, groups, eps,
-                                           threshold, gate)
-    return upper.to(x.dtype), lower.to(x.dtype), stats_tensor(mean, rstd)
-
-
-@torch.library.custom_op('mmdet_scconv::sru', mutates_args=())
-def sru(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, groups: int,
-        eps: float, threshold: float, gate: str,
-        kernels: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The SRU output's two channel halves (in ``x``'s dtype and layout)
-    and its GroupNorm statistics.
-
-    Args:
-        x (Tensor): ``(N, C, H, W)``, ``C`` even.
-        gamma, beta (Tensor): The GroupNorm's own affine, ``(C,)``.
-        groups (int), eps (float): The GroupNorm's.
-        threshold (float), gate (str): The gate's (``'soft'``/``'hard'``).
-        kernels (bool): Run the Triton kernels, else the PyTorch twin.
-
-    Returns:
-        tuple[Tensor, Tensor, Tensor]: ``upper``, ``lower`` (``C / 2``
-        channels each) and fp32 statistics (``2 N groups`` values).
-    """
-    upper, lower, stats = sru_statistics(x, gamma, beta, groups, eps,
-                                         threshold, gate, kernels)
-    if not kernels:
-        # The twin's halves are slices of one tensor: an op's outputs
-        # may not alias each other.
-        upper, lower = upper.clone(), lower.clone()
-    return upper, lower, stats
-
-
-@sru.register_fake
-def _(x, gamma, beta, groups, eps, threshold, gate, kernels):
-    n, c, h, w = x.shape
-    half = torch.empty_like(x[:, :c // 2])
-    return half, torch.empty_like(half), x.new_empty(
-        2 * n * groups, dtype=torch.float32)
-
-
-@torch.library.custom_op('mmdet_scconv::sru_backward', mutates_args=())
-def sru_backward(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
-                 stats: torch.Tensor, grad_upper: torch.Tensor,
-                 grad_lower: torch.Tensor, groups: int, threshold: float,
-                 gate: str, kernels: bool) -> list[torch.Tensor]:
-    """The gradients of :func:`sru`'s halves: ``[grad_x]`` for the hard
-    gate, ``[grad_x, grad_gamma, grad_beta]`` for the soft one."""
-    if kernels:
-        from ..kernels import sru as sru_kernels
-        grads = sru_kernels.backward(x, gamma, beta, stats, groups, threshold,
-                                     gate, grad_upper, grad_lower)
-    else:
-        grads = sru_backward_torch(x, gamma, beta, stats, groups, threshold,
-                                   gate, grad_upper, grad_lower)
-    grad_x, grad_gamma, grad_beta = grads
-    grad_x = cast(grad_x, x.dtype)
-    if gate == 'hard':
-        return [grad_x]
-    return [grad_x, cast(grad_gamma, gamma.dtype), cast(grad_beta, beta.dtype)]
-
-
-@sru_backward.register_fake
-def _(x, gamma, beta, stats, grad_upper, grad_lower, groups, threshold, gate,
-      kernels):
-    if gate == 'hard':
-        return [torch.empty_like(x)]
-    return [
-        torch.empty_like(x),
-        torch.empty_like(gamma),
-        torch.empty_like(beta)
-    ]
-
-
-def _setup_context(ctx, inputs, output):
-    x, gamma, beta, groups, eps, threshold, gate, kernels = inputs
-    ctx.save_for_backward(x, gamma, beta, output[2])
-    ctx.options = (groups, threshold, gate, kernels)
-    # The statistics get no gradient: autograd need not fill one with zeros.
-    ctx.set_materialize_grads(False)
-
-
-def _backward(ctx, grad_upper, grad_lower, _):
-    x, gamma, beta, stats = ctx.saved_tensors
-    grad_upper, grad_lower = zeros_for_none(
-        (grad_upper, grad_lower), (x.shape[0], x.shape[1] // 2, *x.shape[2:]),
-        x.dtype, x.device)
-    groups, threshold, gate, kernels = ctx.options
-    grads = sru_backward(x, gamma, beta, stats, grad_upper, grad_lower, groups,
-                         threshold, gate, kernels)
-    grad_gamma, grad_beta = grads[1:] if gate == 'soft' else (None, None)
-    return grads[0], grad_gamma, grad_beta, None, None, None, None, None
-
-
-sru.register_autograd(_backward, setup_context=_setup_context)

@@ -2,13 +2,12 @@
 import warnings
 
 import torch.nn as nn
-import torch.utils.checkpoint as cp
 from mmdet.models.backbones.resnet import Bottleneck, ResNet
 from mmdet.models.layers import ResLayer
 from mmdet.registry import MODELS
 from mmengine.logging import print_log
 
-from ...layers import SCConv, check_scconv_args
+from ...layers import SCConv, check_scconv_args, run_backbone
 from .pretrained import load_pretrained
 
 #: The SCConv options a config may set; the backbone fixes the others.
@@ -68,37 +67,6 @@ class SCConvBottleneck(Bottleneck):
             stride=self.conv2_stride,
             dilation=self.dilation,
             **scconv_cfg)
-
-    def forward(self, x):
-        """mmdet's ``Bottleneck.forward``, with ``conv2``, ``norm2`` and the
-        ReLU after them run as :meth:`SCConv.forward_with_norm`, which in
-        CPU inference applies the norm and the ReLU in SCConv's last pass.
-        A ``conv2`` that is no longer an SCConv (the plain bottleneck, or
-        the ONNX form after ``to_export_form``) runs mmdet's forward."""
-        if not isinstance(self.conv2, SCConv):
-            return super().forward(x)
-
-        def _inner_forward(x):
-            out = self.relu(self.norm1(self.conv1(x)))
-            out = self._plugins(out, 'after_conv1_plugin_names')
-            out = self.conv2.forward_with_norm(out, self.norm2, self.relu)
-            out = self._plugins(out, 'after_conv2_plugin_names')
-            out = self.norm3(self.conv3(out))
-            out = self._plugins(out, 'after_conv3_plugin_names')
-            identity = x if self.downsample is None else self.downsample(x)
-            out += identity
-            return out
-
-        if self.with_cp and x.requires_grad:
-            out = cp.checkpoint(_inner_forward, x)
-        else:
-            out = _inner_forward(x)
-        return self.relu(out)
-
-    def _plugins(self, x, names_attr):
-        if not self.with_plugins:
-            return x
-        return self.forward_plugin(x, getattr(self, names_attr))
 
     def switch_to_deploy(self):
         """Fold ``norm2`` into the SCConv ``conv2`` (inference only)."""
@@ -184,6 +152,11 @@ class SCConvResNet(ResNet):
             kwargs['init_cfg'] = dict(
                 type='Constant', val=0, override=dict(name='norm3'))
         return ResLayer(scconv_cfg=scconv_cfg, **kwargs)
+
+    def forward(self, x):
+        """mmdet's ``ResNet.forward``; on the CPU compiled whole by inductor
+        (see :func:`mmdet_scconv.layers.run_backbone`)."""
+        return run_backbone(ResNet.forward, self, x)
 
     def switch_to_deploy(self):
         """Inference form, as mmcv/mmdet re-parameterised modules have it:
