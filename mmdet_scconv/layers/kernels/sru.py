@@ -192,14 +192,13 @@ def _backward_tiles(x_ptr, gu_ptr, gl_ptr, pu_ptr, pr_ptr, w_up_ptr, w_low_ptr,
                     weight_ptr, bias_ptr, stats_ptr, NG, half, SQ, H, W, Wo, G,
                     stride_n, stride_c, stride_p, gu_sn, gu_sc, gu_sp, gl_sn,
                     gl_sc, gl_sp, pu_sn, pu_sc, pu_sp, pr_sn, pr_sc, pr_sp,
-                    gamma_eps, SQUEEZED: tl.constexpr, STRIDE: tl.constexpr,
-                    DOT_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
-                    BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
-                    BLOCK_O: tl.constexpr, BLOCK_ALL_C: tl.constexpr):
+                    gamma_eps, STRIDE: tl.constexpr, DOT_DTYPE: tl.constexpr,
+                    PRECISION: tl.constexpr, BLOCK_P: tl.constexpr,
+                    BLOCK_C: tl.constexpr, BLOCK_O: tl.constexpr,
+                    BLOCK_ALL_C: tl.constexpr):
     """What both backward passes load and recompute for their tile: the
-    gradients of the two SRU halves, at ``gu`` and ``gl``. With
-    ``SQUEEZED`` they are the CRU's, of its squeezed inputs (``SQ``
-    channels; squeeze weights ``w_up``/``w_low``), in the pieces its
+    gradients of the two SRU halves, from the CRU's, of its squeezed inputs
+    (``SQ`` channels; squeeze weights ``w_up``/``w_low``), in the pieces its
     convolutions leave them: ``X_up``'s is ``gu`` (the grouped
     convolution's) plus ``unpool(pu)`` (``PWC1``'s), ``X_low``'s is
     ``unpool(gl + pr)`` (``PWC2``'s and the reused branch's); ``unpool``
@@ -209,27 +208,21 @@ def _backward_tiles(x_ptr, gu_ptr, gl_ptr, pu_ptr, pr_ptr, w_up_ptr, w_low_ptr,
     n, p, c, c_mask, mask = _tile_indices(half, HW, BLOCK_P, BLOCK_C)
     x_a = load_tile(x_ptr, n, p, c, mask, stride_n, stride_c, stride_p)
     x_b = load_tile(x_ptr, n, p, c + half, mask, stride_n, stride_c, stride_p)
-    if SQUEEZED:
-        o = tl.arange(0, BLOCK_O)
-        o_mask = o < SQ
-        squeezed_mask = (p < HW)[:, None] & o_mask[None, :]
-        g_up_sq = load_tile(gu_ptr, n, p, o, squeezed_mask, gu_sn,
-                            gu_sc, gu_sp) + load_unpooled(
-                                pu_ptr, n, p, o, squeezed_mask, H, W, Wo,
-                                pu_sn, pu_sc, pu_sp, STRIDE)
-        g_low_sq = load_unpooled(gl_ptr, n, p, o, squeezed_mask, H, W, Wo,
-                                 gl_sn, gl_sc, gl_sp, STRIDE) + load_unpooled(
-                                     pr_ptr, n, p, o, squeezed_mask, H, W, Wo,
-                                     pr_sn, pr_sc, pr_sp, STRIDE)
-        g_up = _through_squeeze(g_up_sq, w_up_ptr, o, o_mask, c, c_mask, half,
-                                DOT_DTYPE, PRECISION)
-        g_low = _through_squeeze(g_low_sq, w_low_ptr, o, o_mask, c, c_mask,
-                                 half, DOT_DTYPE, PRECISION)
-    else:
-        g_up = load_tile(gu_ptr, n, p, c, mask, gu_sn, gu_sc, gu_sp)
-        g_low = load_tile(gl_ptr, n, p, c, mask, gl_sn, gl_sc, gl_sp)
-        g_up_sq = g_up
-        g_low_sq = g_low
+    o = tl.arange(0, BLOCK_O)
+    o_mask = o < SQ
+    squeezed_mask = (p < HW)[:, None] & o_mask[None, :]
+    g_up_sq = load_tile(
+        gu_ptr, n, p, o, squeezed_mask, gu_sn, gu_sc, gu_sp) + load_unpooled(
+            pu_ptr, n, p, o, squeezed_mask, H, W, Wo, pu_sn, pu_sc, pu_sp,
+            STRIDE)
+    g_low_sq = load_unpooled(gl_ptr, n, p, o, squeezed_mask, H, W, Wo, gl_sn,
+                             gl_sc, gl_sp, STRIDE) + load_unpooled(
+                                 pr_ptr, n, p, o, squeezed_mask, H, W, Wo,
+                                 pr_sn, pr_sc, pr_sp, STRIDE)
+    g_up = _through_squeeze(g_up_sq, w_up_ptr, o, o_mask, c, c_mask, half,
+                            DOT_DTYPE, PRECISION)
+    g_low = _through_squeeze(g_low_sq, w_low_ptr, o, o_mask, c, c_mask, half,
+                             DOT_DTYPE, PRECISION)
     group_channels = 2 * half // G
     inv_sum = inv_gamma_sum(weight_ptr, 2 * half, gamma_eps, BLOCK_ALL_C)
     r_a, xh_a, w_a, rstd_a = _reweights(x_a, c, n, G, group_channels,
@@ -248,9 +241,9 @@ def _backward_sums_kernel(
         bias_ptr, stats_ptr, NG, sums_ptr, sums_offset, half, SQ, H, W, Wo, G,
         stride_n, stride_c, stride_p, gu_sn, gu_sc, gu_sp, gl_sn, gl_sc, gl_sp,
         pu_sn, pu_sc, pu_sp, pr_sn, pr_sc, pr_sp, threshold, gamma_eps,
-        SQUEEZED: tl.constexpr, STRIDE: tl.constexpr, DOT_DTYPE: tl.constexpr,
-        PRECISION: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
-        BLOCK_O: tl.constexpr, BLOCK_ALL_C: tl.constexpr):
+        STRIDE: tl.constexpr, DOT_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
+        BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_O: tl.constexpr,
+        BLOCK_ALL_C: tl.constexpr):
     """Adds per (sample, channel) ``sum dz * x_hat`` and ``sum dz`` into
     ``sums`` from ``sums_offset`` on (``(N, 2, C)``, zeroed; soft gate
     only: the hard gate sends nothing to the GroupNorm)."""
@@ -259,8 +252,8 @@ def _backward_sums_kernel(
          x_ptr, gu_ptr, gl_ptr, pu_ptr, pr_ptr, w_up_ptr, w_low_ptr,
          weight_ptr, bias_ptr, stats_ptr, NG, half, SQ, H, W, Wo, G, stride_n,
          stride_c, stride_p, gu_sn, gu_sc, gu_sp, gl_sn, gl_sc, gl_sp, pu_sn,
-         pu_sc, pu_sp, pr_sn, pr_sc, pr_sp, gamma_eps, SQUEEZED, STRIDE,
-         DOT_DTYPE, PRECISION, BLOCK_P, BLOCK_C, BLOCK_O, BLOCK_ALL_C)
+         pu_sc, pu_sp, pr_sn, pr_sc, pr_sp, gamma_eps, STRIDE, DOT_DTYPE,
+         PRECISION, BLOCK_P, BLOCK_C, BLOCK_O, BLOCK_ALL_C)
     g_sum = g_up + g_low
     dz_a = tl.where(mask, _grad_z(x_a, r_a, g_sum, threshold), 0.0)
     dz_b = tl.where(mask, _grad_z(x_b, r_b, g_sum, threshold), 0.0)
@@ -357,13 +350,13 @@ def _backward_input_kernel(
         zero_ptr, zero_numel, half, SQ, H, W, Wo, G, stride_n, stride_c,
         stride_p, gu_sn, gu_sc, gu_sp, gl_sn, gl_sc, gl_sp, pu_sn, pu_sc,
         pu_sp, pr_sn, pr_sc, pr_sp, threshold, gamma_eps, SOFT: tl.constexpr,
-        SQUEEZED: tl.constexpr, STRIDE: tl.constexpr, DOT_DTYPE: tl.constexpr,
-        PRECISION: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
-        BLOCK_O: tl.constexpr, BLOCK_ALL_C: tl.constexpr):
+        STRIDE: tl.constexpr, DOT_DTYPE: tl.constexpr, PRECISION: tl.constexpr,
+        BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_O: tl.constexpr,
+        BLOCK_ALL_C: tl.constexpr):
     """``grad_x``: the gate's direct term plus (soft) the GroupNorm's,
     ``rstd (dz w - c1 - x_hat c2)``, with ``c1, c2`` per (sample, group)
-    in ``coef_ptr`` as rows ``[c1; c2]``; with ``SQUEEZED`` also the
-    squeeze convolutions' weight gradients (added into ``dw_up``,
+    in ``coef_ptr`` as rows ``[c1; c2]``, and the squeeze convolutions'
+    weight gradients (added into ``dw_up``,
     ``dw_low``), from the SRU halves recomputed here. The last kernel of
     the backward: it zeroes the ``zero_numel`` accumulators at
     ``zero_ptr`` that earlier ones read (:mod:`._workspace`)."""
@@ -372,17 +365,16 @@ def _backward_input_kernel(
          x_ptr, gu_ptr, gl_ptr, pu_ptr, pr_ptr, w_up_ptr, w_low_ptr,
          weight_ptr, bias_ptr, stats_ptr, NG, half, SQ, H, W, Wo, G, stride_n,
          stride_c, stride_p, gu_sn, gu_sc, gu_sp, gl_sn, gl_sc, gl_sp, pu_sn,
-         pu_sc, pu_sp, pr_sn, pr_sc, pr_sp, gamma_eps, SQUEEZED, STRIDE,
-         DOT_DTYPE, PRECISION, BLOCK_P, BLOCK_C, BLOCK_O, BLOCK_ALL_C)
-    if SQUEEZED:
-        w1_a, w2_a = _gate_weights(r_a, threshold, SOFT)
-        w1_b, w2_b = _gate_weights(r_b, threshold, SOFT)
-        upper = tl.where(mask, w1_a * x_a + w2_b * x_b, 0.0)
-        lower = tl.where(mask, w1_b * x_b + w2_a * x_a, 0.0)
-        _add_weight_grad(dw_up_ptr, g_up_sq, upper, c, c_mask, SQ, half,
-                         DOT_DTYPE, PRECISION, BLOCK_O)
-        _add_weight_grad(dw_low_ptr, g_low_sq, lower, c, c_mask, SQ, half,
-                         DOT_DTYPE, PRECISION, BLOCK_O)
+         pu_sc, pu_sp, pr_sn, pr_sc, pr_sp, gamma_eps, STRIDE, DOT_DTYPE,
+         PRECISION, BLOCK_P, BLOCK_C, BLOCK_O, BLOCK_ALL_C)
+    w1_a, w2_a = _gate_weights(r_a, threshold, SOFT)
+    w1_b, w2_b = _gate_weights(r_b, threshold, SOFT)
+    upper = tl.where(mask, w1_a * x_a + w2_b * x_b, 0.0)
+    lower = tl.where(mask, w1_b * x_b + w2_a * x_a, 0.0)
+    _add_weight_grad(dw_up_ptr, g_up_sq, upper, c, c_mask, SQ, half, DOT_DTYPE,
+                     PRECISION, BLOCK_O)
+    _add_weight_grad(dw_low_ptr, g_low_sq, lower, c, c_mask, SQ, half,
+                     DOT_DTYPE, PRECISION, BLOCK_O)
     c1_a = tl.zeros((BLOCK_C, ), tl.float32)
     c1_b = c1_a
     c2_a = c1_a
@@ -490,60 +482,30 @@ def backward_from_cru(x, gamma, beta, stats, groups, threshold, gate,
         tuple: ``(grad_x, grad_gamma, grad_beta, grad_w_up, grad_w_low)``,
         the weights' gradients fp32.
     """
-    return _backward(x, gamma, beta, stats, groups, threshold, gate, cru_grads,
-                     (*squeeze_weights, dtype), stride, accumulators)
-
-
-def _backward(x,
-              gamma,
-              beta,
-              stats,
-              groups,
-              threshold,
-              gate,
-              grads,
-              squeeze=None,
-              stride=1,
-              accumulators=None):
     x = dense(x)
-    grads = [dense(g) for g in grads]
+    grad_up, pooled_up, grad_low, reused = (dense(g) for g in cru_grads)
     n, c, h, w = x.shape
     gamma, beta = kernel_arg(gamma), kernel_arg(beta)
     block_c = max(16, next_power_of_2(c // 2))
     block_p = pixel_block(block_c, _TILE // 4)
     grid = _grid(x, block_p)
     soft = gate == 'soft'
-    if squeeze is None:
-        w_up = w_low = grad_w_up = grad_w_low = gamma  # never read
-        out_channels, dot = 1, dot_options(torch.float32, x.device)
-        (grad_up, grad_low), pooled_up, reused = grads, grads[0], grads[0]
-    else:
-        grad_up, pooled_up, grad_low, reused = grads
-        w_up, w_low, dtype = squeeze
-        w_up, w_low = kernel_arg(w_up), kernel_arg(w_low)
-        out_channels, dot = w_up.shape[0], dot_options(dtype, x.device)
-        grad_w_up, grad_w_low = (
-            torch.zeros(t.shape, dtype=torch.float32, device=x.device)
-            for t in (w_up, w_low))
+    w_up, w_low = (kernel_arg(w) for w in squeeze_weights)
+    out_channels, dot = w_up.shape[0], dot_options(dtype, x.device)
+    grad_w_up, grad_w_low = (
+        torch.zeros(t.shape, dtype=torch.float32, device=x.device)
+        for t in (w_up, w_low))
     pointers = (x, grad_up, grad_low, pooled_up, reused)
     layout = [s for t in pointers for s in strides(t)]
     sizes = (c // 2, out_channels, h, w, pooled_up.shape[-1], groups, *layout)
     settings = dict(
-        SQUEEZED=squeeze is not None,
         STRIDE=stride,
         **dot,
         BLOCK_P=block_p,
         BLOCK_C=block_c,
         BLOCK_O=max(16, next_power_of_2(out_channels)),
         BLOCK_ALL_C=next_power_of_2(c))
-    if accumulators is None and soft:
-        accumulators = scratch(
-            'sru.backward_sums', (n, 2, c),
-            torch.float32,
-            x.device,
-            zeroed=True)
-    # The hard gate has no sums, and maybe nothing to zero.
-    zero_numel = 0 if accumulators is None else accumulators.numel()
+    zero_numel = accumulators.numel()
     sums_offset = zero_numel - 2 * n * c
     grad_gamma = grad_beta = None
     coefficients = stats  # the hard gate never reads them
@@ -584,13 +546,11 @@ def _backward(x,
             stats,
             n * groups,
             coefficients,
-            stats if accumulators is None else accumulators,
+            accumulators,
             zero_numel,
             *sizes,
             threshold,
             GAMMA_SUM_EPS,
             SOFT=soft,
             **settings)
-    if squeeze is None:
-        return grad_x, grad_gamma, grad_beta
     return grad_x, grad_gamma, grad_beta, grad_w_up, grad_w_low
