@@ -90,8 +90,8 @@ def test_compiled_equals_reference_bf16(compiling):
 
 
 def test_new_image_sizes_do_not_recompile(compiling):
-    """Height, width and batch are dynamic: after the first two sizes (a
-    static graph, then a dynamic one), eight more compile nothing."""
+    """The first size compiles a static graph, the second one graph with
+    height, width and batch dynamic; eight more sizes compile nothing."""
     fast, reference = pair(in_channels=32, out_channels=32, gn_groups=8)
     sizes = [(2, 20, 24), (3, 17, 31), (2, 32, 32), (4, 9, 13), (2, 40, 8),
              (3, 25, 25), (2, 11, 50), (5, 16, 12), (2, 64, 48), (3, 7, 7)]

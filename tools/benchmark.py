@@ -78,9 +78,10 @@ def parse_args():
         nargs='+',
         choices=['fast', 'deploy', 'triton', 'torch', 'reference'],
         default=['fast', 'deploy', 'reference'],
-        help='SCConv variants (fast = Triton kernels on '
-        'CUDA, torch = the fast path without them); deploy '
-        '= fast with the following BatchNorms folded in '
+        help='SCConv variants (fast = Triton kernels on CUDA, '
+        'compiled by inductor elsewhere; torch = compiled by inductor; '
+        'reference = eager; with --compile every model is compiled '
+        'whole); deploy = fast with the following BatchNorms folded in '
         '(inference only)')
     parser.add_argument(
         '--compile',

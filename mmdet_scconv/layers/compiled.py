@@ -10,8 +10,10 @@ layers compile their own forward where nobody compiles them:
 * :class:`.SCConv` on its own (:func:`compiled_call` of
   :func:`reference_forward`), and the backbones built of them, whole
   (``SCConvResNet``, the benchmark's trunk);
-* the input's batch, height and width are dynamic, so new image sizes do
-  not recompile;
+* the first input's shape compiles a static graph (the fastest: inductor
+  specialises its loops); the first other shape compiles one graph with
+  the batch, height and width dynamic, so later image sizes compile
+  nothing;
 * the module is an argument and its weights graph inputs, so modules of the
   same configuration share a graph;
 * inductor's FX graph and AOTAutograd caches (on by default, under
@@ -27,6 +29,7 @@ compiles itself: that compiler or exporter traces the reference modules.
 import functools
 import os
 import warnings
+import weakref
 
 import torch
 
@@ -45,6 +48,9 @@ COMPILED_IMPLS = ('fast', 'torch')
 
 #: Device types where compiling failed in this process: the reason.
 _failed = {}
+
+#: The first input shape each module was called with.
+_first_shapes = weakref.WeakKeyDictionary()
 
 
 def reference_forward(scconv, x: torch.Tensor) -> torch.Tensor:
@@ -87,9 +93,10 @@ def _compiled(fn):
 
 
 def compiled_call(fn, module: torch.nn.Module, x: torch.Tensor):
-    """``fn(module, x)`` compiled by inductor (batch, height and width
-    dynamic), or called as it is (with a warning once per device type)
-    where inductor cannot run.
+    """``fn(module, x)`` compiled by inductor (static for ``module``'s first
+    input shape, with batch, height and width dynamic for any other), or
+    called as it is (with a warning once per device type) where inductor
+    cannot run.
 
     Args:
         fn (callable): A plain function of ``(module, x)``, e.g. a class's
@@ -102,8 +109,9 @@ def compiled_call(fn, module: torch.nn.Module, x: torch.Tensor):
     if reason:
         _warn_eager(device_type, reason)
         return fn(module, x)
-    for dim in (0, 2, 3):
-        torch._dynamo.maybe_mark_dynamic(x, dim)
+    if _first_shapes.setdefault(module, x.shape) != x.shape:
+        for dim in (0, 2, 3):
+            torch._dynamo.maybe_mark_dynamic(x, dim)
     try:
         with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
             return _compiled(fn)(module, x)
