@@ -259,7 +259,8 @@ def test_backbone_compiles_itself_on_the_cpu(monkeypatch):
 
     from mmdet_scconv.layers import compiled, set_scconv_impl
     monkeypatch.setenv(compiled.COMPILE_ENV, '1')
-    model = build(depth=50).eval()
+    model = build(depth=50)
+    model.eval()  # mmdet's ResNet.train returns None
     reference = set_scconv_impl(copy.deepcopy(model), 'reference')
     x = torch.rand(1, 3, 32, 32)
     before = torch._dynamo.utils.counters['stats']['unique_graphs']

@@ -143,22 +143,24 @@ def test_without_a_compiler_warns_once_and_runs_the_reference(monkeypatch):
     """Where inductor has no C++ compiler the layer says so once, names the
     fix and runs the reference modules."""
     monkeypatch.setenv(compiled.COMPILE_ENV, '1')
-    monkeypatch.setattr(torch._inductor.config.cpp, 'cxx',
-                        ('no-such-c++-compiler', ))
     compiled.inductor_missing.cache_clear()
     compiled._warn_eager.cache_clear()
     try:
-        fast, reference = pair(in_channels=16, out_channels=16, gn_groups=4)
-        x = torch.randn(1, 16, 6, 6)
-        with pytest.warns(UserWarning, match=r'no C\+\+ compiler') as record:
-            (y, graphs) = compiles(lambda: fast(x))
-        assert graphs == 0
-        message = str(record[0].message)
-        assert "impl='reference'" in message and 'C++ compiler' in message
-        assert_relative_error(y, reference(x), 1e-6)
-        with warnings.catch_warnings():
-            warnings.simplefilter('error')
-            fast(x)  # once only
+        with torch._inductor.config.patch(
+            {'cpp.cxx': ('no-such-c++-compiler', )}):
+            fast, reference = pair(
+                in_channels=16, out_channels=16, gn_groups=4)
+            x = torch.randn(1, 16, 6, 6)
+            with pytest.warns(
+                    UserWarning, match=r'no C\+\+ compiler') as record:
+                (y, graphs) = compiles(lambda: fast(x))
+            assert graphs == 0
+            message = str(record[0].message)
+            assert "impl='reference'" in message
+            assert_relative_error(y, reference(x), 1e-6)
+            with warnings.catch_warnings():
+                warnings.simplefilter('error')
+                fast(x)  # once only
     finally:
         compiled.inductor_missing.cache_clear()
         compiled._warn_eager.cache_clear()
