@@ -146,8 +146,9 @@ def test_without_a_compiler_warns_once_and_runs_the_reference(monkeypatch):
     compiled.inductor_missing.cache_clear()
     compiled._warn_eager.cache_clear()
     try:
-        with torch._inductor.config.patch(
-            {'cpp.cxx': ('no-such-c++-compiler', )}):
+        no_compiler = torch._inductor.config.patch(
+            {'cpp.cxx': ('no-such-c++-compiler', )})
+        with no_compiler:
             fast, reference = pair(
                 in_channels=16, out_channels=16, gn_groups=4)
             x = torch.randn(1, 16, 6, 6)
