@@ -391,6 +391,14 @@ def test_impl_selection(monkeypatch):
             match="impl='triton' runs SCConv layers "
             "with alpha=0.5; this one splits 12/4"):
         SCConv(16, 16, gn_groups=4, alpha=0.75, impl='triton')(x)
+    if not x.is_cuda:
+        # The interpreter chosen after the ops were imported: not silently
+        # the PyTorch math.
+        from mmdet_scconv.layers import ops
+        monkeypatch.setattr(ops, 'KERNEL_DEVICES', ['cuda'])
+        with pytest.raises(RuntimeError, match='register_cpu_kernels'):
+            SCConv(16, 16, gn_groups=4, impl='triton')(x)
+        monkeypatch.undo()
     monkeypatch.setenv('TRITON_INTERPRET', '0')
     with pytest.raises(RuntimeError, match="runs on CUDA tensors"):
         SCConv(16, 16, gn_groups=4, impl='triton')(x)

@@ -125,6 +125,8 @@ def host_scope(args):
         # The kernels run on CPU tensors in Triton's interpreter, which
         # must be chosen before triton is imported.
         os.environ.setdefault('TRITON_INTERPRET', '1')
+        from mmdet_scconv.layers.ops import register_cpu_kernels
+        register_cpu_kernels()
     from mmdet_scconv.benchmark.host import (format_host_table, host_report,
                                              layer_host_work)
     rows = layer_host_work(

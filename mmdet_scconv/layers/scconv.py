@@ -190,6 +190,12 @@ class SCConv(nn.Module):
         (:mod:`.kernel_check`)."""
         if self.impl == 'triton':
             require_triton(x)
+            if x.device.type not in ops.KERNEL_DEVICES:
+                raise RuntimeError(
+                    f"impl='triton' on {x.device.type} tensors needs the "
+                    f"kernels registered there: import mmdet_scconv with "
+                    f"TRITON_INTERPRET=1 already set, or call "
+                    f"mmdet_scconv.layers.ops.register_cpu_kernels().")
             if not self.cru.splits_in_halves:
                 raise ValueError(
                     f"impl='triton' runs SCConv layers with alpha=0.5; this "

@@ -7,10 +7,10 @@ interpreter). :class:`..SCConv` calls them, so
 ``torch.compile(fullgraph=True)`` traces a model without graph breaks and
 keeps the kernels, and ``torch.library.opcheck`` checks each.
 """
-from .scconv import (CHECK_CASES, KERNEL_DEVICES, scconv, scconv_backward,
-                     scconv_inference)
+from .scconv import (CHECK_CASES, KERNEL_DEVICES, register_cpu_kernels, scconv,
+                     scconv_backward, scconv_inference)
 
 __all__ = [
     'scconv', 'scconv_backward', 'scconv_inference', 'CHECK_CASES',
-    'KERNEL_DEVICES'
+    'KERNEL_DEVICES', 'register_cpu_kernels'
 ]

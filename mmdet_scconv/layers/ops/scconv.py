@@ -44,8 +44,9 @@ from .sru import (gn_affine, halves_from_stats, sru_backward_torch,
                   sru_forward, stats_tensor)
 
 #: Where the Triton kernels are registered: CUDA, and the CPU under
-#: Triton's interpreter (how the tests run them without a GPU).
-KERNEL_DEVICES = ('cuda', 'cpu') if triton_interpreted() else ('cuda', )
+#: Triton's interpreter (how the tests run them without a GPU; see
+#: :func:`register_cpu_kernels`).
+KERNEL_DEVICES = []
 
 
 def _gwc_groups(w_squeeze_up, w_gwc):
@@ -374,10 +375,32 @@ def _scconv_inference_on_kernels(x, gamma, beta, w_squeeze_up, w_squeeze_low,
         reuse=True)[0]
 
 
-for _device in KERNEL_DEVICES:
-    scconv.register_kernel(_device)(_scconv_on_kernels)
-    scconv_backward.register_kernel(_device)(_scconv_backward_on_kernels)
-    scconv_inference.register_kernel(_device)(_scconv_inference_on_kernels)
+def _register_kernels(device_type):
+    scconv.register_kernel(device_type)(_scconv_on_kernels)
+    scconv_backward.register_kernel(device_type)(_scconv_backward_on_kernels)
+    scconv_inference.register_kernel(device_type)(_scconv_inference_on_kernels)
+    KERNEL_DEVICES.append(device_type)
+
+
+def register_cpu_kernels():
+    """Register the Triton kernels for CPU tensors too, which Triton's
+    interpreter runs (done on import where ``TRITON_INTERPRET=1`` is set
+    already; idempotent).
+
+    Raises:
+        RuntimeError: ``TRITON_INTERPRET=1`` is not set.
+    """
+    if not triton_interpreted():
+        raise RuntimeError(
+            "SCConv's Triton kernels run on CPU tensors only in Triton's "
+            "interpreter: set TRITON_INTERPRET=1 before triton is imported.")
+    if 'cpu' not in KERNEL_DEVICES:
+        _register_kernels('cpu')
+
+
+_register_kernels('cuda')
+if triton_interpreted():
+    register_cpu_kernels()
 
 
 def _check_training(stride, gate):
