@@ -91,11 +91,10 @@ def layer_on_both_sides(shape, groups, channels_last, gate, gamma=None):
                                layer_op.kernels_backward),
                               (layer_op.torch_forward,
                                layer_op.torch_backward)):
-        y, up, low, stats = forward(x, *weights, groups, 1e-5, 0.5, gate, 1, 1,
-                                    torch.float32)
+        options = (groups, 1e-5, 0.5, gate, 1, 1, torch.float32)
+        y, *saved = forward(x, weights, options)
         grad = torch.linspace(-1, 1, y.numel(), device=DEVICE).view_as(y)
-        results.append((y, *backward(grad, x, *weights, up, low, stats, groups,
-                                     0.5, gate, 1, 1, torch.float32)))
+        results.append((y, *backward(grad, x, weights, saved, options)))
     return results
 
 

@@ -144,11 +144,9 @@ def run_paths(channels, stride, dtype, size=(9, 7)):
     affine = (torch.ones(channels), torch.zeros(channels))
     with torch.no_grad():
         for folded in (None, affine):
-            kernels_forward(x, *weights, *options, folded, reuse=True)
-        y, up, low, stats = kernels_forward(x, *weights, *options)
-        kernels_backward(
-            torch.ones_like(y), x, *weights, up, low, stats, options[0],
-            *options[2:])
+            kernels_forward(x, weights, options, folded, reuse=True)
+        y, *saved = kernels_forward(x, weights, options)
+        kernels_backward(torch.ones_like(y), x, weights, saved, options)
 
 
 def _compile(launch, target):

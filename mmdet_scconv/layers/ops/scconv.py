@@ -59,25 +59,23 @@ def stats_length(n, groups, w_squeeze_up, w_gwc):
     return 2 * n * groups + sums_length(n, squeezed, squeezed, w_gwc.shape[-1])
 
 
-def torch_forward(x,
-                  gamma,
-                  beta,
-                  w_squeeze_up,
-                  w_squeeze_low,
-                  w_gwc,
-                  w_pwc_up,
-                  w_pwc_low,
-                  groups,
-                  eps,
-                  threshold,
-                  gate,
-                  stride,
-                  dilation,
-                  dtype,
-                  affine=None):
+def torch_forward(x, weights, options, affine=None):
     """``(y, up, low, stats)`` by PyTorch: the SRU halves through the
     squeeze convolutions (in ``dtype``), then the CRU, then ``affine`` (a
-    folded BatchNorm's fp32 ``(scale, shift)``) if given."""
+    folded BatchNorm's fp32 ``(scale, shift)``) if given.
+
+    Args:
+        x (Tensor): ``(N, C, H, W)``, ``C`` even.
+        weights (tuple[Tensor]): ``(gamma, beta, w_squeeze_up,
+            w_squeeze_low, w_gwc, w_pwc_up, w_pwc_low)``, as :func:`scconv`
+            takes them.
+        options (tuple): ``(groups, eps, threshold, gate, stride, dilation,
+            dtype)``, likewise.
+        affine (tuple[Tensor, Tensor], optional): See above.
+    """
+    gamma, beta, w_squeeze_up, w_squeeze_low, w_gwc, w_pwc_up, w_pwc_low = (
+        weights)
+    groups, eps, threshold, gate, stride, dilation, dtype = options
     weight, bias = gn_affine(gamma, beta, gate)
     upper, lower, mean, rstd = sru_forward(x, weight, bias, groups, eps,
                                            threshold, gate)
@@ -92,28 +90,15 @@ def torch_forward(x,
     return y, up, low, stats
 
 
-def kernels_forward(x,
-                    gamma,
-                    beta,
-                    w_squeeze_up,
-                    w_squeeze_low,
-                    w_gwc,
-                    w_pwc_up,
-                    w_pwc_low,
-                    groups,
-                    eps,
-                    threshold,
-                    gate,
-                    stride,
-                    dilation,
-                    dtype,
-                    affine=None,
-                    reuse=False):
+def kernels_forward(x, weights, options, affine=None, reuse=False):
     """:func:`torch_forward` on the Triton kernels; with ``reuse`` the
     squeezed tensors and the statistics live in reused scratch, for a
     caller that keeps only ``y``."""
     from ..kernels import cru as cru_kernels
     from ..kernels import sru_squeeze as squeeze_kernels
+    gamma, beta, w_squeeze_up, w_squeeze_low, w_gwc, w_pwc_up, w_pwc_low = (
+        weights)
+    groups, eps, threshold, gate, stride, dilation, dtype = options
     up, low, stats = squeeze_kernels.sru_squeeze(
         x,
         gamma,
@@ -133,13 +118,16 @@ def kernels_forward(x,
     return y, up, low, stats
 
 
-def torch_backward(grad, x, gamma, beta, w_squeeze_up, w_squeeze_low, w_gwc,
-                   w_pwc_up, w_pwc_low, up, low, stats, groups, threshold,
-                   gate, stride, dilation, dtype):
-    """The gradients of :func:`torch_forward`'s ``y`` by PyTorch:
-    ``(grad_x, grad_gamma, grad_beta, grad_w_squeeze_up,
-    grad_w_squeeze_low, grad_w_gwc, grad_w_pwc_up, grad_w_pwc_low)``, the
-    GroupNorm's None for the hard gate."""
+def torch_backward(grad, x, weights, saved, options):
+    """The gradients of :func:`torch_forward`'s ``y`` by PyTorch, from what
+    it returned beside it (``saved``: ``(up, low, stats)``): ``(grad_x,
+    grad_gamma, grad_beta, grad_w_squeeze_up, grad_w_squeeze_low,
+    grad_w_gwc, grad_w_pwc_up, grad_w_pwc_low)``, the GroupNorm's None for
+    the hard gate."""
+    gamma, beta, w_squeeze_up, w_squeeze_low, w_gwc, w_pwc_up, w_pwc_low = (
+        weights)
+    groups, _, threshold, gate, stride, dilation, dtype = options
+    up, low, stats = saved
     grad_up, grad_low, *cru_weight_grads = cru_grads(
         grad, up, low, w_gwc, w_pwc_up, w_pwc_low, stride, dilation,
         _gwc_groups(w_squeeze_up, w_gwc), dtype)
@@ -154,15 +142,17 @@ def torch_backward(grad, x, gamma, beta, w_squeeze_up, w_squeeze_low, w_gwc,
             *cru_weight_grads)
 
 
-def kernels_backward(grad, x, gamma, beta, w_squeeze_up, w_squeeze_low, w_gwc,
-                     w_pwc_up, w_pwc_low, up, low, stats, groups, threshold,
-                     gate, stride, dilation, dtype):
+def kernels_backward(grad, x, weights, saved, options):
     """:func:`torch_backward` on the Triton kernels. What only the backward
     reads lives in reused scratch, its accumulators in one zeroed buffer
     that the last kernel leaves zeroed (:mod:`..kernels._workspace`)."""
     from ..kernels import cru as cru_kernels
     from ..kernels import sru as sru_kernels
     from ..kernels._workspace import scratch, zeroed_on_error
+    gamma, beta, w_squeeze_up, w_squeeze_low, w_gwc, w_pwc_up, w_pwc_low = (
+        weights)
+    groups, _, threshold, gate, stride, dilation, dtype = options
+    up, low, stats = saved
     n = x.shape[0]
     gwc_groups = _gwc_groups(w_squeeze_up, w_gwc)
     # The CRU's dL/dbeta1 and beta1, then the GroupNorm's sums.
@@ -221,9 +211,10 @@ def scconv(
         tuple[Tensor]: The output (``x``'s layout, ``dtype``), both squeezed
         tensors and the fp32 statistics.
     """
-    return torch_forward(x, gamma, beta, w_squeeze_up, w_squeeze_low, w_gwc,
-                         w_pwc_up, w_pwc_low, groups, eps, threshold, gate,
-                         stride, dilation, dtype)
+    return torch_forward(
+        x,
+        (gamma, beta, w_squeeze_up, w_squeeze_low, w_gwc, w_pwc_up, w_pwc_low),
+        (groups, eps, threshold, gate, stride, dilation, dtype))
 
 
 @scconv.register_fake
@@ -247,18 +238,26 @@ def scconv_backward(grad: torch.Tensor, x: torch.Tensor, gamma: torch.Tensor,
     """The gradients of :func:`scconv`'s output: ``[grad_x,
     grad_w_squeeze_up, grad_w_squeeze_low, grad_w_gwc, grad_w_pwc_up,
     grad_w_pwc_low]``, then ``grad_gamma, grad_beta`` for the soft gate."""
-    return _backward_list(
-        torch_backward(grad, x, gamma, beta, w_squeeze_up, w_squeeze_low,
-                       w_gwc, w_pwc_up, w_pwc_low, up, low, stats, groups,
-                       threshold, gate, stride, dilation, dtype), x, gamma,
-        beta, gate)
+    return _backward_list(torch_backward, grad, x, gamma, beta, w_squeeze_up,
+                          w_squeeze_low, w_gwc, w_pwc_up, w_pwc_low, up, low,
+                          stats, groups, threshold, gate, stride, dilation,
+                          dtype)
 
 
-def _backward_list(grads, x, gamma, beta, gate):
-    grad_x, grad_gamma, grad_beta, *weight_grads = grads
+def _backward_list(backward, grad, x, *args):
+    """``backward``'s gradients from :func:`scconv_backward`'s arguments,
+    as that op returns them."""
+    weights, saved = args[:7], args[7:10]
+    groups, threshold, gate, stride, dilation, dtype = args[10:]
+    grad_x, grad_gamma, grad_beta, *weight_grads = backward(
+        grad, x, weights, saved,
+        (groups, None, threshold, gate, stride, dilation, dtype))
     out = [cast(grad_x, x.dtype), *weight_grads]
     if gate == 'soft':
-        out += [cast(grad_gamma, gamma.dtype), cast(grad_beta, beta.dtype)]
+        out += [
+            cast(grad_gamma, weights[0].dtype),
+            cast(grad_beta, weights[1].dtype)
+        ]
     return out
 
 
@@ -308,10 +307,11 @@ def scconv_inference(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
                      dtype: torch.dtype) -> torch.Tensor:
     """SCConv's output without autograd (``scale * y + shift`` with a
     folded BatchNorm); the other arguments as :func:`scconv`'s."""
-    return torch_forward(x, gamma, beta, w_squeeze_up, w_squeeze_low, w_gwc,
-                         w_pwc_up, w_pwc_low, groups, eps, threshold,
-                         gate, stride, dilation, dtype,
-                         _fp32_affine(scale, shift))[0]
+    return torch_forward(
+        x,
+        (gamma, beta, w_squeeze_up, w_squeeze_low, w_gwc, w_pwc_up, w_pwc_low),
+        (groups, eps, threshold, gate, stride, dilation, dtype),
+        _fp32_affine(scale, shift))[0]
 
 
 def _fp32_affine(scale, shift):
@@ -330,49 +330,21 @@ def _checked(x, dtype):
     kernel_check.kernels_checked(x, dtype, CHECK_CASES, strict=True)
 
 
-def _scconv_on_kernels(x, gamma, beta, w_squeeze_up, w_squeeze_low, w_gwc,
-                       w_pwc_up, w_pwc_low, groups, eps, threshold, gate,
-                       stride, dilation, dtype):
-    _checked(x, dtype)
-    return kernels_forward(x, gamma, beta, w_squeeze_up, w_squeeze_low, w_gwc,
-                           w_pwc_up, w_pwc_low, groups, eps, threshold, gate,
-                           stride, dilation, dtype)
+def _scconv_on_kernels(x, *args):
+    weights, options = args[:7], args[7:]
+    _checked(x, options[-1])
+    return kernels_forward(x, weights, options)
 
 
-def _scconv_backward_on_kernels(grad, x, gamma, beta, w_squeeze_up,
-                                w_squeeze_low, w_gwc, w_pwc_up, w_pwc_low, up,
-                                low, stats, groups, threshold, gate, stride,
-                                dilation, dtype):
-    return _backward_list(
-        kernels_backward(grad, x, gamma, beta, w_squeeze_up, w_squeeze_low,
-                         w_gwc, w_pwc_up, w_pwc_low, up, low, stats, groups,
-                         threshold, gate, stride, dilation, dtype), x, gamma,
-        beta, gate)
+def _scconv_backward_on_kernels(*args):
+    return _backward_list(kernels_backward, *args)
 
 
-def _scconv_inference_on_kernels(x, gamma, beta, w_squeeze_up, w_squeeze_low,
-                                 w_gwc, w_pwc_up, w_pwc_low, scale, shift,
-                                 groups, eps, threshold, gate, stride,
-                                 dilation, dtype):
-    _checked(x, dtype)
+def _scconv_inference_on_kernels(x, *args):
+    weights, (scale, shift), options = args[:7], args[7:9], args[9:]
+    _checked(x, options[-1])
     return kernels_forward(
-        x,
-        gamma,
-        beta,
-        w_squeeze_up,
-        w_squeeze_low,
-        w_gwc,
-        w_pwc_up,
-        w_pwc_low,
-        groups,
-        eps,
-        threshold,
-        gate,
-        stride,
-        dilation,
-        dtype,
-        _fp32_affine(scale, shift),
-        reuse=True)[0]
+        x, weights, options, _fp32_affine(scale, shift), reuse=True)[0]
 
 
 def _register_kernels(device_type):
@@ -409,12 +381,11 @@ def _check_training(stride, gate):
         forward, backward = ((kernels_forward,
                               kernels_backward) if kernels else
                              (torch_forward, torch_backward))
-        options = (layer.groups, layer.threshold, gate, stride, 1, layer.dtype)
-        y, up, low, stats = forward(layer.x, *layer.weights, layer.groups,
-                                    layer.eps, *options[1:])
+        options = (layer.groups, layer.eps, layer.threshold, gate, stride, 1,
+                   layer.dtype)
+        y, *saved = forward(layer.x, layer.weights, options)
         grads = backward(
-            layer.grad_of(y), layer.x, *layer.weights, up, low, stats,
-            *options)
+            layer.grad_of(y), layer.x, layer.weights, saved, options)
         return [y, *(g for g in grads if g is not None)]
 
     return run
@@ -422,10 +393,9 @@ def _check_training(stride, gate):
 
 def _check_inference(kernels, layer):
     forward = kernels_forward if kernels else torch_forward
-    return [
-        forward(layer.x, *layer.weights, layer.groups, layer.eps,
-                layer.threshold, 'soft', 2, 1, layer.dtype, layer.affine)[0]
-    ]
+    options = (layer.groups, layer.eps, layer.threshold, 'soft', 2, 1,
+               layer.dtype)
+    return [forward(layer.x, layer.weights, options, layer.affine)[0]]
 
 
 #: What the kernels' self-check compares with the PyTorch math: each case a
